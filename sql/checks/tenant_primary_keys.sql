@@ -1,0 +1,18 @@
+-- app_public tenant tables (with organization_id) whose primary key is not (organization_id, id).
+select c.relname as "table",
+  (select array_agg(a.attname::text order by k.ord)
+   from pg_constraint p
+   cross join lateral unnest(p.conkey) with ordinality as k(attnum, ord)
+   join pg_attribute a on a.attrelid = p.conrelid and a.attnum = k.attnum
+   where p.conrelid = c.oid and p.contype = 'p') as primary_key
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = 'app_public'
+  and c.relkind in ('r', 'p')
+  and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'organization_id' and not a.attisdropped)
+  and (select array_agg(a.attname::text order by k.ord)
+       from pg_constraint p
+       cross join lateral unnest(p.conkey) with ordinality as k(attnum, ord)
+       join pg_attribute a on a.attrelid = p.conrelid and a.attnum = k.attnum
+       where p.conrelid = c.oid and p.contype = 'p') is distinct from array['organization_id', 'id']
+order by 1;

@@ -1,0 +1,132 @@
+// Atrium's command line. `npm start` runs `start`; the other commands have npm scripts too.
+//
+//   start                  PostgreSQL (embedded unless DATABASE_URL), migrations, API, worker
+//   worker                 the job worker alone (set WORKER_INLINE=false on the API then)
+//   migrate <args...>      the graphile-migrate CLI with connections and role names filled in
+//   db:setup [--print]     create/update roles and database as a superuser (or print the SQL)
+//   install-worker-schema  install/upgrade the job queue schema (run by graphile-migrate hooks)
+//   export-schema          write schema.graphql (sorted) from the current database
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { openDatabase, runSetup, setupSql, withDatabase } from './db/bootstrap.ts';
+import { installWorkerSchema } from './db/migrations.ts';
+import { createLogger, type Logger } from './log.ts';
+import { ROOT } from './paths.ts';
+
+type Command = (config: Config, log: Logger, args: string[]) => Promise<void>;
+
+const commands: Record<string, Command> = {
+  async start(config, log) {
+    const { startAtrium } = await import('./index.ts');
+    await startAtrium(config, log, { api: true, worker: config.worker.inline, handleSignals: true });
+  },
+
+  async worker(config, log) {
+    const { startAtrium } = await import('./index.ts');
+    await startAtrium(config, log, { api: false, worker: true, handleSignals: true });
+  },
+
+  async migrate(config, log, args) {
+    const db = await openDatabase(config, log);
+    try {
+      if (!db.superuserUrl && ['reset', 'commit', 'uncommit', 'watch'].some((c) => args.includes(c))) {
+        log.warn('without a superuser connection, commands that reset the shadow database need SHADOW_DATABASE_URL and ROOT_DATABASE_URL in the environment');
+      }
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        DATABASE_URL: db.ownerUrl,
+        DATABASE_AUTHENTICATOR: db.roles.authenticator,
+        DATABASE_VISITOR: db.roles.visitor,
+        DATABASE_WORKER: db.roles.worker,
+      };
+      if (db.superuserUrl) {
+        env.ROOT_DATABASE_URL ??= withDatabase(db.superuserUrl, 'postgres');
+        env.SHADOW_DATABASE_URL ??= withDatabase(db.ownerUrl, `${db.databaseName}_shadow`);
+      }
+      const code = await new Promise<number>((resolve, reject) => {
+        const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'graphile-migrate'), args, { cwd: ROOT, env, stdio: 'inherit' });
+        child.once('error', reject);
+        child.once('exit', (c) => resolve(c ?? 1));
+      });
+      process.exitCode = code;
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async 'db:setup'(config, log, args) {
+    const databaseName = config.database.url ? decodeURIComponent(new URL(config.database.url).pathname.slice(1)) : 'atrium';
+    if (args.includes('--print')) {
+      const sql = setupSql(config.database.roles, databaseName);
+      process.stdout.write(`-- Run as a superuser, connected to any database first for the roles:\n${sql.roles}\n`);
+      process.stdout.write(`-- Create the database if needed: create database ${databaseName} owner ${config.database.roles.owner};\n`);
+      process.stdout.write(`\\connect ${databaseName}\n${sql.database}`);
+      return;
+    }
+    const root = process.env.ROOT_DATABASE_URL;
+    if (root === undefined) {
+      // No separate superuser: DATABASE_URL (or the embedded server) is one, and opening the
+      // database runs the set-up.
+      await (await openDatabase(config, log)).stop();
+      return;
+    }
+    await runSetup(withDatabase(root, databaseName), config.database.roles, databaseName, {
+      owner: config.database.ownerPassword,
+      authenticator: config.database.authenticatorPassword,
+      worker: config.database.workerPassword,
+    }, log);
+    log.info('roles and database are set up');
+  },
+
+  async 'install-worker-schema'(config, log) {
+    // Called by graphile-migrate's afterAllMigrations hook, which passes the owner's URL as GM_DBURL.
+    const ownerUrl = process.env.GM_DBURL;
+    if (ownerUrl) {
+      await installWorkerSchema({ ownerUrl, roles: config.database.roles }, log);
+      return;
+    }
+    const db = await openDatabase(config, log);
+    try {
+      await installWorkerSchema(db, log);
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async 'export-schema'(config, log) {
+    const { writeSchema } = await import('./http/schema-export.ts');
+    const file = await writeSchema(config, log);
+    log.info({ file }, 'GraphQL schema written');
+  },
+};
+
+async function main(): Promise<void> {
+  const [name = 'start', ...args] = process.argv.slice(2);
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  // Grafast reads this at import time; development mode adds checks and readable errors.
+  process.env.GRAPHILE_ENV ??= config.nodeEnv === 'production' ? 'production' : 'development';
+  const log = createLogger(config.logLevel);
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`Unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}\n`);
+    process.exit(2);
+  }
+  try {
+    await command(config, log, args);
+  } catch (error) {
+    log.fatal({ err: error }, (error as Error).message);
+    process.exitCode = 1;
+  }
+}
+
+await main();

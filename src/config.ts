@@ -1,0 +1,167 @@
+// Configuration: read once from the environment, validated, frozen.
+// Every variable is listed in .env.example; every problem names its variable.
+import path from 'node:path';
+
+export type NodeEnv = 'development' | 'production' | 'test';
+
+export interface RoleNames {
+  owner: string;
+  authenticator: string;
+  visitor: string;
+  worker: string;
+}
+
+export interface Config {
+  nodeEnv: NodeEnv;
+  host: string;
+  port: number;
+  /** Public base URL printed at start (defaults to http://host:port). */
+  publicUrl: string;
+  database: {
+    /** DATABASE_URL as given; undefined means "boot an embedded PostgreSQL". */
+    url: string | undefined;
+    roles: RoleNames;
+    /** Passwords for the roles the app logs in as (undefined: embedded mode generates them). */
+    ownerPassword: string | undefined;
+    authenticatorPassword: string | undefined;
+    workerPassword: string | undefined;
+    embeddedDir: string;
+    embeddedPort: number;
+  };
+  auth: {
+    /** HS256 secret for access tokens; undefined: a development secret is generated and kept in .data/. */
+    jwtSecret: string | undefined;
+    accessTokenTtlSeconds: number;
+    refreshTokenTtlSeconds: number;
+  };
+  worker: {
+    /** Run graphile-worker inside `npm start`. */
+    inline: boolean;
+    concurrency: number;
+  };
+  graphiql: boolean;
+  /** Origins allowed to call the API from a browser ('*' for any). */
+  corsOrigins: string[];
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee .env.example for every variable.`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Parses `env` (defaults to process.env). Throws ConfigError listing every problem at once. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const v = str(name);
+    if (v === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    problems.push(`${name}="${v}" must be one of: ${allowed.join(', ')}`);
+    return fallback;
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const v = str(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name}="${v}" must be an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const v = str(name)?.toLowerCase();
+    if (v === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    problems.push(`${name}="${env[name]}" must be true or false`);
+    return fallback;
+  };
+  const role = (name: string, fallback: string): string => {
+    const v = str(name) ?? fallback;
+    if (!ROLE_NAME.test(v)) problems.push(`${name}="${v}" must be a lower-case SQL identifier (a-z, 0-9, _)`);
+    return v;
+  };
+
+  const nodeEnv = oneOf<NodeEnv>('NODE_ENV', ['development', 'production', 'test'], 'development');
+  const production = nodeEnv === 'production';
+  const host = str('HOST') ?? '127.0.0.1';
+  const port = int('PORT', 3000, 0, 65535);
+
+  const url = str('DATABASE_URL');
+  if (url !== undefined) {
+    try {
+      const u = new URL(url);
+      if (!['postgres:', 'postgresql:'].includes(u.protocol)) problems.push(`DATABASE_URL must start with postgres:// (got ${u.protocol}//)`);
+      if (!u.pathname || u.pathname === '/') problems.push('DATABASE_URL must name a database, e.g. postgres://user:pass@host:5432/atrium');
+    } catch {
+      problems.push('DATABASE_URL is not a valid URL (expected postgres://user:password@host:5432/database)');
+    }
+  } else if (production) {
+    problems.push('DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)');
+  }
+
+  const roles: RoleNames = {
+    owner: role('DATABASE_OWNER', 'atrium_owner'),
+    authenticator: role('DATABASE_AUTHENTICATOR', 'atrium_authenticator'),
+    visitor: role('DATABASE_VISITOR', 'atrium_visitor'),
+    worker: role('DATABASE_WORKER', 'atrium_worker'),
+  };
+  if (new Set(Object.values(roles)).size !== 4) {
+    problems.push('DATABASE_OWNER, DATABASE_AUTHENTICATOR, DATABASE_VISITOR and DATABASE_WORKER must be four different roles');
+  }
+
+  // Required only when the app logs in with them (checked in src/db/bootstrap.ts).
+  const authenticatorPassword = str('DATABASE_AUTHENTICATOR_PASSWORD');
+  const workerPassword = str('DATABASE_WORKER_PASSWORD');
+
+  const jwtSecret = str('JWT_SECRET');
+  if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('JWT_SECRET must be at least 32 characters (use e.g. `openssl rand -base64 48`)');
+  if (jwtSecret === undefined && production) problems.push('JWT_SECRET is required when NODE_ENV=production');
+
+  const logLevel = str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL="${logLevel}" must be one of: ${LOG_LEVELS.join(', ')}`);
+
+  const config: Config = {
+    nodeEnv,
+    host,
+    port,
+    publicUrl: (str('PUBLIC_URL') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, ''),
+    database: {
+      url,
+      roles,
+      ownerPassword: str('DATABASE_OWNER_PASSWORD'),
+      authenticatorPassword,
+      workerPassword,
+      embeddedDir: path.resolve(cwd, str('EMBEDDED_PG_DIR') ?? '.data/postgres'),
+      embeddedPort: int('EMBEDDED_PG_PORT', 54329, 1, 65535),
+    },
+    auth: {
+      jwtSecret,
+      accessTokenTtlSeconds: int('ACCESS_TOKEN_TTL_SECONDS', 15 * 60, 30, 24 * 3600),
+      refreshTokenTtlSeconds: int('REFRESH_TOKEN_TTL_SECONDS', 30 * 24 * 3600, 300, 365 * 24 * 3600),
+    },
+    worker: {
+      inline: bool('WORKER_INLINE', true),
+      concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
+    },
+    graphiql: production ? false : bool('GRAPHIQL', true),
+    corsOrigins: (str('CORS_ORIGINS') ?? (production ? '' : '*')).split(',').map((o) => o.trim()).filter((o) => o !== ''),
+    logLevel,
+  };
+  if (production && bool('GRAPHIQL', false)) problems.push('GRAPHIQL cannot be enabled when NODE_ENV=production');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

@@ -1,0 +1,54 @@
+// The Express app, assembled from small pieces: health, CORS, token authentication, GraphQL
+// (grafserv), and JSON errors for everything else.
+import type { Server } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { PostGraphileInstance } from 'postgraphile';
+import { grafserv } from 'postgraphile/grafserv/express/v4';
+import type { Config } from '../config.ts';
+import type { TokenService } from '../auth/tokens.ts';
+import type { Logger } from '../log.ts';
+import { authenticate, sendJsonError } from './auth.ts';
+import { installHealth, type ReadinessChecks } from './health.ts';
+import { GRAPHQL_PATH } from './postgraphile.ts';
+
+function cors(origins: string[]) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const origin = req.headers.origin;
+    if (origin && (origins.includes('*') || origins.includes(origin))) {
+      res.setHeader('Access-Control-Allow-Origin', origins.includes('*') ? '*' : origin);
+      res.setHeader('Vary', 'Origin');
+      res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      res.setHeader('Access-Control-Max-Age', '600');
+    }
+    if (req.method === 'OPTIONS') {
+      res.status(204).end();
+      return;
+    }
+    next();
+  };
+}
+
+export async function createApp(options: {
+  config: Config;
+  pgl: PostGraphileInstance;
+  tokens: TokenService;
+  readiness: ReadinessChecks;
+  server: Server;
+  log: Logger;
+}): Promise<express.Express> {
+  const { config, pgl, tokens, readiness, server, log } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  installHealth(app, readiness);
+  app.use(cors(config.corsOrigins));
+  app.use(GRAPHQL_PATH, authenticate(tokens));
+  const serv = pgl.createServ(grafserv);
+  await serv.addTo(app, server);
+  app.use((_req: Request, res: Response) => sendJsonError(res, 404, 'NOT_FOUND', `Nothing here; the GraphQL endpoint is ${GRAPHQL_PATH}.`));
+  app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+    log.error({ err: error }, 'unhandled HTTP error');
+    if (!res.headersSent) sendJsonError(res, 500, 'INTERNAL', 'Unexpected error; it has been logged.');
+  });
+  return app;
+}

@@ -1,0 +1,153 @@
+// GraphQL mutations that issue access tokens: register, login, refresh, switchOrganization,
+// logout. Every rule (password check, session rotation, reuse detection, membership) is in
+// SQL (sql/functions/auth.sql); this plugin calls those functions on the request's own
+// connection and signs the access token for the grant they return.
+//
+// Why not plain PostGraphile mutations? The refresh function must be able to *commit* a
+// session revocation and still report failure: it returns null and we raise the error here,
+// after the transaction has committed.
+import { access, type Step } from 'postgraphile/grafast';
+import { sideEffectWithPgClient } from 'postgraphile/@dataplan/pg';
+import { extendSchema, gql } from 'postgraphile/utils';
+import type { TokenService } from '../auth/tokens.ts';
+import type { ErrorCatalog } from './errors.ts';
+
+interface GrantRow {
+  user_id: string | null;
+  session_id: string | null;
+  organization_id: string | null;
+  refresh_token: string | null;
+  refresh_expires_at: Date | null;
+}
+
+interface PgClientLike {
+  query<T>(opts: { text: string; values?: unknown[] }): Promise<{ rows: T[] }>;
+}
+
+export interface AuthPayload {
+  accessToken: string;
+  accessTokenExpiresAt: string;
+  refreshToken: string | null;
+  refreshTokenExpiresAt: string;
+  userId: string;
+  organizationId: string | null;
+}
+
+export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
+  const issue = async (grant: GrantRow | undefined, failure: string): Promise<AuthPayload> => {
+    if (!grant || grant.user_id === null || grant.session_id === null || grant.refresh_expires_at === null) {
+      throw errors.error(failure);
+    }
+    const { token, expiresAt } = await tokens.sign({ userId: grant.user_id, sessionId: grant.session_id, organizationId: grant.organization_id });
+    return {
+      accessToken: token,
+      accessTokenExpiresAt: expiresAt.toISOString(),
+      refreshToken: grant.refresh_token,
+      refreshTokenExpiresAt: new Date(grant.refresh_expires_at).toISOString(),
+      userId: grant.user_id,
+      organizationId: grant.organization_id,
+    };
+  };
+  const grantOf = async (client: PgClientLike, fn: string, values: unknown[]): Promise<GrantRow | undefined> => {
+    const placeholders = values.map((_, i) => `$${i + 1}`).join(', ');
+    const { rows } = await client.query<GrantRow>({ text: `select * from app_private.${fn}(${placeholders})`, values });
+    return rows[0];
+  };
+
+  return extendSchema((build) => {
+    const executor = build.input.pgRegistry.pgExecutors.main;
+    const run = <T>($input: Step, callback: (client: PgClientLike, input: T) => Promise<unknown>) =>
+      sideEffectWithPgClient(executor, $input as Step<T>, (client, input) => callback(client as unknown as PgClientLike, input));
+
+    return {
+      typeDefs: gql`
+        """
+        A signed-in session. Send \`accessToken\` as \`Authorization: Bearer <accessToken>\`;
+        before it expires, call \`refresh\` with \`refreshToken\` for a new pair.
+        """
+        type AuthPayload {
+          accessToken: String!
+          accessTokenExpiresAt: Datetime!
+          "Returned by register, login and refresh only. Keep it secret; it is valid once."
+          refreshToken: String
+          refreshTokenExpiresAt: Datetime!
+          userId: UUID!
+          "The organization the access token is scoped to (switchOrganization changes it)."
+          organizationId: UUID
+        }
+        input RegisterInput {
+          email: String!
+          "8 to 72 characters."
+          password: String!
+          name: String!
+        }
+        input LoginInput {
+          email: String!
+          password: String!
+          "Sign straight into this organization (ignored unless you are a member)."
+          organizationId: UUID
+        }
+        input RefreshInput {
+          refreshToken: String!
+        }
+        input SwitchOrganizationInput {
+          "An organization you belong to, or null for none."
+          organizationId: UUID
+        }
+        type LogoutPayload {
+          "True if a live session was signed out."
+          loggedOut: Boolean!
+        }
+        extend type Mutation {
+          "Create an account and sign in."
+          register(input: RegisterInput!): AuthPayload!
+          "Sign in with email and password."
+          login(input: LoginInput!): AuthPayload!
+          "Exchange a refresh token for a new access token and refresh token."
+          refresh(input: RefreshInput!): AuthPayload!
+          "Scope the current session to one of your organizations; returns a new access token."
+          switchOrganization(input: SwitchOrganizationInput!): AuthPayload!
+          "Sign out: every access token and the refresh token of this session stop working."
+          logout: LogoutPayload!
+        }
+      `,
+      objects: {
+        Mutation: {
+          plans: {
+            register(_$root, fieldArgs) {
+              return run<{ email: string; password: string; name: string }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'register', [input.email, input.password, input.name]), 'INTERNAL'),
+              );
+            },
+            login(_$root, fieldArgs) {
+              return run<{ email: string; password: string; organizationId?: string | null }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'login', [input.email, input.password, input.organizationId ?? null]), 'INVALID_CREDENTIALS'),
+              );
+            },
+            refresh(_$root, fieldArgs) {
+              return run<{ refreshToken: string }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'refresh', [input.refreshToken]), 'INVALID_REFRESH_TOKEN'),
+              );
+            },
+            switchOrganization(_$root, fieldArgs) {
+              return run<{ organizationId?: string | null }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'switch_organization', [input.organizationId ?? null]), 'UNAUTHENTICATED'),
+              );
+            },
+            logout(_$root, fieldArgs) {
+              return run<unknown>(fieldArgs.getRaw(), async (client) => {
+                const { rows } = await client.query<{ logged_out: boolean }>({ text: 'select app_private.logout() as logged_out' });
+                return { loggedOut: rows[0]?.logged_out === true };
+              });
+            },
+          },
+        },
+        LogoutPayload: {
+          plans: {
+            loggedOut: ($payload: Step) => access($payload, 'loggedOut'),
+          },
+        },
+      },
+    };
+  }, 'AtriumAuthPlugin');
+}

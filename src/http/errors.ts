@@ -1,0 +1,112 @@
+// Errors a person can act on: every error leaving the API carries a stable `code` and a human
+// message. The codes, their SQLSTATEs and HTTP statuses live in the database
+// (app_private.error_codes, sql/errors.sql); this module loads them once at start and maps
+// PostgreSQL errors onto them. Anything unexpected becomes INTERNAL, logged with an id.
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { SafeError } from 'postgraphile/grafast';
+import { GraphQLError } from 'postgraphile/graphql';
+import type { Logger } from '../log.ts';
+
+export interface ErrorCode {
+  code: string;
+  sqlstate: string;
+  httpStatus: number;
+  description: string;
+}
+
+export class ErrorCatalog {
+  readonly #byCode: Map<string, ErrorCode>;
+  readonly #bySqlstate: Map<string, ErrorCode>;
+
+  constructor(codes: ErrorCode[]) {
+    this.#byCode = new Map(codes.map((c) => [c.code, c]));
+    this.#bySqlstate = new Map(codes.map((c) => [c.sqlstate, c]));
+  }
+
+  static async load(ownerUrl: string): Promise<ErrorCatalog> {
+    const client = new pg.Client({ connectionString: ownerUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query<ErrorCode>(
+        'select code, sqlstate, http_status as "httpStatus", description from app_private.error_codes order by code',
+      );
+      return new ErrorCatalog(rows);
+    } finally {
+      await client.end();
+    }
+  }
+
+  get all(): ErrorCode[] {
+    return [...this.#byCode.values()];
+  }
+
+  byCode(code: string): ErrorCode {
+    const found = this.#byCode.get(code);
+    if (!found) throw new Error(`Unknown error code ${code}: add it to sql/errors.sql`);
+    return found;
+  }
+
+  bySqlstate(sqlstate: string): ErrorCode | undefined {
+    return this.#bySqlstate.get(sqlstate);
+  }
+
+  /** An error for GraphQL responses, with `code` and `httpStatus` in its extensions. */
+  error(code: string, message?: string): SafeError {
+    const entry = this.byCode(code);
+    return new SafeError(message ?? entry.description, { code: entry.code, httpStatus: entry.httpStatus });
+  }
+}
+
+interface PgErrorLike {
+  code: string;
+  message: string;
+  constraint?: string;
+  column?: string;
+  table?: string;
+}
+
+function findPgError(error: unknown): PgErrorLike | undefined {
+  for (let e = error as { code?: unknown; originalError?: unknown; cause?: unknown } | undefined; e; ) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof (e as { severity?: unknown }).severity === 'string') {
+      return e as PgErrorLike;
+    }
+    e = (e.originalError ?? e.cause) as typeof e;
+  }
+  return undefined;
+}
+
+/** grafserv's maskError: shapes every GraphQL error. */
+export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
+  return (error: GraphQLError): GraphQLError => {
+    const original = error.originalError;
+    const options = { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, originalError: original };
+    if (!original || original instanceof GraphQLError) return error; // validation and the like
+    if (original instanceof SafeError) {
+      return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
+    }
+    const pgError = findPgError(original);
+    const entry = pgError ? catalog.bySqlstate(pgError.code) : undefined;
+    if (pgError && entry) {
+      // Our own errors (class AT) carry a message written for people; PostgreSQL's own are
+      // replaced by the catalogue's description (no SQL, table or policy names leak out).
+      const ours = pgError.code.startsWith('AT');
+      return new GraphQLError(ours ? pgError.message : entry.description, {
+        ...options,
+        extensions: {
+          code: entry.code,
+          httpStatus: entry.httpStatus,
+          ...(pgError.constraint && !ours ? { constraint: pgError.constraint } : {}),
+          ...(pgError.column && !ours ? { column: pgError.column } : {}),
+        },
+      });
+    }
+    const id = randomUUID();
+    log.error({ err: original, errorId: id, path: error.path }, 'unexpected GraphQL error');
+    const internal = catalog.byCode('INTERNAL');
+    return new GraphQLError(`Unexpected error (id ${id}); it has been logged.`, {
+      ...options,
+      extensions: { code: internal.code, httpStatus: internal.httpStatus, errorId: id },
+    });
+  };
+}

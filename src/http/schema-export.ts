@@ -1,0 +1,37 @@
+// schema.graphql: the GraphQL schema, sorted, committed so that API changes show up in review.
+// `npm run export-schema` rewrites it; tests/schema.test.ts fails when it is out of date.
+import fs from 'node:fs';
+import { lexicographicSortSchema, printSchema } from 'postgraphile/graphql';
+import { makeSchema } from 'postgraphile';
+import { createTokenService } from '../auth/tokens.ts';
+import type { Config } from '../config.ts';
+import { openDatabase } from '../db/bootstrap.ts';
+import { runMigrations } from '../db/migrations.ts';
+import type { Logger } from '../log.ts';
+import { SCHEMA_GRAPHQL } from '../paths.ts';
+import { ErrorCatalog } from './errors.ts';
+import { createApiPool, makePreset } from './postgraphile.ts';
+
+/** The printed schema of the database behind `db` (migrations already applied). */
+export async function printApiSchema(config: Config, db: { ownerUrl: string; authenticatorUrl: string; jwtSecret: string }, log: Logger): Promise<string> {
+  const errors = await ErrorCatalog.load(db.ownerUrl);
+  const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
+  const pool = createApiPool(db, log);
+  try {
+    const { schema } = await makeSchema(makePreset(config, pool, tokens, errors, log));
+    return `${printSchema(lexicographicSortSchema(schema))}\n`;
+  } finally {
+    await pool.end();
+  }
+}
+
+export async function writeSchema(config: Config, log: Logger, file = SCHEMA_GRAPHQL): Promise<string> {
+  const db = await openDatabase(config, log);
+  try {
+    await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+    fs.writeFileSync(file, await printApiSchema(config, db, log));
+    return file;
+  } finally {
+    await db.stop();
+  }
+}

@@ -1,0 +1,160 @@
+// Wires Atrium together and owns its shutdown: database (embedded or yours) → migrations →
+// GraphQL API → job worker. Stopping reverses the order: stop taking requests and jobs, let
+// running ones finish, close pools, and stop the embedded PostgreSQL last.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTokenService } from './auth/tokens.ts';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/bootstrap.ts';
+import { pendingMigrations, runMigrations } from './db/migrations.ts';
+import { createApp } from './http/app.ts';
+import { ErrorCatalog } from './http/errors.ts';
+import { createApiPool, createPostGraphile, GRAPHIQL_PATH, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
+import type { Logger } from './log.ts';
+import { startWorker, type WorkerHandle } from './worker/index.ts';
+
+export interface Atrium {
+  db: Database;
+  /** Base URL of the HTTP server (when the API runs). */
+  url: string | undefined;
+  worker: WorkerHandle | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  api: boolean;
+  worker: boolean;
+  /** Install SIGINT/SIGTERM handlers that stop everything (the CLI does; tests do not). */
+  handleSignals?: boolean;
+  /** Passed to openDatabase (tests use a fresh database name). */
+  databaseName?: string;
+}
+
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+function cached<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
+  let value: { at: number; promise: Promise<T> } | undefined;
+  return () => {
+    if (!value || Date.now() - value.at > ms) {
+      value = { at: Date.now(), promise: fn() };
+      value.promise.catch(() => (value = undefined));
+    }
+    return value.promise;
+  };
+}
+
+export async function startAtrium(config: Config, log: Logger, options: StartOptions): Promise<Atrium> {
+  const db = await openDatabase(config, log, { databaseName: options.databaseName });
+  const closers: Array<{ name: string; close: () => Promise<void> }> = [{ name: 'database', close: () => db.stop() }];
+  const stopAll = async () => {
+    for (const { name, close } of closers.reverse().splice(0)) {
+      log.debug({ part: name }, 'stopping');
+      await close().catch((error: Error) => log.error({ err: error, part: name }, 'error during shutdown'));
+    }
+  };
+  try {
+    await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+
+    let url: string | undefined;
+    let worker: (WorkerHandle & { running: boolean }) | undefined;
+    if (options.api) {
+      const errors = await ErrorCatalog.load(db.ownerUrl);
+      const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
+      const pool = createApiPool(db, log);
+      closers.push({ name: 'API pool', close: () => pool.end() });
+      const pgl = createPostGraphile(makePreset(config, pool, tokens, errors, log));
+      closers.push({ name: 'graphql', close: async () => void (await pgl.release()) });
+      const server = http.createServer();
+      const app = await createApp({
+        config,
+        pgl,
+        tokens,
+        server,
+        log,
+        readiness: {
+          database: async () => {
+            await pool.query('select 1');
+          },
+          pendingMigrations: cached(5000, () => pendingMigrations(db, log)),
+          worker: options.worker ? () => (worker?.running ? 'running' : 'stopped') : undefined,
+        },
+      });
+      server.on('request', app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => resolve());
+      });
+      closers.push({
+        name: 'http server',
+        close: () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      });
+      const { port } = server.address() as AddressInfo;
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      url = config.port === 0 ? `http://${host}:${port}` : config.publicUrl;
+      log.info({ graphql: `${url}${GRAPHQL_PATH}` }, 'API listening');
+      process.stdout.write(
+        `\nAtrium is running.\n  GraphQL:  ${url}${GRAPHQL_PATH}\n` +
+          (config.graphiql ? `  GraphiQL: ${url}${GRAPHIQL_PATH}\n` : '') +
+          `  Health:   ${url}/healthz  ${url}/readyz\n` +
+          (options.worker ? '  Jobs:     worker running in this process\n' : '') +
+          '  Press Ctrl-C to stop.\n\n',
+      );
+    }
+
+    if (options.worker) {
+      const handle = await startWorker({ connectionString: db.workerUrl, concurrency: config.worker.concurrency, log });
+      worker = Object.assign(handle, { running: true });
+      void handle.runner.promise.finally(() => {
+        if (worker) worker.running = false;
+      });
+      closers.push({ name: 'worker', close: () => handle.stop() });
+      log.info({ concurrency: config.worker.concurrency }, 'job worker running');
+    }
+
+    let stopping: Promise<void> | undefined;
+    const atrium: Atrium = {
+      db,
+      url,
+      worker,
+      stop: () => (stopping ??= stopAll()),
+    };
+    if (options.handleSignals) installSignalHandlers(atrium, log);
+    return atrium;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function installSignalHandlers(atrium: Atrium, log: Logger): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    signalled = true;
+    log.info({ signal }, 'shutting down: finishing requests and jobs in progress');
+    const timer = setTimeout(() => {
+      log.error(`shutdown took longer than ${SHUTDOWN_TIMEOUT_MS / 1000} s; exiting`);
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    timer.unref();
+    atrium.stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (error: Error) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

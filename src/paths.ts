@@ -1,0 +1,9 @@
+// Where the repository's files are, wherever the process was started from.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const SQL_DIR = path.join(ROOT, 'sql');
+export const MIGRATIONS_DIR = path.join(ROOT, 'migrations');
+export const GMRC = path.join(ROOT, '.gmrc');
+export const SCHEMA_GRAPHQL = path.join(ROOT, 'schema.graphql');

@@ -1,0 +1,39 @@
+// dispatch_activity: the outbox consumer. The audit trigger (sql/functions/triggers.sql) enqueues
+// it in the same transaction as every change, one job per organization and transaction:
+//   { organization_id, transaction_id }
+// It reads that transaction's activity events (as the organization, under row-level security)
+// and records the dispatch once; a retry after a crash finds the record and does nothing twice.
+// Webhook delivery hangs off this task (docs/DATA_FLOWS.md).
+import type { Task } from 'graphile-worker';
+import { organizationOf, withTenant } from '../tenant.ts';
+
+export const dispatch_activity: Task = async (payload, helpers) => {
+  const organizationId = organizationOf(payload);
+  const transactionId = (payload as { transaction_id?: unknown }).transaction_id;
+  if (typeof transactionId !== 'number' || !Number.isSafeInteger(transactionId)) {
+    throw new Error(`dispatch_activity payload must carry transaction_id (an integer), got ${JSON.stringify(payload)}`);
+  }
+  const result = await withTenant(helpers, { organizationId }, async (client) => {
+    const { rows } = await client.query<{ table_name: string; action: string; n: number }>(
+      `select table_name, action, count(*)::int as n
+       from app_public.activity_events
+       where organization_id = $1 and transaction_id = $2
+       group by table_name, action
+       order by table_name, action`,
+      [organizationId, transactionId],
+    );
+    const eventCount = rows.reduce((sum, r) => sum + r.n, 0);
+    const inserted = await client.query(
+      `insert into app_private.activity_dispatches (organization_id, transaction_id, event_count)
+       values ($1, $2, $3) on conflict do nothing`,
+      [organizationId, transactionId, eventCount],
+    );
+    return { eventCount, firstTime: inserted.rowCount === 1, summary: rows };
+  });
+  helpers.logger.info(result.firstTime ? 'dispatched activity' : 'activity already dispatched', {
+    organizationId,
+    transactionId,
+    eventCount: result.eventCount,
+    summary: result.summary,
+  });
+};

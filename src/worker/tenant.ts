@@ -1,0 +1,40 @@
+// Runs a task's queries inside one organization: a transaction with app.org_id (and the actor,
+// if any) set, on the worker's own connection. Row-level security then applies exactly as for
+// a request by that organization, so a task for one organization cannot read another's rows.
+import type { PoolClient } from 'pg';
+import type { JobHelpers } from 'graphile-worker';
+
+export interface TenantScope {
+  organizationId: string;
+  /** The user the job acts for (audit actor); null: the system. */
+  actorId?: string | null;
+}
+
+export async function withTenant<T>(helpers: JobHelpers, scope: TenantScope, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return helpers.withPgClient(async (client) => {
+    await client.query('begin');
+    try {
+      await client.query(
+        "select set_config('app.org_id', $1, true), set_config('app.user_id', coalesce($2, ''), true)",
+        [scope.organizationId, scope.actorId ?? null],
+      );
+      const result = await fn(client as PoolClient);
+      await client.query('commit');
+      return result;
+    } catch (error) {
+      await client.query('rollback');
+      throw error;
+    }
+  });
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Every tenant job's payload names its organization; anything else is a bug in the producer. */
+export function organizationOf(payload: unknown): string {
+  const id = (payload as { organization_id?: unknown } | null)?.organization_id;
+  if (typeof id !== 'string' || !UUID.test(id)) {
+    throw new Error(`job payload must carry organization_id (a uuid), got ${JSON.stringify(payload)}`);
+  }
+  return id;
+}

@@ -1,0 +1,105 @@
+// The schema's rules, checked in the catalog: every query in sql/checks/ must return no rows.
+// Each check is also shown to fail: a deliberately broken table (created and rolled back in one
+// transaction, as the owner) must be reported by it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { SQL_DIR } from '../src/paths.ts';
+import { closePools, pool, roleName } from './support/db.ts';
+
+const CHECKS_DIR = path.join(SQL_DIR, 'checks');
+const checkFiles = fs.readdirSync(CHECKS_DIR).filter((f) => f.endsWith('.sql')).sort();
+const readCheck = (file: string) => fs.readFileSync(path.join(CHECKS_DIR, file), 'utf8');
+
+afterAll(closePools);
+
+async function runCheck(file: string, breakIt?: string): Promise<Record<string, unknown>[]> {
+  const client = await pool('owner').connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('atrium.visitor', $1, true)`, [roleName('visitor')]);
+    if (breakIt) await client.query(breakIt);
+    const { rows } = await client.query(readCheck(file));
+    return rows;
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+describe('every catalog check holds on the migrated schema', () => {
+  test('there are checks, and each is documented in sql/checks/README.md', () => {
+    const readme = fs.readFileSync(path.join(CHECKS_DIR, 'README.md'), 'utf8');
+    expect(checkFiles.length).toBeGreaterThanOrEqual(11);
+    for (const file of checkFiles) expect(readme).toContain(file);
+  });
+
+  test.each(checkFiles)('%s returns no rows', async (file) => {
+    expect(await runCheck(file)).toEqual([]);
+  });
+});
+
+// A tenant table that follows every rule, to break one rule at a time.
+const GOOD_TABLE = `
+  create table app_public.check_probe (
+    organization_id uuid not null references app_public.organizations,
+    id uuid not null default gen_random_uuid(),
+    client_company_id uuid,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    primary key (organization_id, id),
+    foreign key (organization_id, client_company_id) references app_public.client_companies
+  );
+  create index check_probe_organization_id_client_company_id_idx on app_public.check_probe (organization_id, client_company_id);
+  call app_private.make_tenant_table('app_public.check_probe');
+`;
+
+describe('each check reports a table that breaks its rule', () => {
+  test('the probe table itself passes every check', async () => {
+    for (const file of checkFiles) expect({ file, rows: await runCheck(file, GOOD_TABLE) }).toEqual({ file, rows: [] });
+  });
+
+  const broken: Array<[string, string, string]> = [
+    ['rls_forced.sql', 'RLS not forced', `${GOOD_TABLE} alter table app_public.check_probe no force row level security;`],
+    ['rls_forced.sql', 'RLS disabled on a private table', 'create table app_private.check_probe (id int primary key);'],
+    ['tenant_tables_have_organization_id.sql', 'no organization_id', 'create table app_public.check_probe (id uuid primary key); alter table app_public.check_probe enable row level security, force row level security;'],
+    ['tenant_primary_keys.sql', 'primary key (id) only', 'create table app_public.check_probe (organization_id uuid not null, id uuid primary key);'],
+    [
+      'composite_tenant_foreign_keys.sql',
+      'a tenant foreign key on id alone',
+      `create table app_public.check_probe (organization_id uuid not null, id uuid not null, other_id uuid, primary key (organization_id, id));
+       create unique index check_probe_other on app_public.client_companies (id);
+       alter table app_public.check_probe add foreign key (other_id) references app_public.client_companies (id);`,
+    ],
+    ['foreign_keys_indexed.sql', 'an unindexed foreign key', `${GOOD_TABLE} drop index app_public.check_probe_organization_id_client_company_id_idx;`],
+    [
+      'foreign_keys_indexed.sql',
+      'a foreign key to users not led by organization_id',
+      `${GOOD_TABLE} alter table app_public.check_probe add column user_id uuid references app_public.users;
+       create index check_probe_user_id_idx on app_public.check_probe (user_id);`,
+    ],
+    ['policies_per_command_to_visitor.sql', 'a FOR ALL policy', `${GOOD_TABLE} create policy everything on app_public.check_probe for all to public using (true);`],
+    [
+      'policies_cache_helpers.sql',
+      'a helper called per row',
+      `${GOOD_TABLE} create policy per_row on app_public.check_probe for select to ${'${visitor}'} using (organization_id = app_public.current_org_id());`,
+    ],
+    ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
+    [
+      'security_definer_search_path.sql',
+      'a definer function without search_path',
+      "create function app_private.check_probe() returns int language sql security definer as 'select 1'; revoke all on function app_private.check_probe() from public;",
+    ],
+    ['no_public_execute.sql', 'a function executable by PUBLIC', "create function app_public.check_probe() returns int language sql as 'select 1'; grant execute on function app_public.check_probe() to public;"],
+    ['no_secrets_in_app_public.sql', 'a password hash in app_public', `${GOOD_TABLE} alter table app_public.check_probe add column password_hash text;`],
+  ];
+
+  test('every check file has at least one breaking case', () => {
+    expect(new Set(broken.map(([file]) => file))).toEqual(new Set(checkFiles));
+  });
+
+  test.each(broken)('%s reports %s', async (file, _what, sql) => {
+    const rows = await runCheck(file, sql.replaceAll('${visitor}', roleName('visitor')));
+    expect(rows.length).toBeGreaterThan(0);
+  });
+});

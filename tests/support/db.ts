@@ -1,0 +1,128 @@
+// Helpers for tests that talk to the run's database (provisioned by global-setup.ts).
+// Every test creates its own users and organizations with unique names, so test files are
+// independent of each other and of their order.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { withCredentials } from '../../src/db/bootstrap.ts';
+
+export type Role = 'owner' | 'authenticator' | 'visitor' | 'worker';
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig({ ...process.env, PORT: '0', ...overrides });
+}
+
+export const roleName = (role: Role): string => process.env[`DATABASE_${role.toUpperCase()}`]!;
+
+/** Connection string for a login role (owner, authenticator, worker) or the superuser. */
+export function urlFor(role: Exclude<Role, 'visitor'> | 'superuser'): string {
+  const url = process.env.DATABASE_URL!;
+  if (role === 'superuser') return url;
+  return withCredentials(url, roleName(role), process.env[`DATABASE_${role.toUpperCase()}_PASSWORD`]);
+}
+
+const pools = new Map<string, pg.Pool>();
+
+export function pool(role: Exclude<Role, 'visitor'> | 'superuser'): pg.Pool {
+  let p = pools.get(role);
+  if (!p) {
+    p = new pg.Pool({ connectionString: urlFor(role), max: 4 });
+    p.on('error', () => undefined);
+    pools.set(role, p);
+  }
+  return p;
+}
+
+export async function closePools(): Promise<void> {
+  const all = [...pools.values()];
+  pools.clear();
+  await Promise.all(all.map((p) => p.end()));
+}
+
+export const unique = (label: string): string => `${label}-${randomBytes(4).toString('hex')}`;
+
+export interface Session {
+  userId?: string;
+  sessionId?: string;
+  orgId?: string;
+}
+
+/**
+ * Runs `fn` exactly as an API request would: on the authenticator's connection, inside a
+ * transaction, as the visitor role with the session settings. Rolled back unless `commit`.
+ */
+export async function asVisitor<T>(session: Session, fn: (client: pg.PoolClient) => Promise<T>, options: { commit?: boolean } = {}): Promise<T> {
+  const client = await pool('authenticator').connect();
+  try {
+    await client.query('begin');
+    await client.query(
+      `select set_config('role', $1, true), set_config('app.user_id', $2, true),
+              set_config('app.session_id', $3, true), set_config('app.org_id', $4, true)`,
+      [roleName('visitor'), session.userId ?? '', session.sessionId ?? '', session.orgId ?? ''],
+    );
+    const result = await fn(client);
+    await client.query(options.commit ? 'commit' : 'rollback');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** Runs `fn` on the worker's connection inside one organization (as a task does). */
+export async function asWorker<T>(orgId: string | null, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool('worker').connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('app.org_id', $1, true)`, [orgId ?? '']);
+    const result = await fn(client);
+    await client.query('rollback');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+export interface User {
+  userId: string;
+  sessionId: string;
+  email: string;
+  name: string;
+}
+
+export async function signUp(label = 'user'): Promise<User> {
+  const email = `${unique(label)}@example.com`;
+  const name = `Test ${label}`;
+  const { rows } = await asVisitor({}, (c) => c.query('select user_id, session_id from app_private.register($1, $2, $3)', [email, 'correct horse battery', name]), { commit: true });
+  return { userId: rows[0].user_id, sessionId: rows[0].session_id, email, name };
+}
+
+export const sessionOf = (user: User, orgId?: string): Session => ({ userId: user.userId, sessionId: user.sessionId, orgId });
+
+export async function createOrganization(owner: User, label = 'org'): Promise<string> {
+  const { rows } = await asVisitor(sessionOf(owner), (c) => c.query('select id from app_public.create_organization($1)', [unique(label)]), { commit: true });
+  return rows[0].id;
+}
+
+/** Invites a new user to `orgId` with `role` (by `inviter`, an owner or admin) and accepts. */
+export async function addMember(orgId: string, inviter: User, role: 'owner' | 'admin' | 'member' | 'viewer', label = role): Promise<User> {
+  const user = await signUp(label);
+  const { rows } = await asVisitor(sessionOf(inviter, orgId), (c) => c.query('select token from app_public.invite_member($1, $2)', [user.email, role]), { commit: true });
+  await asVisitor(sessionOf(user), (c) => c.query('select app_public.accept_invitation($1)', [rows[0].token]), { commit: true });
+  return user;
+}
+
+/** Expects `promise` to reject with PostgreSQL error `code` (SQLSTATE); returns the error. */
+export async function pgError(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as { code: string; message: string };
+  }
+  throw new Error('expected a database error, but the statement succeeded');
+}

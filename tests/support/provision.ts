@@ -1,0 +1,90 @@
+// A fresh PostgreSQL database for one test run: embedded by default (a throw-away cluster in a
+// temporary folder), or on the server named by TEST_DATABASE_URL (a superuser connection; the
+// run creates its own database and roles there, with random names, and drops them afterwards).
+// Roles and schema are created exactly as `npm start` does it (openDatabase + runMigrations).
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../../src/config.ts';
+import { openDatabase, withDatabase } from '../../src/db/bootstrap.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.ts';
+import { runMigrations } from '../../src/db/migrations.ts';
+import { createLogger } from '../../src/log.ts';
+
+export interface Provisioned {
+  env: Record<string, string>;
+  teardown(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function provisionTestDatabase(): Promise<Provisioned> {
+  const id = randomBytes(4).toString('hex');
+  const secret = () => randomBytes(18).toString('base64url');
+  const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-setup');
+  let embedded: EmbeddedPostgres | undefined;
+  let tmp: string | undefined;
+  let serverUrl = process.env.TEST_DATABASE_URL;
+  const external = serverUrl !== undefined && serverUrl !== '';
+  if (!external) {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-'));
+    fs.chmodSync(tmp, 0o755); // the embedded server runs as the OS user "postgres"
+    embedded = await startEmbeddedPostgres({ dir: path.join(tmp, 'pg'), port: await freePort(), superuserPassword: secret(), fast: true });
+    serverUrl = embedded.superuserUrl('postgres');
+  }
+  const prefix = external ? `atrium_t${id}` : 'atrium';
+  const databaseName = `atrium_test_${id}`;
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    DATABASE_URL: withDatabase(serverUrl!, databaseName),
+    DATABASE_OWNER: `${prefix}_owner`,
+    DATABASE_AUTHENTICATOR: `${prefix}_authenticator`,
+    DATABASE_VISITOR: `${prefix}_visitor`,
+    DATABASE_WORKER: `${prefix}_worker`,
+    DATABASE_OWNER_PASSWORD: secret(),
+    DATABASE_AUTHENTICATOR_PASSWORD: secret(),
+    DATABASE_WORKER_PASSWORD: secret(),
+    JWT_SECRET: secret() + secret(),
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    ATRIUM_TEST_SERVER_VERSION: '',
+  };
+  const teardown = async () => {
+    if (external) {
+      const client = new pg.Client({ connectionString: withDatabase(serverUrl!, 'postgres') });
+      await client.connect();
+      try {
+        await client.query(`drop database if exists ${databaseName} with (force)`);
+        await client.query(`drop database if exists ${databaseName}_shadow with (force)`);
+        for (const role of ['worker', 'authenticator', 'visitor', 'owner']) {
+          await client.query(`drop role if exists ${prefix}_${role}`);
+        }
+      } finally {
+        await client.end();
+      }
+    }
+    await embedded?.stop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  try {
+    const config = loadConfig({ ...env });
+    const db = await openDatabase(config, log);
+    env.ATRIUM_TEST_SERVER_VERSION = db.serverVersion;
+    await runMigrations(db, log, { current: true });
+    return { env, teardown };
+  } catch (error) {
+    await teardown().catch(() => undefined);
+    throw error;
+  }
+}
