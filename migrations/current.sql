@@ -297,6 +297,8 @@ grant execute on function
   app_public.current_member_has_role(app_public.member_role),
   app_public.create_organization(text, text),
   app_public.my_organizations(),
+  app_public.viewer(),
+  app_public.current_organization(),
   app_public.invite_member(text, app_public.member_role),
   app_public.accept_invitation(text),
   app_private.fail(text, text),

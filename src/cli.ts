@@ -19,7 +19,15 @@ type Command = (config: Config, log: Logger, args: string[]) => Promise<void>;
 const commands: Record<string, Command> = {
   async start(config, log) {
     const { startAtrium } = await import('./index.ts');
-    await startAtrium(config, log, { api: true, worker: config.worker.inline, handleSignals: true });
+    const { GRAPHIQL_PATH, GRAPHQL_PATH } = await import('./http/postgraphile.ts');
+    const atrium = await startAtrium(config, log, { api: true, worker: config.worker.inline, handleSignals: true });
+    process.stdout.write(
+      `\nAtrium is running.\n  GraphQL:  ${atrium.url}${GRAPHQL_PATH}\n` +
+        (config.graphiql ? `  GraphiQL: ${atrium.url}${GRAPHIQL_PATH}\n` : '') +
+        `  Health:   ${atrium.url}/healthz  ${atrium.url}/readyz\n` +
+        (atrium.worker ? '  Jobs:     the worker runs in this process\n' : '  Jobs:     no worker here (WORKER_INLINE=false): run `npm run worker`\n') +
+        '  Press Ctrl-C to stop.\n\n',
+    );
   },
 
   async worker(config, log) {

@@ -9,7 +9,7 @@ import { openDatabase, type Database } from './db/bootstrap.ts';
 import { pendingMigrations, runMigrations } from './db/migrations.ts';
 import { createApp } from './http/app.ts';
 import { ErrorCatalog } from './http/errors.ts';
-import { createApiPool, createPostGraphile, GRAPHIQL_PATH, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
+import { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type WorkerHandle } from './worker/index.ts';
 
@@ -96,13 +96,6 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       url = config.port === 0 ? `http://${host}:${port}` : config.publicUrl;
       log.info({ graphql: `${url}${GRAPHQL_PATH}` }, 'API listening');
-      process.stdout.write(
-        `\nAtrium is running.\n  GraphQL:  ${url}${GRAPHQL_PATH}\n` +
-          (config.graphiql ? `  GraphiQL: ${url}${GRAPHIQL_PATH}\n` : '') +
-          `  Health:   ${url}/healthz  ${url}/readyz\n` +
-          (options.worker ? '  Jobs:     worker running in this process\n' : '') +
-          '  Press Ctrl-C to stop.\n\n',
-      );
     }
 
     if (options.worker) {

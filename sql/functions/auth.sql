@@ -300,3 +300,21 @@ begin
 end
 $$;
 comment on function app_public.accept_invitation(text) is 'Joins the organization of an invitation sent to your email address.';
+
+-- The signed-in user (GraphQL: `viewer`), or null.
+create or replace function app_public.viewer() returns app_public.users
+language sql stable
+set search_path = pg_catalog
+as $$
+  select u.* from app_public.users u where u.id = app_public.current_user_id()
+$$;
+comment on function app_public.viewer() is 'You: the signed-in user, or null when signed out.';
+
+-- The organization the request acts in (GraphQL: `currentOrganization`), or null.
+create or replace function app_public.current_organization() returns app_public.organizations
+language sql stable
+set search_path = pg_catalog
+as $$
+  select o.* from app_public.organizations o where o.id = app_public.current_org_id()
+$$;
+comment on function app_public.current_organization() is 'The organization your access token is scoped to, or null.';

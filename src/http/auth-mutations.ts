@@ -6,7 +6,7 @@
 // Why not plain PostGraphile mutations? The refresh function must be able to *commit* a
 // session revocation and still report failure: it returns null and we raise the error here,
 // after the transaction has committed.
-import { access, type Step } from 'postgraphile/grafast';
+import { access, lambda, type Step } from 'postgraphile/grafast';
 import { sideEffectWithPgClient } from 'postgraphile/@dataplan/pg';
 import { extendSchema, gql } from 'postgraphile/utils';
 import type { TokenService } from '../auth/tokens.ts';
@@ -33,20 +33,32 @@ export interface AuthPayload {
   organizationId: string | null;
 }
 
+type Outcome = { payload: AuthPayload } | { failure: string };
+
 export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
-  const issue = async (grant: GrantRow | undefined, failure: string): Promise<AuthPayload> => {
+  // Runs inside the request's transaction: turns a grant into tokens, or names the failure.
+  // It must not throw for a refused grant: that would roll back what the SQL function
+  // committed on purpose (a session revoked after refresh-token reuse). `settle` throws
+  // afterwards, outside the transaction.
+  const issue = async (grant: GrantRow | undefined, failure: string): Promise<Outcome> => {
     if (!grant || grant.user_id === null || grant.session_id === null || grant.refresh_expires_at === null) {
-      throw errors.error(failure);
+      return { failure };
     }
     const { token, expiresAt } = await tokens.sign({ userId: grant.user_id, sessionId: grant.session_id, organizationId: grant.organization_id });
     return {
-      accessToken: token,
-      accessTokenExpiresAt: expiresAt.toISOString(),
-      refreshToken: grant.refresh_token,
-      refreshTokenExpiresAt: new Date(grant.refresh_expires_at).toISOString(),
-      userId: grant.user_id,
-      organizationId: grant.organization_id,
+      payload: {
+        accessToken: token,
+        accessTokenExpiresAt: expiresAt.toISOString(),
+        refreshToken: grant.refresh_token,
+        refreshTokenExpiresAt: new Date(grant.refresh_expires_at).toISOString(),
+        userId: grant.user_id,
+        organizationId: grant.organization_id,
+      },
     };
+  };
+  const settle = (outcome: Outcome): AuthPayload => {
+    if ('failure' in outcome) throw errors.error(outcome.failure);
+    return outcome.payload;
   };
   const grantOf = async (client: PgClientLike, fn: string, values: unknown[]): Promise<GrantRow | undefined> => {
     const placeholders = values.map((_, i) => `$${i + 1}`).join(', ');
@@ -56,8 +68,11 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
 
   return extendSchema((build) => {
     const executor = build.input.pgRegistry.pgExecutors.main;
-    const run = <T>($input: Step, callback: (client: PgClientLike, input: T) => Promise<unknown>) =>
-      sideEffectWithPgClient(executor, $input as Step<T>, (client, input) => callback(client as unknown as PgClientLike, input));
+    const run = <T>($input: Step, callback: (client: PgClientLike, input: T) => Promise<Outcome>) =>
+      lambda(
+        sideEffectWithPgClient(executor, $input as Step<T>, (client, input) => callback(client as unknown as PgClientLike, input)),
+        settle,
+      );
 
     return {
       typeDefs: gql`
@@ -135,8 +150,8 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
               );
             },
             logout(_$root, fieldArgs) {
-              return run<unknown>(fieldArgs.getRaw(), async (client) => {
-                const { rows } = await client.query<{ logged_out: boolean }>({ text: 'select app_private.logout() as logged_out' });
+              return sideEffectWithPgClient(executor, fieldArgs.getRaw() as Step<unknown>, async (client) => {
+                const { rows } = await (client as unknown as PgClientLike).query<{ logged_out: boolean }>({ text: 'select app_private.logout() as logged_out' });
                 return { loggedOut: rows[0]?.logged_out === true };
               });
             },

@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { Config } from '../config.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { makeAuthPlugin } from './auth-mutations.ts';
+import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import type { Logger } from '../log.ts';
@@ -32,7 +33,7 @@ export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
 export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
-    plugins: [makeAuthPlugin(tokens, errors)],
+    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin],
     pgServices: [
       makePgService({
         pool,
@@ -43,6 +44,10 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
         pubsub: false,
       }),
     ],
+    gather: {
+      // Function arguments without a default are required (non-null) in GraphQL.
+      pgStrictFunctions: true,
+    },
     grafast: {
       context(requestContext) {
         const req = (requestContext as { expressv4?: { req: Request } }).expressv4?.req;

@@ -110,7 +110,7 @@ export async function createOrganization(owner: User, label = 'org'): Promise<st
 }
 
 /** Invites a new user to `orgId` with `role` (by `inviter`, an owner or admin) and accepts. */
-export async function addMember(orgId: string, inviter: User, role: 'owner' | 'admin' | 'member' | 'viewer', label = role): Promise<User> {
+export async function addMember(orgId: string, inviter: User, role: 'owner' | 'admin' | 'member' | 'viewer', label: string = role): Promise<User> {
   const user = await signUp(label);
   const { rows } = await asVisitor(sessionOf(inviter, orgId), (c) => c.query('select token from app_public.invite_member($1, $2)', [user.email, role]), { commit: true });
   await asVisitor(sessionOf(user), (c) => c.query('select app_public.accept_invitation($1)', [rows[0].token]), { commit: true });

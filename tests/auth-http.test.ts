@@ -1,0 +1,346 @@
+// Sign-up, sign-in, tokens, organizations, invitations and roles over real HTTP against the
+// running GraphQL server. Also the end-to-end proof: two tenants' tokens each see only their
+// own rows.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { SignJWT } from 'jose';
+import type { Atrium } from '../src/index.ts';
+import { AUDIENCE, ISSUER } from '../src/auth/tokens.ts';
+import { closePools, unique } from './support/db.ts';
+import { errorCode, gql, startTestApp } from './support/app.ts';
+
+let app: Atrium;
+let url: string;
+
+beforeAll(async () => {
+  app = await startTestApp();
+  url = app.url!;
+}, 60_000);
+afterAll(async () => {
+  await app?.stop();
+  await closePools();
+});
+
+const AUTH_FIELDS = 'accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt userId organizationId';
+
+interface Auth {
+  accessToken: string;
+  refreshToken: string | null;
+  userId: string;
+  organizationId: string | null;
+}
+
+async function register(label = 'user', password = 'correct horse battery'): Promise<Auth & { email: string }> {
+  const email = `${unique(label)}@example.com`;
+  const res = await gql<{ register: Auth }>(url, `mutation($input: RegisterInput!) { register(input: $input) { ${AUTH_FIELDS} } }`, {
+    input: { email, password, name: `Test ${label}` },
+  });
+  expect(res.errors).toBeUndefined();
+  return { ...res.data!.register, email };
+}
+
+async function createOrg(token: string, name = unique('Org')): Promise<string> {
+  const res = await gql<{ createOrganization: { organization: { rowId: string } } }>(
+    url,
+    `mutation($name: String!) { createOrganization(input: { name: $name }) { organization { rowId } } }`,
+    { name },
+    token,
+  );
+  expect(res.errors).toBeUndefined();
+  return res.data!.createOrganization.organization.rowId;
+}
+
+async function switchTo(token: string, organizationId: string | null): Promise<Auth> {
+  const res = await gql<{ switchOrganization: Auth }>(
+    url,
+    `mutation($id: UUID) { switchOrganization(input: { organizationId: $id }) { ${AUTH_FIELDS} } }`,
+    { id: organizationId },
+    token,
+  );
+  expect(res.errors).toBeUndefined();
+  return res.data!.switchOrganization;
+}
+
+async function ownerOfNewOrg(label: string) {
+  const user = await register(label);
+  const orgId = await createOrg(user.accessToken);
+  const scoped = await switchTo(user.accessToken, orgId);
+  return { ...user, orgId, token: scoped.accessToken };
+}
+
+const addClient = (token: string, name: string) =>
+  gql<{ createClientCompany: { clientCompany: { rowId: string; name: string; organizationId: string } } }>(
+    url,
+    `mutation($name: String!) { createClientCompany(input: { clientCompany: { name: $name } }) { clientCompany { rowId name organizationId } } }`,
+    { name },
+    token,
+  );
+
+const listClients = async (token: string) => {
+  const res = await gql<{ clientCompanies: { nodes: Array<{ name: string; organizationId: string }> } }>(url, '{ clientCompanies { nodes { name organizationId } } }', {}, token);
+  expect(res.errors).toBeUndefined();
+  return res.data!.clientCompanies.nodes;
+};
+
+describe('health', () => {
+  test('/healthz answers while the process is up; /readyz checks the database and migrations', async () => {
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { database: 'ok', migrations: 'current' } });
+  });
+  test('unknown paths get a JSON 404', async () => {
+    const res = await fetch(`${url}/nope`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ errors: [{ extensions: { code: 'NOT_FOUND' } }] });
+  });
+});
+
+describe('register and login', () => {
+  test('register returns a working access token and a refresh token', async () => {
+    const user = await register('reg');
+    expect(user.refreshToken).toEqual(expect.any(String));
+    const me = await gql<{ viewer: { rowId: string; email: string } }>(url, '{ viewer { rowId email } currentUserId }', {}, user.accessToken);
+    expect(me.data?.viewer).toEqual({ rowId: user.userId, email: user.email });
+  });
+
+  test('registering an existing email, a weak password or a bad email fails with a stable code', async () => {
+    const user = await register('dup');
+    const mutation = 'mutation($input: RegisterInput!) { register(input: $input) { accessToken } }';
+    expect(errorCode(await gql(url, mutation, { input: { email: user.email.toUpperCase(), password: 'long enough pw', name: 'X' } }))).toBe('EMAIL_TAKEN');
+    expect(errorCode(await gql(url, mutation, { input: { email: `${unique('w')}@example.com`, password: 'short', name: 'X' } }))).toBe('WEAK_PASSWORD');
+    expect(errorCode(await gql(url, mutation, { input: { email: 'not-an-email', password: 'long enough pw', name: 'X' } }))).toBe('INVALID_EMAIL');
+  });
+
+  test('login with the right password works; a wrong password and an unknown email fail alike', async () => {
+    const user = await register('login');
+    const mutation = `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`;
+    const ok = await gql<{ login: Auth }>(url, mutation, { input: { email: user.email, password: 'correct horse battery' } });
+    expect(ok.data?.login.userId).toBe(user.userId);
+    const wrong = await gql(url, mutation, { input: { email: user.email, password: 'wrong password' } });
+    const unknown = await gql(url, mutation, { input: { email: `${unique('nobody')}@example.com`, password: 'wrong password' } });
+    expect(errorCode(wrong)).toBe('INVALID_CREDENTIALS');
+    expect(errorCode(unknown)).toBe('INVALID_CREDENTIALS');
+    expect(wrong.errors![0].message).toBe(unknown.errors![0].message);
+  });
+});
+
+describe('tokens', () => {
+  const secret = () => new TextEncoder().encode(process.env.JWT_SECRET!);
+
+  test('no token: anonymous, sees nothing', async () => {
+    const res = await gql(url, '{ viewer { rowId } currentOrgId clientCompanies { totalCount } }');
+    expect(res.status).toBe(200);
+    expect(res.data).toEqual({ viewer: null, currentOrgId: null, clientCompanies: { totalCount: 0 } });
+  });
+
+  test('an expired token is refused with 401 TOKEN_EXPIRED', async () => {
+    const user = await register('expired');
+    const old = Math.floor(Date.now() / 1000) - 3600;
+    const token = await new SignJWT({ sid: crypto.randomUUID(), org: null })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user.userId)
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setIssuedAt(old - 900)
+      .setExpirationTime(old)
+      .sign(secret());
+    const res = await gql(url, '{ viewer { rowId } }', {}, token);
+    expect(res.status).toBe(401);
+    expect(res.errors?.[0].extensions?.code).toBe('TOKEN_EXPIRED');
+  });
+
+  test('a tampered token, a token signed with another key, and a malformed header are refused with 401 INVALID_TOKEN', async () => {
+    const user = await register('tamper');
+    const [header, payload, signature] = user.accessToken.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    const forged = Buffer.from(JSON.stringify({ ...claims, org: crypto.randomUUID() })).toString('base64url');
+    const otherKey = await new SignJWT({ sid: claims.sid, org: null })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user.userId)
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode('another secret that is at least thirty-two chars'));
+    for (const token of [`${header}.${forged}.${signature}`, otherKey, `${header}.${payload}.${signature.slice(0, -4)}AAAA`]) {
+      const res = await gql(url, '{ viewer { rowId } }', {}, token);
+      expect(res.status).toBe(401);
+      expect(res.errors?.[0].extensions?.code).toBe('INVALID_TOKEN');
+    }
+    const malformed = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Basic abc' }, body: '{"query":"{__typename}"}' });
+    expect(malformed.status).toBe(401);
+  });
+
+  test('refresh rotates the refresh token; reusing an old one revokes the whole session', async () => {
+    const user = await register('refresh');
+    const mutation = `mutation($t: String!) { refresh(input: { refreshToken: $t }) { ${AUTH_FIELDS} } }`;
+    const first = await gql<{ refresh: Auth }>(url, mutation, { t: user.refreshToken });
+    expect(first.errors).toBeUndefined();
+    const rotated = first.data!.refresh;
+    expect(rotated.refreshToken).not.toBe(user.refreshToken);
+    expect((await gql<{ viewer: { rowId: string } }>(url, '{ viewer { rowId } }', {}, rotated.accessToken)).data?.viewer?.rowId).toBe(user.userId);
+
+    // The first refresh token again: theft is assumed, the session ends.
+    expect(errorCode(await gql(url, mutation, { t: user.refreshToken }))).toBe('INVALID_REFRESH_TOKEN');
+    expect(errorCode(await gql(url, mutation, { t: rotated.refreshToken }))).toBe('INVALID_REFRESH_TOKEN');
+    expect((await gql(url, '{ viewer { rowId } }', {}, rotated.accessToken)).data?.viewer).toBeNull();
+    expect(errorCode(await gql(url, mutation, { t: 'not-a-token' }))).toBe('INVALID_REFRESH_TOKEN');
+  });
+
+  test('logout ends the session: its access token stops working at once, though not yet expired', async () => {
+    const owner = await ownerOfNewOrg('logout');
+    expect((await addClient(owner.token, 'Before logout')).errors).toBeUndefined();
+    const out = await gql<{ logout: { loggedOut: boolean } }>(url, 'mutation { logout { loggedOut } }', {}, owner.token);
+    expect(out.data?.logout.loggedOut).toBe(true);
+    const after = await gql(url, '{ viewer { rowId } currentOrgId clientCompanies { totalCount } }', {}, owner.token);
+    expect(after.data).toEqual({ viewer: null, currentOrgId: null, clientCompanies: { totalCount: 0 } });
+    expect(errorCode(await addClient(owner.token, 'After logout'))).toBe('FORBIDDEN');
+    expect(errorCode(await gql(url, `mutation($t: String!) { refresh(input: { refreshToken: $t }) { accessToken } }`, { t: owner.refreshToken }))).toBe('INVALID_REFRESH_TOKEN');
+  });
+});
+
+describe('organizations', () => {
+  test('two tenants, each with its own token, each see only their own rows', async () => {
+    const alpha = await ownerOfNewOrg('alpha');
+    const beta = await ownerOfNewOrg('beta');
+    const a = await addClient(alpha.token, 'Alpha client');
+    expect(a.errors).toBeUndefined();
+    expect(a.data?.createClientCompany.clientCompany.organizationId).toBe(alpha.orgId);
+    expect((await addClient(beta.token, 'Beta client')).errors).toBeUndefined();
+
+    expect(await listClients(alpha.token)).toEqual([{ name: 'Alpha client', organizationId: alpha.orgId }]);
+    expect(await listClients(beta.token)).toEqual([{ name: 'Beta client', organizationId: beta.orgId }]);
+
+    // Beta asks for Alpha's row by its keys: nothing.
+    const theirs = await gql(url, 'query($o: UUID!, $id: UUID!) { clientCompany(organizationId: $o, rowId: $id) { name } }', { o: alpha.orgId, id: a.data!.createClientCompany.clientCompany.rowId }, beta.token);
+    expect(theirs.data).toEqual({ clientCompany: null });
+    // Beta tries to write into Alpha: refused.
+    const intrude = await gql(
+      url,
+      'mutation($o: UUID!) { createClientCompany(input: { clientCompany: { name: "Intruder", organizationId: $o } }) { clientCompany { rowId } } }',
+      { o: alpha.orgId },
+      beta.token,
+    );
+    expect(errorCode(intrude)).toBe('FORBIDDEN');
+    expect(await listClients(alpha.token)).toHaveLength(1);
+  });
+
+  test('a token without an organization sees no tenant rows; myOrganizations lists yours', async () => {
+    const owner = await ownerOfNewOrg('noorg');
+    await addClient(owner.token, 'Hidden without org');
+    const unscoped = await switchTo(owner.token, null);
+    expect(unscoped.organizationId).toBeNull();
+    expect(await listClients(unscoped.accessToken)).toEqual([]);
+    const mine = await gql<{ myOrganizations: { nodes: Array<{ rowId: string }> } }>(url, '{ myOrganizations { nodes { rowId } } }', {}, unscoped.accessToken);
+    expect(mine.data?.myOrganizations.nodes).toEqual([{ rowId: owner.orgId }]);
+  });
+
+  test('switching to an organization you are not in fails with NOT_FOUND', async () => {
+    const alpha = await ownerOfNewOrg('sw-alpha');
+    const beta = await ownerOfNewOrg('sw-beta');
+    const res = await gql(url, 'mutation($id: UUID) { switchOrganization(input: { organizationId: $id }) { accessToken } }', { id: alpha.orgId }, beta.token);
+    expect(errorCode(res)).toBe('NOT_FOUND');
+  });
+
+  test('login straight into an organization', async () => {
+    const owner = await ownerOfNewOrg('direct');
+    const res = await gql<{ login: Auth }>(url, `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`, {
+      input: { email: owner.email, password: 'correct horse battery', organizationId: owner.orgId },
+    });
+    expect(res.data?.login.organizationId).toBe(owner.orgId);
+  });
+});
+
+describe('invitations and roles', () => {
+  const invite = (token: string, email: string, role: string) =>
+    gql<{ inviteMember: { invitationToken: { token: string; invitationId: string } } }>(
+      url,
+      'mutation($email: String!, $role: MemberRole!) { inviteMember(input: { email: $email, role: $role }) { invitationToken { token invitationId } } }',
+      { email, role },
+      token,
+    );
+  const accept = (token: string, invitation: string) =>
+    gql<{ acceptInvitation: { organizationMember: { role: string; organizationId: string } } }>(
+      url,
+      'mutation($t: String!) { acceptInvitation(input: { token: $t }) { organizationMember { role organizationId } } }',
+      { t: invitation },
+      token,
+    );
+  const memberships = async (token: string) =>
+    (await gql<{ organizationMembers: { nodes: Array<{ rowId: string; role: string; userId: string }> } }>(url, '{ organizationMembers { nodes { rowId role userId } } }', {}, token)).data!.organizationMembers.nodes;
+  const setRole = (token: string, orgId: string, memberId: string, role: string) =>
+    gql(
+      url,
+      'mutation($o: UUID!, $id: UUID!, $role: MemberRole!) { updateOrganizationMember(input: { organizationId: $o, rowId: $id, patch: { role: $role } }) { organizationMember { role } } }',
+      { o: orgId, id: memberId, role },
+      token,
+    );
+
+  test('an invited user signs up with the invited email, accepts, and works in the organization', async () => {
+    const owner = await ownerOfNewOrg('inviter');
+    await addClient(owner.token, 'Shared client');
+    const email = `${unique('invitee')}@example.com`;
+    const inv = await invite(owner.token, email, 'member');
+    expect(inv.errors).toBeUndefined();
+
+    const stranger = await register('stranger');
+    expect(errorCode(await accept(stranger.accessToken, inv.data!.inviteMember.invitationToken.token))).toBe('INVITATION_INVALID');
+
+    const res = await gql<{ register: Auth }>(url, `mutation($input: RegisterInput!) { register(input: $input) { ${AUTH_FIELDS} } }`, { input: { email, password: 'correct horse battery', name: 'Invitee' } });
+    const invitee = res.data!.register;
+    const accepted = await accept(invitee.accessToken, inv.data!.inviteMember.invitationToken.token);
+    expect(accepted.data?.acceptInvitation.organizationMember).toEqual({ role: 'member', organizationId: owner.orgId });
+    const scoped = await switchTo(invitee.accessToken, owner.orgId);
+    expect(await listClients(scoped.accessToken)).toEqual([{ name: 'Shared client', organizationId: owner.orgId }]);
+    // Used once only.
+    expect(errorCode(await accept(invitee.accessToken, inv.data!.inviteMember.invitationToken.token))).toBe('INVITATION_INVALID');
+  });
+
+  test('viewers read but cannot write; members cannot invite; admins cannot touch owners; the last owner stays', async () => {
+    const owner = await ownerOfNewOrg('roles');
+    const join = async (role: string, label: string) => {
+      const email = `${unique(label)}@example.com`;
+      const token = (await invite(owner.token, email, role)).data!.inviteMember.invitationToken.token;
+      const reg = await gql<{ register: Auth }>(url, `mutation($input: RegisterInput!) { register(input: $input) { ${AUTH_FIELDS} } }`, { input: { email, password: 'correct horse battery', name: label } });
+      await accept(reg.data!.register.accessToken, token);
+      return { ...(await switchTo(reg.data!.register.accessToken, owner.orgId)), email };
+    };
+    const viewer = await join('viewer', 'viewer');
+    const member = await join('member', 'member');
+    const admin = await join('admin', 'admin');
+    await addClient(owner.token, 'Visible to viewers');
+
+    expect(await listClients(viewer.accessToken)).toHaveLength(1);
+    expect(errorCode(await addClient(viewer.accessToken, 'Viewer write'))).toBe('FORBIDDEN');
+    expect((await addClient(member.accessToken, 'Member write')).errors).toBeUndefined();
+    expect(errorCode(await invite(member.accessToken, `${unique('x')}@example.com`, 'viewer'))).toBe('NOT_PERMITTED');
+    expect(errorCode(await invite(admin.accessToken, `${unique('x')}@example.com`, 'owner'))).toBe('OWNER_REQUIRED');
+
+    const all = await memberships(owner.token);
+    const row = (userId: string) => all.find((m) => m.userId === userId)!.rowId;
+    // An admin promotes a viewer to member...
+    const promoted = await setRole(admin.accessToken, owner.orgId, row(viewer.userId), 'member');
+    expect(promoted.errors).toBeUndefined();
+    // ...but may not make anyone owner, nor demote the owner.
+    expect(errorCode(await setRole(admin.accessToken, owner.orgId, row(member.userId), 'owner'))).toBe('OWNER_REQUIRED');
+    expect(errorCode(await setRole(admin.accessToken, owner.orgId, row(owner.userId), 'admin'))).toBe('OWNER_REQUIRED');
+    // A member changes nobody's role: row-level security hides the row from the update.
+    const byMember = await setRole(member.accessToken, owner.orgId, row(viewer.userId), 'admin');
+    expect(byMember.data?.updateOrganizationMember ?? null).toEqual(byMember.errors ? null : { organizationMember: null });
+    // The only owner cannot step down or leave...
+    expect(errorCode(await setRole(owner.token, owner.orgId, row(owner.userId), 'admin'))).toBe('LAST_OWNER');
+    const leave = await gql(url, 'mutation($o: UUID!, $id: UUID!) { deleteOrganizationMember(input: { organizationId: $o, rowId: $id }) { deletedOrganizationMemberId } }', { o: owner.orgId, id: row(owner.userId) }, owner.token);
+    expect(errorCode(leave)).toBe('LAST_OWNER');
+    // ...until someone else is owner.
+    expect((await setRole(owner.token, owner.orgId, row(admin.userId), 'owner')).errors).toBeUndefined();
+    expect((await setRole(owner.token, owner.orgId, row(owner.userId), 'admin')).errors).toBeUndefined();
+    const roles = Object.fromEntries((await memberships(owner.token)).map((m) => [m.userId, m.role]));
+    expect(roles).toEqual({ [owner.userId]: 'admin', [admin.userId]: 'owner', [member.userId]: 'member', [viewer.userId]: 'member' });
+  });
+
+  test('errors carry a stable code and a human message, never SQL', async () => {
+    const owner = await ownerOfNewOrg('errors');
+    const res = await gql(url, 'mutation { createClientCompany(input: { clientCompany: { name: "x", website: "ftp://nope" } }) { clientCompany { rowId } } }', {}, owner.token);
+    expect(res.errors?.[0].extensions?.code).toBe('CONSTRAINT_VIOLATION');
+    expect(res.errors?.[0].message).not.toMatch(/violates|relation|"|select |insert into|client_companies/i);
+  });
+});
