@@ -7,6 +7,7 @@
 //   install-worker-schema  install/upgrade the job queue schema (run by graphile-migrate hooks)
 //   export-schema          write schema.graphql (sorted) from the current database
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase, runSetup, setupSql, withDatabase } from './db/bootstrap.ts';
@@ -111,6 +112,9 @@ const commands: Record<string, Command> = {
 
 async function main(): Promise<void> {
   const [name = 'start', ...args] = process.argv.slice(2);
+  // A .env file in the project root fills in variables the environment does not set.
+  const envFile = path.join(ROOT, '.env');
+  if (fs.existsSync(envFile)) process.loadEnvFile(envFile);
   let config: Config;
   try {
     config = loadConfig();

@@ -26,6 +26,8 @@ export interface Config {
     authenticatorPassword: string | undefined;
     workerPassword: string | undefined;
     embeddedDir: string;
+    /** EMBEDDED_PG_DIR was set (no fallback location then). */
+    embeddedDirChosen: boolean;
     embeddedPort: number;
   };
   auth: {
@@ -146,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       authenticatorPassword,
       workerPassword,
       embeddedDir: path.resolve(cwd, str('EMBEDDED_PG_DIR') ?? '.data/postgres'),
+      embeddedDirChosen: str('EMBEDDED_PG_DIR') !== undefined,
       embeddedPort: int('EMBEDDED_PG_PORT', 54329, 1, 65535),
     },
     auth: {

@@ -54,3 +54,20 @@ test('a data folder in use by another live process is refused with a clear error
     await server.stop();
   }
 }, 60_000);
+
+test('as root, a data folder the postgres user cannot reach is moved to the fallback location (or refused)', async () => {
+  const hidden = path.join(tmp, 'private');
+  fs.mkdirSync(hidden, { mode: 0o700 });
+  fs.chmodSync(hidden, 0o700);
+  const dir = path.join(hidden, 'pg');
+  if (process.getuid?.() !== 0) return; // only root runs PostgreSQL as another OS user
+  await expect(startEmbeddedPostgres({ dir, port: await freePort(), superuserPassword: 'pw', fast: true })).rejects.toThrow(/cannot enter .*private/);
+  const fallbackDir = path.join(tmp, 'fallback', 'pg');
+  const server = await startEmbeddedPostgres({ dir, fallbackDir, port: await freePort(), superuserPassword: 'pw', fast: true });
+  try {
+    expect(server.dir).toBe(fallbackDir);
+    expect(fs.existsSync(path.join(fallbackDir, 'PG_VERSION'))).toBe(true);
+  } finally {
+    await server.stop();
+  }
+}, 60_000);

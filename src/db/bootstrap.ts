@@ -8,6 +8,7 @@
 //   * unset: an embedded PostgreSQL is started (data in EMBEDDED_PG_DIR, secrets generated);
 //   * a superuser: roles and database are created or updated here (sql/setup/*.sql);
 //   * the owner role: a DBA has run the set-up beforehand (npm run db:setup -- --print).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -126,13 +127,18 @@ export async function openDatabase(config: Config, log: Logger, options: OpenOpt
     jwtSecret ??= secrets.jwtSecret;
     embedded = await startEmbeddedPostgres({
       dir: dataDir,
+      // A checkout in a private folder (as root: /root, or a mode 700 temp dir) is out of the
+      // postgres OS user's reach; keep the data in a persistent shared place named after it.
+      fallbackDir: config.database.embeddedDirChosen
+        ? undefined
+        : path.join('/var/tmp', `atrium-${createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`, 'postgres'),
       port: config.database.embeddedPort,
       superuserPassword: secrets.superuserPassword,
       fast: options.fast,
       log: (message) => log.info(message),
     });
     adminUrl = embedded.superuserUrl(options.databaseName ?? 'atrium');
-    log.info({ version: embedded.version, port: embedded.port, dataDir }, 'embedded PostgreSQL running');
+    log.info({ version: embedded.version, port: embedded.port, dataDir: embedded.dir }, 'embedded PostgreSQL running');
   } else {
     adminUrl = options.databaseName ? withDatabase(config.database.url, options.databaseName) : config.database.url;
     const missing = [

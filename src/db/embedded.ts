@@ -15,6 +15,11 @@ import pg from 'pg';
 
 export interface EmbeddedOptions {
   dir: string;
+  /**
+   * Where to keep the data instead when `dir` cannot be reached by the OS user "postgres"
+   * (running as root in a private folder, e.g. /root or a mode 700 checkout).
+   */
+  fallbackDir?: string;
   port: number;
   superuserPassword: string;
   /** Trade durability for speed (tests): fsync, synchronous_commit and full_page_writes off. */
@@ -24,6 +29,8 @@ export interface EmbeddedOptions {
 
 export interface EmbeddedPostgres {
   port: number;
+  /** Where the data lives (options.dir, or options.fallbackDir). */
+  dir: string;
   version: string;
   /** Connection string for the `postgres` superuser to `database`. */
   superuserUrl(database?: string): string;
@@ -68,14 +75,12 @@ function runAsIds(log: (m: string) => void): { uid?: number; gid?: number } {
   }
 }
 
-/** The `postgres` OS user must be able to reach the data folder through every parent folder. */
-function assertTraversable(folder: string, uid: number): void {
+/** The first folder on the way to `folder` that the OS user `uid` cannot enter, if any. */
+function blockedFolder(folder: string, uid: number): string | undefined {
   for (let d = folder; ; d = path.dirname(d)) {
-    const st = fs.statSync(d);
-    if (st.uid !== uid && (st.mode & 0o001) === 0) {
-      throw new Error(`The embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}); choose an EMBEDDED_PG_DIR under a folder others may enter, or chmod o+x ${d}`);
-    }
-    if (d === path.dirname(d)) return;
+    const st = fs.existsSync(d) ? fs.statSync(d) : undefined;
+    if (st && st.uid !== uid && (st.mode & 0o001) === 0) return d;
+    if (d === path.dirname(d)) return undefined;
   }
 }
 
@@ -132,15 +137,24 @@ async function waitUntilReady(url: string, child: ChildProcess, logFile: string)
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgres> {
   const log = options.log ?? (() => undefined);
-  const { dir, port } = options;
+  const { port } = options;
+  let { dir } = options;
   const bin = await binaries();
   const ids = runAsIds(log);
+  if (ids.uid !== undefined) {
+    const blocked = blockedFolder(path.dirname(dir), ids.uid);
+    if (blocked) {
+      const mode = (fs.statSync(blocked).mode & 0o777).toString(8);
+      if (!options.fallbackDir) {
+        throw new Error(`The embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${blocked} (mode ${mode}); choose an EMBEDDED_PG_DIR under a folder others may enter, or chmod o+x ${blocked}`);
+      }
+      log(`the OS user "postgres" cannot enter ${blocked} (mode ${mode}), so the embedded database lives in ${options.fallbackDir} (set EMBEDDED_PG_DIR to choose)`);
+      dir = options.fallbackDir;
+    }
+  }
   fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (ids.uid !== undefined) {
-    fs.chownSync(dir, ids.uid, ids.gid!);
-    assertTraversable(path.dirname(dir), ids.uid);
-  }
+  if (ids.uid !== undefined) fs.chownSync(dir, ids.uid, ids.gid!);
   const logFile = `${dir}.log`;
 
   if (!fs.existsSync(path.join(dir, 'PG_VERSION'))) {
@@ -207,5 +221,5 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       }
       fs.rmSync(path.join(dir, OWNER_FILE), { force: true });
     })());
-  return { port, version, superuserUrl, stop };
+  return { port, dir, version, superuserUrl, stop };
 }
