@@ -67,10 +67,15 @@ const commands: Record<string, Command> = {
   async 'db:setup'(config, log, args) {
     const databaseName = config.database.url ? decodeURIComponent(new URL(config.database.url).pathname.slice(1)) : 'atrium';
     if (args.includes('--print')) {
-      const sql = setupSql(config.database.roles, databaseName);
-      process.stdout.write(`-- Run as a superuser, connected to any database first for the roles:\n${sql.roles}\n`);
-      process.stdout.write(`-- Create the database if needed: create database ${databaseName} owner ${config.database.roles.owner};\n`);
-      process.stdout.write(`\\connect ${databaseName}\n${sql.database}`);
+      // For psql, as a superuser: roles, the database if missing, then the per-database set-up.
+      const { roles } = config.database;
+      const sql = setupSql(roles, databaseName);
+      process.stdout.write(
+        `-- Atrium set-up for database ${databaseName}: pipe into psql as a superuser.\n${sql.roles}\n` +
+          `select format('create database %I owner %I', '${databaseName}', '${roles.owner}')\n` +
+          `where not exists (select from pg_database where datname = '${databaseName}') \\gexec\n` +
+          `\\connect ${databaseName}\n${sql.database}`,
+      );
       return;
     }
     const root = process.env.ROOT_DATABASE_URL;

@@ -84,6 +84,33 @@ function blockedFolder(folder: string, uid: number): string | undefined {
   }
 }
 
+/**
+ * PostgreSQL's binaries live in node_modules. When the OS user "postgres" cannot reach them
+ * (a checkout in a private folder), they are copied once, per package version, to a shared
+ * place (/var/tmp) and run from there.
+ */
+async function reachableBinaries(bin: Binaries, uid: number, log: (m: string) => void): Promise<Binaries> {
+  const native = path.resolve(path.dirname(bin.postgres), '..');
+  if (!blockedFolder(native, uid)) return bin;
+  const pkg = JSON.parse(fs.readFileSync(path.join(native, '..', 'package.json'), 'utf8')) as { name: string; version: string };
+  const target = path.join('/var/tmp', `atrium-${pkg.name.replace(/[^a-z0-9]+/gi, '-')}-${pkg.version}`);
+  if (!fs.existsSync(path.join(target, '.complete'))) {
+    log(`copying PostgreSQL's binaries to ${target}: the OS user "postgres" cannot reach ${native}`);
+    const staging = `${target}.${process.pid}`;
+    fs.rmSync(staging, { recursive: true, force: true });
+    fs.cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    fs.chmodSync(staging, 0o755);
+    fs.writeFileSync(path.join(staging, '.complete'), `${pkg.version}\n`);
+    fs.rmSync(target, { recursive: true, force: true });
+    fs.renameSync(staging, target);
+  }
+  return {
+    initdb: path.join(target, 'bin', 'initdb'),
+    postgres: path.join(target, 'bin', 'postgres'),
+    pg_ctl: path.join(target, 'bin', 'pg_ctl'),
+  };
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -139,9 +166,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const log = options.log ?? (() => undefined);
   const { port } = options;
   let { dir } = options;
-  const bin = await binaries();
+  let bin = await binaries();
   const ids = runAsIds(log);
   if (ids.uid !== undefined) {
+    bin = await reachableBinaries(bin, ids.uid, log);
     const blocked = blockedFolder(path.dirname(dir), ids.uid);
     if (blocked) {
       const mode = (fs.statSync(blocked).mode & 0o777).toString(8);

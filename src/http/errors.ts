@@ -4,7 +4,7 @@
 // PostgreSQL errors onto them. Anything unexpected becomes INTERNAL, logged with an id.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { SafeError } from 'postgraphile/grafast';
+import { isSafeError, SafeError } from 'postgraphile/grafast';
 import { GraphQLError } from 'postgraphile/graphql';
 import type { Logger } from '../log.ts';
 
@@ -82,7 +82,7 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
     const original = error.originalError;
     const options = { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, originalError: original };
     if (!original || original instanceof GraphQLError) return error; // validation and the like
-    if (original instanceof SafeError) {
+    if (isSafeError(original)) {
       return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
     }
     const pgError = findPgError(original);
