@@ -344,3 +344,17 @@ describe('invitations and roles', () => {
     expect(res.errors?.[0].message).not.toMatch(/violates|relation|"|select |insert into|client_companies/i);
   });
 });
+
+describe('production', () => {
+  test('GraphiQL is not served, neither at /graphiql nor for a browser GET of /graphql', async () => {
+    const prod = await startTestApp({ env: { NODE_ENV: 'production' } });
+    try {
+      expect((await fetch(`${prod.url}/graphiql`)).status).toBe(404);
+      const browser = await fetch(`${prod.url}/graphql`, { headers: { accept: 'text/html' } });
+      expect(browser.headers.get('content-type') ?? '').not.toContain('text/html');
+      expect((await gql(prod.url!, '{ __typename }')).data).toEqual({ __typename: 'Query' });
+    } finally {
+      await prod.stop();
+    }
+  });
+});
