@@ -47,21 +47,14 @@ export interface Session {
   orgId?: string;
 }
 
-/**
- * Runs `fn` exactly as an API request would: on the authenticator's connection, inside a
- * transaction, as the visitor role with the session settings. Rolled back unless `commit`.
- */
-export async function asVisitor<T>(session: Session, fn: (client: pg.PoolClient) => Promise<T>, options: { commit?: boolean } = {}): Promise<T> {
-  const client = await pool('authenticator').connect();
+/** Runs `fn` in a transaction on `role`'s connection whose settings are `settings` (set LOCAL). */
+async function inTransaction<T>(role: 'authenticator' | 'worker', settings: Record<string, string>, fn: (client: pg.PoolClient) => Promise<T>, commit: boolean): Promise<T> {
+  const client = await pool(role).connect();
   try {
     await client.query('begin');
-    await client.query(
-      `select set_config('role', $1, true), set_config('app.user_id', $2, true),
-              set_config('app.session_id', $3, true), set_config('app.org_id', $4, true)`,
-      [roleName('visitor'), session.userId ?? '', session.sessionId ?? '', session.orgId ?? ''],
-    );
+    await client.query('select set_config(key, value, true) from json_each_text($1)', [JSON.stringify(settings)]);
     const result = await fn(client);
-    await client.query(options.commit ? 'commit' : 'rollback');
+    await client.query(commit ? 'commit' : 'rollback');
     return result;
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
@@ -71,21 +64,18 @@ export async function asVisitor<T>(session: Session, fn: (client: pg.PoolClient)
   }
 }
 
-/** Runs `fn` on the worker's connection inside one organization (as a task does). */
-export async function asWorker<T>(orgId: string | null, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool('worker').connect();
-  try {
-    await client.query('begin');
-    await client.query(`select set_config('app.org_id', $1, true)`, [orgId ?? '']);
-    const result = await fn(client);
-    await client.query('rollback');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+/**
+ * Runs `fn` exactly as an API request would: on the authenticator's connection, inside a
+ * transaction, as the visitor role with the session settings. Rolled back unless `commit`.
+ */
+export function asVisitor<T>(session: Session, fn: (client: pg.PoolClient) => Promise<T>, options: { commit?: boolean } = {}): Promise<T> {
+  const settings = { role: roleName('visitor'), 'app.user_id': session.userId ?? '', 'app.session_id': session.sessionId ?? '', 'app.org_id': session.orgId ?? '' };
+  return inTransaction('authenticator', settings, fn, options.commit ?? false);
+}
+
+/** Runs `fn` on the worker's connection inside one organization (as a task does); rolled back. */
+export function asWorker<T>(orgId: string | null, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction('worker', { 'app.org_id': orgId ?? '' }, fn, false);
 }
 
 export interface User {
