@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:c35e350b84cdb377873a9f01f5d055f58b407bd3
+--! Hash: sha1:1418f227b6bd59ca2b2ed18eb406483399791c72
 --! Message: Foundation: tenancy core, RLS, audit, soft delete
 
 -- Foundation: extensions, schemas, the tenancy core (users, organizations, members,
@@ -772,46 +772,33 @@ $$;
 --   * only an owner may grant the owner role, or change or remove an owner       (OWNER_REQUIRED)
 --   * an organization always keeps at least one owner, even under concurrency     (LAST_OWNER)
 
--- Locks the organization (so concurrent changes to its owners queue up) and fails if no owner
--- other than member `leaving` would remain. SECURITY DEFINER: counts every owner, whatever the
--- caller can see.
-create or replace function app_private.assert_owner_remains(organization_id uuid, leaving uuid) returns void
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-begin
-  perform 1 from app_public.organizations o where o.id = assert_owner_remains.organization_id for no key update;
-  if not exists (
-    select 1
-    from app_public.organization_members m
-    where m.organization_id = assert_owner_remains.organization_id
-      and m.role = 'owner'
-      and m.id <> leaving
-  ) then
-    perform app_private.fail('LAST_OWNER', 'An organization must keep at least one owner; make someone else owner first.');
-  end if;
-end
-$$;
-
--- BEFORE UPDATE OR DELETE on organization_members, per row. Runs as the acting role: the owner
--- role (migrations and Atrium's own SECURITY DEFINER functions) is trusted, everyone else
--- (requests, the worker) is checked.
+-- BEFORE UPDATE OR DELETE on organization_members, per row. SECURITY DEFINER so that it sees
+-- (and locks) every owner of the organization, whatever the acting user can see; nobody can call
+-- it directly. Changes made through the API or by the worker (their session logs in as the
+-- authenticator or the worker) are checked; maintenance by the owner role is trusted.
 create or replace function app_private.tg_organization_members__guard_owners() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = pg_catalog
 as $$
 declare
-  v_touches_owner boolean := old.role = 'owner' or (tg_op = 'UPDATE' and new.role = 'owner');
+  v_checked boolean := session_user in (':DATABASE_AUTHENTICATOR'::name, ':DATABASE_WORKER'::name);
 begin
   if tg_op = 'UPDATE' and (new.user_id <> old.user_id or new.organization_id <> old.organization_id) then
     perform app_private.fail('IMMUTABLE', 'A membership cannot be moved to another user or organization.');
   end if;
-  if v_touches_owner and current_user <> ':DATABASE_OWNER'::name
+  if v_checked and (old.role = 'owner' or (tg_op = 'UPDATE' and new.role = 'owner'))
      and app_public.current_member_role() is distinct from 'owner' then
     perform app_private.fail('OWNER_REQUIRED', 'Only an owner may grant, change or remove the owner role.');
   end if;
   if old.role = 'owner' and (tg_op = 'DELETE' or new.role <> 'owner') then
-    perform app_private.assert_owner_remains(old.organization_id, old.id);
+    -- Lock the organization, so that concurrent changes to its owners queue up, then count.
+    perform 1 from app_public.organizations o where o.id = old.organization_id for no key update;
+    if not exists (
+      select 1 from app_public.organization_members m
+      where m.organization_id = old.organization_id and m.role = 'owner' and m.id <> old.id
+    ) then
+      perform app_private.fail('LAST_OWNER', 'An organization must keep at least one owner; make someone else owner first.');
+    end if;
   end if;
   return case when tg_op = 'DELETE' then old else new end;
 end
@@ -1256,8 +1243,6 @@ grant execute on function
   app_public.current_organization(),
   app_public.invite_member(text, app_public.member_role),
   app_public.accept_invitation(text),
-  app_private.fail(text, text),
-  app_private.assert_owner_remains(uuid, uuid),
   app_private.register(text, text, text),
   app_private.login(text, text, uuid),
   app_private.refresh(text),

@@ -1,6 +1,7 @@
 // The job worker (graphile-worker): runs inside `npm start` or alone (`npm run worker`).
 // It connects as the worker role (see sql/setup/roles.sql); tasks are in ./tasks/.
 import { Logger as WorkerLogger, run, type Runner } from 'graphile-worker';
+import pg from 'pg';
 import { graphileLogFactory, type Logger } from '../log.ts';
 import { taskList } from './tasks/index.ts';
 
@@ -12,9 +13,15 @@ export interface WorkerHandle {
 
 export async function startWorker(options: { connectionString: string; concurrency: number; log: Logger }): Promise<WorkerHandle> {
   const log = options.log.child({ component: 'worker' });
+  // Our own pool, closed by us once the runner has stopped (so no connection outlives it).
+  const pgPool = new pg.Pool({ connectionString: options.connectionString, max: options.concurrency + 2 });
+  const onError = (error: Error) => log.warn({ err: error }, 'worker database connection lost');
+  pgPool.on('error', onError);
+  pgPool.on('connect', (client) => client.on('error', onError));
   const runner = await run({
-    connectionString: options.connectionString,
+    pgPool,
     concurrency: options.concurrency,
+    crontab: '', // scheduled jobs arrive with the job catalogue
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
     taskList,
@@ -25,6 +32,11 @@ export async function startWorker(options: { connectionString: string; concurren
   let stopping: Promise<void> | undefined;
   return {
     runner,
-    stop: () => (stopping ??= runner.stop()),
+    stop: () =>
+      (stopping ??= (async () => {
+        await runner.stop();
+        await runner.promise.catch(() => undefined);
+        await pgPool.end();
+      })()),
   };
 }

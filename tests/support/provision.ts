@@ -48,6 +48,7 @@ export async function provisionTestDatabase(): Promise<Provisioned> {
   const databaseName = `atrium_test_${id}`;
   const env: Record<string, string> = {
     NODE_ENV: 'test',
+    GRAPHILE_ENV: 'test',
     DATABASE_URL: withDatabase(serverUrl!, databaseName),
     DATABASE_OWNER: `${prefix}_owner`,
     DATABASE_AUTHENTICATOR: `${prefix}_authenticator`,
