@@ -85,6 +85,8 @@ async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>)
 export async function runSetup(superuserUrl: string, roles: RoleNames, databaseName: string, passwords: { owner?: string; authenticator?: string; worker?: string }, log: Logger): Promise<void> {
   const sql = setupSql(roles, databaseName);
   await withClient(withDatabase(superuserUrl, 'postgres'), async (client) => {
+    // Processes starting together (API and worker) take turns: concurrent ALTER ROLE fails.
+    await client.query(`select pg_advisory_lock(hashtext('atrium:setup'))`);
     await client.query(
       `select set_config('atrium.owner_password', $1, false), set_config('atrium.authenticator_password', $2, false), set_config('atrium.worker_password', $3, false)`,
       [passwords.owner ?? '', passwords.authenticator ?? '', passwords.worker ?? ''],
@@ -95,8 +97,8 @@ export async function runSetup(superuserUrl: string, roles: RoleNames, databaseN
       await client.query(`create database ${client.escapeIdentifier(databaseName)} owner ${client.escapeIdentifier(roles.owner)}`);
       log.info({ database: databaseName }, 'created database');
     }
+    await withClient(withDatabase(superuserUrl, databaseName), (db) => db.query(sql.database));
   });
-  await withClient(withDatabase(superuserUrl, databaseName), (client) => client.query(sql.database));
 }
 
 export function withDatabase(url: string, database: string): string {
