@@ -43,6 +43,13 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('ALREADY_MEMBER', 'AT423', 409, 'This user is already a member of the organization.'),
   ('NOT_RESTORABLE', 'AT430', 409, 'The record is not deleted, or its retention window has passed.'),
   ('IMMUTABLE', 'AT440', 403, 'This record cannot be changed or deleted.'),
+  ('INVALID_TRANSITION', 'AT450', 409, 'The record''s status cannot change that way (see app_private.status_transitions).'),
+  ('NOT_EDITABLE', 'AT451', 409, 'The record has left its editable status (e.g. a sent invoice, a signed contract) and can no longer be changed.'),
+  ('HAS_LIVE_ENGAGEMENTS', 'AT452', 409, 'The client company still has active or on-hold engagements; complete or cancel them first.'),
+  ('OVERPAYMENT', 'AT460', 422, 'The payment is larger than the invoice''s balance.'),
+  ('NOT_PAYABLE', 'AT461', 409, 'The invoice does not take payments in its status (only sent, viewed or overdue invoices do).'),
+  ('EMPTY_DOCUMENT', 'AT462', 422, 'A proposal or invoice needs at least one line and a total above zero before it is sent.'),
+  ('EXPIRED', 'AT463', 409, 'The proposal''s validity date has passed.'),
   ('INTERNAL', 'AT500', 500, 'Unexpected error.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

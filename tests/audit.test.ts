@@ -98,7 +98,7 @@ test('columns marked secret are never copied into the log', async () => {
         label text, api_key text,
         created_at timestamptz not null default now(), updated_at timestamptz not null default now(),
         primary key (organization_id, id));
-      call app_private.make_tenant_table('app_public.audit_probe', secret_columns => array['api_key']);`);
+      call app_private.make_tenant_table('app_public.audit_probe', 'clients', secret_columns => array['api_key']);`);
     const { rows } = await client.query(`insert into app_public.audit_probe (organization_id, label, api_key) values ($1, 'x', 'sk_live_123') returning id`, [orgId]);
     await client.query(`update app_public.audit_probe set api_key = 'sk_live_456', label = 'y'`);
     const events = (await client.query<Event>('select * from app_public.activity_events where record_id = $1 order by occurred_at, action', [rows[0].id])).rows;

@@ -51,7 +51,7 @@ const GOOD_TABLE = `
     foreign key (organization_id, client_company_id) references app_public.client_companies
   );
   create index check_probe_organization_id_client_company_id_idx on app_public.check_probe (organization_id, client_company_id);
-  call app_private.make_tenant_table('app_public.check_probe');
+  call app_private.make_tenant_table('app_public.check_probe', 'clients');
 `;
 
 describe('each check reports a table that breaks its rule', () => {

@@ -8,7 +8,10 @@
 // Expected outcomes follow from the grants: where the visitor holds the privilege, an owner
 // succeeds in their own organization and every other context yields zero rows (reads, updates,
 // deletes) or 42501 (inserts); without the privilege every context is 42501. A viewer's writes
-// always fail. `users` is global (no organization_id) and has its own tests at the end.
+// always fail. The global tables (`users`: one account across organizations; `permissions`: the
+// catalogue every organization shares) have no organization_id and their own tests at the end.
+// An insert copies one of the organization's rows (the first whose copy a business rule, such as
+// a status machine, accepts) with a new id.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -21,7 +24,8 @@ const { rows: tableRows } = await pool('owner').query<{ name: string }>(
    order by 1`,
 );
 const allTables = tableRows.map((r) => r.name);
-const tenantTables = allTables.filter((t) => t !== 'users');
+const GLOBAL_TABLES = ['users', 'permissions'];
+const tenantTables = allTables.filter((t) => !GLOBAL_TABLES.includes(t));
 
 let a: Tenant;
 let b: Tenant;
@@ -59,14 +63,37 @@ async function visitorMay(table: string, privilege: 'DELETE'): Promise<boolean> 
   return rows[0].ok;
 }
 
-/** A copy of one of `orgId`'s rows with a new id, as JSON (read as the owner). */
-async function rowToInsert(table: string, fromOrg: string, intoOrg: string): Promise<Record<string, unknown>> {
+/** Copies of `fromOrg`'s rows with new ids, as JSON (read as the owner). */
+async function rowsToInsert(table: string, fromOrg: string, intoOrg: string): Promise<Record<string, unknown>[]> {
   const { rows } = await pool('owner').query<{ j: Record<string, unknown> }>(
-    `select to_jsonb(t) as j from app_public.${table} t where ${orgColumn(table)} = $1 order by id limit 1`,
+    `select to_jsonb(t) as j from app_public.${table} t where ${orgColumn(table)} = $1 order by id`,
     [fromOrg],
   );
-  expect(rows).toHaveLength(1);
-  return { ...rows[0].j, id: randomUUID(), [orgColumn(table)]: intoOrg };
+  expect(rows.length).toBeGreaterThan(0);
+  return rows.map((r) => ({ ...r.j, id: randomUUID(), [orgColumn(table)]: intoOrg }));
+}
+
+const rowToInsert = async (table: string, fromOrg: string, intoOrg: string) => (await rowsToInsert(table, fromOrg, intoOrg))[0];
+
+/**
+ * The first copy of one of the organization's rows that `session` can insert (each attempt rolled
+ * back), or the error of the last attempt. Errors of class 23 (unique, check, foreign key) are
+ * raised only after the row passed row-level security's WITH CHECK, so they still prove the
+ * policy let the row in; a business rule (SQLSTATE class AT, e.g. a status that a new row may not
+ * start in) moves on to the next row; a missing privilege or RLS refusal (42501) fails at once.
+ */
+async function insertableCopy(session: Session, table: string, orgId: string, columns: string[]): Promise<{ row?: Record<string, unknown>; error?: { code: string } }> {
+  let error: { code: string } | undefined;
+  for (const row of await rowsToInsert(table, orgId, orgId)) {
+    try {
+      expect(await tryInsert(session, table, row, columns)).toBe(1);
+      return { row };
+    } catch (e) {
+      error = e as { code: string };
+      if (error.code === '42501') throw e;
+    }
+  }
+  return { error };
 }
 
 async function tryInsert(session: Session, table: string, row: Record<string, unknown>, columns: string[]): Promise<number> {
@@ -138,12 +165,14 @@ describe.each(tenantTables)('%s', (table) => {
   describe('insert', () => {
     test('own org: allowed exactly when the visitor holds INSERT; denied (42501) for a viewer', async () => {
       const columns = await visitorColumns(table, 'INSERT');
-      const row = await rowToInsert(table, a.orgId, a.orgId);
       if (columns.length === 0) {
+        const row = await rowToInsert(table, a.orgId, a.orgId);
         expect((await pgError(tryInsert(own(), table, row, Object.keys(row)))).code).toBe('42501');
       } else {
-        expect(await tryInsert(own(), table, row, columns)).toBe(1);
-        expect((await pgError(tryInsert(sessionOf(a.viewer, a.orgId), table, row, columns))).code).toBe('42501');
+        const { row, error } = await insertableCopy(own(), table, a.orgId, columns);
+        if (!row) expect(error?.code).toMatch(/^23/);
+        const probe = row ?? (await rowToInsert(table, a.orgId, a.orgId));
+        expect((await pgError(tryInsert(sessionOf(a.viewer, a.orgId), table, probe, columns))).code).toBe('42501');
       }
     });
     test("other org: a row for another tenant is refused (42501)", async () => {
@@ -240,5 +269,21 @@ describe('users (global: one account across organizations)', () => {
   test('nobody inserts or deletes users directly (42501)', async () => {
     expect((await pgError(deleteRows(sessionOf(a.owner, a.orgId), 'users', [a.owner.userId]))).code).toBe('42501');
     expect((await pgError(tryInsert(sessionOf(a.owner, a.orgId), 'users', { id: randomUUID(), email: 'x@example.com', name: 'x' }, ['id', 'email', 'name']))).code).toBe('42501');
+  });
+});
+
+describe('permissions (global: the catalogue every organization shares)', () => {
+  test('anyone reads the whole catalogue, in any context', async () => {
+    const { rows } = await pool('owner').query<{ key: string }>('select key as id from app_public.permissions order by key');
+    expect(rows.length).toBeGreaterThan(10);
+    for (const session of [sessionOf(a.owner, a.orgId), sessionOf(a.viewer, a.orgId), sessionOf(a.owner), {}]) {
+      expect(await asVisitor(session, async (c) => (await c.query('select key from app_public.permissions')).rowCount)).toBe(rows.length);
+    }
+  });
+  test('nobody inserts, updates or deletes permissions (42501)', async () => {
+    const own = sessionOf(a.owner, a.orgId);
+    expect((await pgError(asVisitor(own, (c) => c.query(`insert into app_public.permissions (key, description) values ('x.read', 'x')`)))).code).toBe('42501');
+    expect((await pgError(asVisitor(own, (c) => c.query(`update app_public.permissions set description = description`)))).code).toBe('42501');
+    expect((await pgError(asVisitor(own, (c) => c.query(`delete from app_public.permissions`)))).code).toBe('42501');
   });
 });

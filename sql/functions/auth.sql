@@ -72,7 +72,7 @@ begin
 end
 $$;
 
--- Sign in; optionally straight into an organization (ignored unless the user is a member).
+-- Sign in; optionally straight into an organization (ignored unless the user may enter it).
 -- Unknown email and wrong password fail alike, after the same bcrypt work.
 create or replace function app_private.login(email text, password text, organization_id uuid default null) returns app_private.auth_grant
 language plpgsql volatile security definer
@@ -96,8 +96,7 @@ begin
   end if;
   return app_private.start_session(
     v_user_id,
-    (select m.organization_id from app_public.organization_members m
-     where m.organization_id = login.organization_id and m.user_id = v_user_id)
+    case when app_private.can_enter_organization(v_user_id, login.organization_id) then login.organization_id end
   );
 end
 $$;
@@ -105,7 +104,7 @@ $$;
 -- Rotate a refresh token. Returns null (the API answers INVALID_REFRESH_TOKEN) when the token is
 -- unknown, expired or revoked; when it was already used, also revokes its session, which must
 -- survive: that is why this returns null instead of raising (an error would roll it back).
--- The organization carries over while the user is still a member of it.
+-- The organization carries over while the user may still enter it.
 create or replace function app_private.refresh(refresh_token text) returns app_private.auth_grant
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -131,10 +130,9 @@ begin
   set refresh_token_hash = app_private.hash_token(v_token),
       refreshed_at = now(),
       expires_at = now() + app_private.refresh_token_ttl(),
-      organization_id = (
-        select m.organization_id from app_public.organization_members m
-        where m.organization_id = v_session.organization_id and m.user_id = v_session.user_id
-      )
+      organization_id = case
+        when app_private.can_enter_organization(v_session.user_id, v_session.organization_id) then v_session.organization_id
+      end
   where s.id = v_session.id
   returning * into v_session;
   return row(v_session.user_id, v_session.id, v_session.organization_id, v_token, v_session.expires_at)::app_private.auth_grant;
@@ -157,7 +155,8 @@ begin
 end
 $$;
 
--- Scope the current session to another organization the user belongs to (NOT_FOUND otherwise:
+-- Scope the current session to another organization the user belongs to, as a member or a
+-- client-portal user (NOT_FOUND otherwise:
 -- an organization the user is not in is indistinguishable from one that does not exist).
 -- Null switches to no organization. No new refresh token: the session's stays valid.
 create or replace function app_private.switch_organization(organization_id uuid) returns app_private.auth_grant
@@ -171,10 +170,8 @@ begin
   if v_user_id is null then
     perform app_private.fail('UNAUTHENTICATED', 'Sign in to choose an organization.');
   end if;
-  if switch_organization.organization_id is not null and not exists (
-    select 1 from app_public.organization_members m
-    where m.organization_id = switch_organization.organization_id and m.user_id = v_user_id
-  ) then
+  if switch_organization.organization_id is not null
+     and not app_private.can_enter_organization(v_user_id, switch_organization.organization_id) then
     perform app_private.fail('NOT_FOUND', 'No such organization among yours.');
   end if;
   update app_private.sessions s

@@ -1,7 +1,7 @@
 -- Say it once, apply it everywhere: the procedures that make a table a tenant table.
 -- A migration creates the table, then makes it safe with one call:
 --
---   call app_private.make_tenant_table('app_public.client_companies', soft_delete_as => 'client_company');
+--   call app_private.make_tenant_table('app_public.client_companies', 'clients', soft_delete_as => 'client_company');
 --
 -- which checks its shape, forces row-level security, creates the four standard policies,
 -- grants the visitor role exactly what they allow, and attaches the updated_at, audit (+ outbox)
@@ -10,13 +10,17 @@
 -- Every procedure is idempotent: calling it again re-applies the current rules (e.g. after a
 -- column is added, to grant it).
 --
--- The standard policies, all TO the visitor role:
---   tenant_select  members of the current organization (every role) read its rows
+-- The standard policies, all TO the visitor role, for a table in permission area <a>
+-- (app_public.has_permission, sql/functions/permissions.sql):
+--   tenant_select  members of the current organization holding <a>.read read its rows
 --                  [soft-delete tables: only rows that are not deleted]
---   tenant_insert  members with at least the `writer` role (default: member) add rows to it
+--                  [portal tables: so do client-portal users, for the rows `portal_read` allows]
+--   tenant_insert  members holding <a>.write add rows to the current organization
 --   tenant_update  the same members change its [not deleted] rows; rows stay in the organization
 --   tenant_delete  the same members delete its rows (hard-delete tables only; soft-delete tables
 --                  get soft_delete_<x>() / restore_<x>() instead and no DELETE privilege)
+-- Tables whose rows only lifecycle functions create (insertable => false) get no insert policy
+-- or privilege; append-only ledgers (updatable => false) get neither update nor delete.
 
 -- Raise the right error unless the current user acts in an organization with at least `minimum`.
 create or replace function app_private.require_member_role(minimum app_public.member_role, action text) returns void
@@ -83,44 +87,64 @@ end
 $$;
 
 -- The four standard policies (see the top of this file).
-create or replace procedure app_private.create_member_policies(tbl regclass, writer app_public.member_role, soft_delete boolean)
+create or replace procedure app_private.create_tenant_policies(
+  tbl regclass, permission text, soft_delete boolean, portal_read text default null, portal_insert text default null,
+  insertable boolean default true, updatable boolean default true
+)
 language plpgsql
 set search_path = pg_catalog
 as $$
 declare
   v_in_org constant text := 'organization_id = (select app_public.current_org_id())';
-  v_writer text := format('(select app_public.current_member_has_role(%L))', writer);
+  v_read text := format('(select app_public.has_permission(%L))', permission || '.read');
+  v_write text := format('(select app_public.has_permission(%L))', permission || '.write');
   v_live text := case when soft_delete then ' and deleted_at is null' else '' end;
+  v_portal text := case when portal_read is null then ''
+    else format(' or (organization_id = (select app_public.current_portal_org_id()) and (%s)%s)', portal_read, v_live) end;
+  v_portal_insert text := case when portal_insert is null then ''
+    else format(' or (organization_id = (select app_public.current_portal_org_id()) and (%s))', portal_insert) end;
 begin
+  if not exists (select from app_public.permissions p where p.key = permission || '.write') then
+    raise exception 'unknown permission area % (see sql/functions/permissions.sql)', permission;
+  end if;
   execute format('drop policy if exists tenant_select on %s', tbl);
   execute format('drop policy if exists tenant_insert on %s', tbl);
   execute format('drop policy if exists tenant_update on %s', tbl);
   execute format('drop policy if exists tenant_delete on %s', tbl);
 
-  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using (%s%s)', tbl, v_in_org, v_live);
+  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using ((%s and %s%s)%s)', tbl, v_in_org, v_read, v_live, v_portal);
   execute format('comment on policy tenant_select on %s is %L', tbl,
-    'Members of the current organization (any role) read its ' || case when soft_delete then 'rows that are not deleted.' else 'rows.' end);
+    format('Members holding %s.read read the current organization''s %srows', permission, case when soft_delete then 'live ' else '' end)
+    || case when portal_read is null then '.' else format('; client-portal users read those where %s.', portal_read) end);
 
-  execute format('create policy tenant_insert on %s for insert to :DATABASE_VISITOR with check (%s and %s)', tbl, v_in_org, v_writer);
-  execute format('comment on policy tenant_insert on %s is %L', tbl,
-    format('Members with role %s or higher add rows to the current organization.', writer));
+  if insertable then
+    execute format('create policy tenant_insert on %s for insert to :DATABASE_VISITOR with check ((%s and %s)%s)', tbl, v_in_org, v_write, v_portal_insert);
+    execute format('comment on policy tenant_insert on %s is %L', tbl,
+      format('Members holding %s.write add rows to the current organization', permission)
+      || case when portal_insert is null then '.' else format('; client-portal users add rows where %s.', portal_insert) end);
+  end if;
 
-  execute format('create policy tenant_update on %s for update to :DATABASE_VISITOR using (%s and %s%s) with check (%s and %s)',
-    tbl, v_in_org, v_writer, v_live, v_in_org, v_writer);
-  execute format('comment on policy tenant_update on %s is %L', tbl,
-    format('Members with role %s or higher change the current organization''s %srows; they stay in it.', writer, case when soft_delete then 'live ' else '' end));
+  if updatable then
+    execute format('create policy tenant_update on %s for update to :DATABASE_VISITOR using (%s and %s%s) with check (%s and %s)',
+      tbl, v_in_org, v_write, v_live, v_in_org, v_write);
+    execute format('comment on policy tenant_update on %s is %L', tbl,
+      format('Members holding %s.write change the current organization''s %srows; they stay in it.', permission, case when soft_delete then 'live ' else '' end));
+  end if;
 
-  if not soft_delete then
-    execute format('create policy tenant_delete on %s for delete to :DATABASE_VISITOR using (%s and %s)', tbl, v_in_org, v_writer);
+  if not soft_delete and updatable then
+    execute format('create policy tenant_delete on %s for delete to :DATABASE_VISITOR using (%s and %s)', tbl, v_in_org, v_write);
     execute format('comment on policy tenant_delete on %s is %L', tbl,
-      format('Members with role %s or higher delete the current organization''s rows.', writer));
+      format('Members holding %s.write delete the current organization''s rows.', permission));
   end if;
 end
 $$;
 
 -- Grants matching the standard policies: read; insert and update every column except the
--- protected ones; delete only on hard-delete tables.
-create or replace procedure app_private.grant_member_access(tbl regclass, soft_delete boolean)
+-- protected ones and `readonly_columns` (kept by triggers or lifecycle functions: totals,
+-- statuses, numbers); delete only on hard-delete tables.
+create or replace procedure app_private.grant_tenant_access(
+  tbl regclass, soft_delete boolean, readonly_columns text[] default '{}', insertable boolean default true, updatable boolean default true
+)
 language plpgsql
 set search_path = pg_catalog
 as $$
@@ -128,20 +152,28 @@ declare
   v_insertable text;
   v_updatable text;
 begin
+  if exists (
+    select from unnest(readonly_columns) as r(col)
+    where not exists (select from pg_attribute where attrelid = tbl and attname = r.col and not attisdropped)
+  ) then
+    raise exception 'readonly_columns % are not all columns of %', readonly_columns, tbl;
+  end if;
   select
-    string_agg(quote_ident(attname), ', ') filter (where attname not in ('created_at', 'created_by', 'updated_at', 'deleted_at')),
-    string_agg(quote_ident(attname), ', ') filter (where attname <> all (app_private.protected_columns()))
+    string_agg(quote_ident(attname), ', ') filter (where attname not in ('created_at', 'created_by', 'updated_at', 'deleted_at') and attname <> all (readonly_columns)),
+    string_agg(quote_ident(attname), ', ') filter (where attname <> all (app_private.protected_columns()) and attname <> all (readonly_columns))
   into v_insertable, v_updatable
   from pg_attribute
   where attrelid = tbl and attnum > 0 and not attisdropped and attgenerated = '';
 
   execute format('revoke all on %s from public, :DATABASE_VISITOR', tbl);
   execute format('grant select on %s to :DATABASE_VISITOR', tbl);
-  execute format('grant insert (%s) on %s to :DATABASE_VISITOR', v_insertable, tbl);
-  if v_updatable is not null then
+  if insertable then
+    execute format('grant insert (%s) on %s to :DATABASE_VISITOR', v_insertable, tbl);
+  end if;
+  if updatable and v_updatable is not null then
     execute format('grant update (%s) on %s to :DATABASE_VISITOR', v_updatable, tbl);
   end if;
-  if not soft_delete then
+  if not soft_delete and updatable then
     execute format('grant delete on %s to :DATABASE_VISITOR', tbl);
   end if;
 end
@@ -191,13 +223,13 @@ end
 $$;
 
 -- Soft delete for `tbl` (which needs deleted_at timestamptz): generates
---   app_public.soft_delete_<singular>(id)  members with `writer` role or higher: hide the row
+--   app_public.soft_delete_<singular>(id)  members holding <permission>.write: hide the row
 --   app_public.restore_<singular>(id)      admins and owners: bring it back within the
 --                                          organization's retention window (retention_days)
 --   app_public.deleted_<table>()           admins and owners: the deleted rows still restorable
 -- They are SECURITY DEFINER because a visitor cannot UPDATE a row into a state its SELECT
 -- policy hides; each checks the organization and role itself with the identity helpers.
-create or replace procedure app_private.attach_soft_delete(tbl regclass, singular text, writer app_public.member_role default 'member')
+create or replace procedure app_private.attach_soft_delete(tbl regclass, singular text, permission text)
 language plpgsql
 set search_path = pg_catalog
 as $$
@@ -217,7 +249,7 @@ begin
     declare
       v_row %2$s;
     begin
-      perform app_private.require_member_role(%3$L, 'delete a %4$s');
+      perform app_private.require_permission(%3$L, 'delete a %4$s');
       update %2$s as t set deleted_at = now()
       where t.organization_id = app_public.current_org_id() and t.id = %1$I.id and t.deleted_at is null
       returning t.* into v_row;
@@ -227,7 +259,7 @@ begin
       return v_row;
     end
     $body$
-  $f$, 'soft_delete_' || singular, tbl, writer, v_label);
+  $f$, 'soft_delete_' || singular, tbl, permission || '.write', v_label);
   execute format('comment on function app_public.%I(uuid) is %L', 'soft_delete_' || singular,
     format('Deletes a %s: it disappears from every read; admins can restore it within the organization''s retention window.', v_label));
 
@@ -288,14 +320,26 @@ begin
 end
 $$;
 
--- The whole recipe for an ordinary tenant table. `soft_delete_as`: the singular name used for
--- the soft-delete functions (null: rows are hard-deleted). `writer`: the lowest role that may
--- write. `secret_columns`: never copied into activity_events.
+-- The whole recipe for an ordinary tenant table:
+--   permission      its permission area: reading needs <area>.read, writing <area>.write
+--   soft_delete_as  the singular name for soft_delete_<x>() / restore_<x>() (null: hard deletes)
+--   secret_columns  never copied into activity_events
+--   readonly_columns never written by the visitor (maintained by triggers or functions)
+--   portal_read     a predicate (SQL over the table's columns) for the rows client-portal users
+--                   of the organization may read; null: none
+--   portal_insert   a predicate for the rows client-portal users may add; null: none
+--   insertable      false: rows are only created by lifecycle functions (no INSERT for the visitor)
+--   updatable       false: rows never change once written (no UPDATE or DELETE for the visitor)
 create or replace procedure app_private.make_tenant_table(
   tbl regclass,
+  permission text,
   soft_delete_as text default null,
-  writer app_public.member_role default 'member',
-  secret_columns text[] default '{}'
+  secret_columns text[] default '{}',
+  readonly_columns text[] default '{}',
+  portal_read text default null,
+  portal_insert text default null,
+  insertable boolean default true,
+  updatable boolean default true
 )
 language plpgsql
 set search_path = pg_catalog
@@ -303,12 +347,12 @@ as $$
 begin
   call app_private.assert_tenant_shape(tbl);
   call app_private.force_rls(tbl);
-  call app_private.create_member_policies(tbl, writer, soft_delete_as is not null);
-  call app_private.grant_member_access(tbl, soft_delete_as is not null);
+  call app_private.create_tenant_policies(tbl, permission, soft_delete_as is not null, portal_read, portal_insert, insertable, updatable);
+  call app_private.grant_tenant_access(tbl, soft_delete_as is not null, readonly_columns, insertable, updatable);
   call app_private.attach_updated_at(tbl);
   call app_private.attach_audit(tbl, 'organization_id', secret_columns);
   if soft_delete_as is not null then
-    call app_private.attach_soft_delete(tbl, soft_delete_as, writer);
+    call app_private.attach_soft_delete(tbl, soft_delete_as, permission);
   end if;
 end
 $$;

@@ -85,8 +85,7 @@ export interface User {
   name: string;
 }
 
-export async function signUp(label = 'user'): Promise<User> {
-  const email = `${unique(label)}@example.com`;
+export async function signUp(label = 'user', email = `${unique(label)}@example.com`): Promise<User> {
   const name = `Test ${label}`;
   const { rows } = await asVisitor({}, (c) => c.query('select user_id, session_id from app_private.register($1, $2, $3)', [email, 'correct horse battery', name]), { commit: true });
   return { userId: rows[0].user_id, sessionId: rows[0].session_id, email, name };

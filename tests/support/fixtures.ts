@@ -1,34 +1,148 @@
 // Two tenants with at least one row in every tenant table, made through the same functions the
 // API uses. A new tenant table must get rows here: the isolation matrix fails for a table
 // without fixture rows in both organizations.
-import { addMember, asVisitor, createOrganization, sessionOf, signUp, unique, type User } from './db.ts';
+import type pg from 'pg';
+import { addMember, asVisitor, createOrganization, sessionOf, signUp, unique, type Session, type User } from './db.ts';
 
 export interface Tenant {
   orgId: string;
   owner: User;
   admin: User;
+  member: User;
   viewer: User;
+  /** A member whose custom role "Billing clerk" grants invoices.read/write and clients.read only. */
+  clerk: User;
+  /** A client contact's user with accepted portal access to `engagementId`. */
+  portal: User;
+  clientId: string;
+  contactId: string;
+  engagementId: string;
+  projectId: string;
+  taskId: string;
+  /** A sent invoice of the engagement, partly paid. */
+  invoiceId: string;
+  /** A draft invoice with one line. */
+  draftInvoiceId: string;
+  clientThreadId: string;
+  internalThreadId: string;
+}
+
+/** Runs one statement and returns its first row. */
+export async function one<T = Record<string, unknown>>(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<T> {
+  const { rows } = await c.query(sql, params);
+  return rows[0] as T;
+}
+
+/** As `session`, committed: a shortcut for fixtures and tests that build state. */
+export const commitAs = <T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => asVisitor(session, fn, { commit: true });
+
+/**
+ * A client with a contact, a proposal accepted into a signed contract and an active engagement
+ * (hourly rate 150), made by `session` (an owner or admin). Returns the new ids.
+ */
+export async function signedEngagement(c: pg.PoolClient, label: string): Promise<{ clientId: string; contactId: string; dealId: string; proposalId: string; contractId: string; engagementId: string }> {
+  const client = await one<{ id: string }>(c, 'insert into app_public.client_companies (name, website) values ($1, $2) returning id', [unique(`${label} Client`), 'https://example.com']);
+  const contact = await one<{ id: string }>(c, 'insert into app_public.contacts (client_company_id, first_name, last_name, email) values ($1, $2, $3, $4) returning id', [client.id, 'Casey', 'Client', `${unique('contact')}@example.com`]);
+  const deal = await one<{ id: string }>(c, `insert into app_public.deals (client_company_id, title, stage, value, probability) values ($1, 'Website rebuild', 'proposal', 12000, 60) returning id`, [client.id]);
+  const proposal = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, deal_id, title, tax_rate) values ($1, $2, 'Website rebuild', 10) returning id`, [client.id, deal.id]);
+  await c.query(
+    `insert into app_public.proposal_line_items (proposal_id, position, description, quantity, unit_price)
+     values ($1, 1, 'Discovery', 1, 2000), ($1, 2, 'Build (days)', 10, 1000)`,
+    [proposal.id],
+  );
+  await c.query('select app_public.send_proposal($1)', [proposal.id]);
+  const contract = await one<{ id: string }>(c, `select id from app_public.accept_proposal($1, 'Casey Client')`, [proposal.id]);
+  await c.query('select app_public.send_contract($1)', [contract.id]);
+  const engagement = await one<{ id: string }>(c, `select id from app_public.sign_contract($1, 'Casey Client')`, [contract.id]);
+  await c.query('update app_public.engagements set hourly_rate = 150 where id = $1', [engagement.id]);
+  return { clientId: client.id, contactId: contact.id, dealId: deal.id, proposalId: proposal.id, contractId: contract.id, engagementId: engagement.id };
 }
 
 async function seedTenant(label: string): Promise<Tenant> {
   const owner = await signUp(`${label}-owner`);
   const orgId = await createOrganization(owner, label);
-  const admin = await addMember(orgId, owner, 'admin', `${label}-admin`);
-  const viewer = await addMember(orgId, owner, 'viewer', `${label}-viewer`);
-  await asVisitor(
-    sessionOf(owner, orgId),
-    async (c) => {
-      // client_companies
-      await c.query('insert into app_public.client_companies (name, website) values ($1, $2), ($3, null)', [unique('Client'), 'https://example.com', unique('Client')]);
-      // invitations (pending)
-      await c.query('select app_public.invite_member($1, $2)', [`${unique('invitee')}@example.com`, 'member']);
-    },
-    { commit: true },
-  );
-  return { orgId, owner, admin, viewer };
+  const [admin, member, viewer, clerk] = await Promise.all([
+    addMember(orgId, owner, 'admin', `${label}-admin`),
+    addMember(orgId, owner, 'member', `${label}-member`),
+    addMember(orgId, owner, 'viewer', `${label}-viewer`),
+    addMember(orgId, owner, 'member', `${label}-clerk`),
+  ]);
+  const own = sessionOf(owner, orgId);
+  const ids = await commitAs(own, async (c) => {
+    const e = await signedEngagement(c, label);
+    // A second client, with a draft proposal (a line that may still change).
+    const other = await one<{ id: string }>(c, 'insert into app_public.client_companies (name) values ($1) returning id', [unique('Client')]);
+    const draft = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Retainer') returning id`, [other.id]);
+    await c.query(`insert into app_public.proposal_line_items (proposal_id, description, quantity, unit_price) values ($1, 'Monthly support', 12, 500)`, [draft.id]);
+    await c.query(`insert into app_public.deals (client_company_id, title) values ($1, 'Retainer')`, [other.id]);
+
+    // Delivery: a template with a milestone and tasks, a project from it, time.
+    const template = await one<{ id: string }>(c, `insert into app_public.project_templates (name) values ('Website') returning id`);
+    const tm = await one<{ id: string }>(c, `insert into app_public.project_template_milestones (template_id, name, position, offset_days) values ($1, 'Launch', 1, 30) returning id`, [template.id]);
+    await c.query(
+      `insert into app_public.project_template_tasks (template_id, template_milestone_id, title, position, offset_days)
+       values ($1, $2, 'Design', 1, 10), ($1, $2, 'Build', 2, 25), ($1, null, 'Retrospective', 3, 35)`,
+      [template.id, tm.id],
+    );
+    const project = await one<{ id: string }>(c, `select id from app_public.create_project_from_template($1, $2, 'Website', '2026-01-05')`, [e.engagementId, template.id]);
+    const task = await one<{ id: string }>(c, `select id from app_public.tasks where project_id = $1 order by position limit 1`, [project.id]);
+    const ownerMember = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [owner.userId]);
+    await c.query('update app_public.tasks set assignee_member_id = $2 where id = $1', [task.id, ownerMember.id]);
+    await c.query(
+      `insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes)
+       values ($1, $2, $3, '2026-01-06', 120), ($1, $2, $3, '2026-01-07', 90)`,
+      [e.engagementId, task.id, ownerMember.id],
+    );
+
+    // Communication: an internal and a client thread, a message in each.
+    const internal = await one<{ id: string }>(c, `insert into app_public.threads (engagement_id, subject) values ($1, 'Team notes') returning id`, [e.engagementId]);
+    const clientThread = await one<{ id: string }>(c, `insert into app_public.threads (engagement_id, subject, visibility) values ($1, 'Kick-off', 'client') returning id`, [e.engagementId]);
+    await c.query(`insert into app_public.messages (thread_id, body) values ($1, 'Budget looks tight'), ($2, 'Welcome aboard!')`, [internal.id, clientThread.id]);
+
+    // Billing: a schedule, an invoice of the time (sent, partly paid), a draft invoice.
+    await c.query(`insert into app_public.invoice_schedules (engagement_id, kind, description, amount, frequency, next_run_on) values ($1, 'recurring', 'Monthly retainer', 1000, 'monthly', '2026-02-01')`, [e.engagementId]);
+    const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1, 10)', [e.engagementId]);
+    await c.query('select app_public.send_invoice($1)', [invoice.id]);
+    await c.query(`select app_public.record_payment($1, 100, '2026-01-20', 'bank_transfer', 'first part')`, [invoice.id]);
+    const draftInvoice = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2) returning id', [e.clientId, e.engagementId]);
+    await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Hosting', 1, 49)`, [draftInvoice.id]);
+
+    // Payables and files.
+    const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name, email) values ('Stock Photos Ltd', 'billing@stock.example') returning id`);
+    await c.query(`insert into app_public.bills (vendor_id, engagement_id, reference, amount, due_on) values ($1, $2, 'SP-1', 300, '2030-01-01')`, [vendor.id, e.engagementId]);
+    await c.query(
+      `insert into app_public.file_objects (engagement_id, name, content_type, size_bytes, storage_key, client_visible)
+       values ($1, 'brief.pdf', 'application/pdf', 1024, $2, true), ($1, 'margins.xlsx', 'application/vnd.ms-excel', 2048, $3, false)`,
+      [e.engagementId, unique('files/brief'), unique('files/margins')],
+    );
+
+    // Custom role: Billing clerk.
+    const role = await one<{ id: string }>(c, `insert into app_public.roles (name) values ('Billing clerk') returning id`);
+    await c.query(`insert into app_public.role_permissions (role_id, permission_key) select $1, unnest(array['invoices.read', 'invoices.write', 'clients.read'])`, [role.id]);
+    await c.query(`insert into app_public.role_assignments (member_id, role_id) select id, $2 from app_public.organization_members where user_id = $1`, [clerk.userId, role.id]);
+
+    // A pending invitation.
+    await c.query('select app_public.invite_member($1, $2)', [`${unique('invitee')}@example.com`, 'member']);
+
+    const grant = await one<{ token: string }>(c, 'select token from app_public.grant_portal_access($1, $2)', [e.contactId, e.engagementId]);
+    const contactEmail = await one<{ email: string }>(c, 'select email from app_public.contacts where id = $1', [e.contactId]);
+    return { ...e, projectId: project.id, taskId: task.id, invoiceId: invoice.id, draftInvoiceId: draftInvoice.id, clientThreadId: clientThread.id, internalThreadId: internal.id, portalToken: grant.token, contactEmail: contactEmail.email };
+  });
+
+  // The contact signs up with the contact's email and accepts portal access.
+  const portal = await signUp(`${label}-portal`, ids.contactEmail);
+  await commitAs(sessionOf(portal), (c) => c.query('select app_public.accept_portal_access($1)', [ids.portalToken]));
+
+  return {
+    orgId, owner, admin, member, viewer, clerk, portal,
+    clientId: ids.clientId, contactId: ids.contactId, engagementId: ids.engagementId, projectId: ids.projectId, taskId: ids.taskId,
+    invoiceId: ids.invoiceId, draftInvoiceId: ids.draftInvoiceId, clientThreadId: ids.clientThreadId, internalThreadId: ids.internalThreadId,
+  };
 }
 
 export async function twoTenants(): Promise<{ a: Tenant; b: Tenant }> {
   const [a, b] = await Promise.all([seedTenant('alpha'), seedTenant('beta')]);
   return { a, b };
 }
+
+export const oneTenant = (label = 'solo'): Promise<Tenant> => seedTenant(label);

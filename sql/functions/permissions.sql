@@ -1,0 +1,107 @@
+-- Permissions: "may the user do X here?" — one helper, app_public.has_permission('invoices.write'),
+-- called by the policies of every business table.
+--
+-- Permission keys are `<area>.<action>` (the catalogue is app_public.permissions, filled below):
+-- read and write per area, plus a few special actions. What a member may do:
+--   * owners and admins: everything;
+--   * a member with one or more custom roles (app_public.roles, assigned in role_assignments): exactly
+--     the permissions of those roles (e.g. "billing clerk": invoices.read, invoices.write,
+--     clients.read — and nothing about deals);
+--   * otherwise the defaults of their base role: viewers read every area; members read and write
+--     every area, except the special portal.write and roles.write, which stay with admins.
+-- The job worker acts with admin rights inside the organization of its job.
+-- Re-included by later migrations when areas or actions are added; idempotent.
+
+insert into app_public.permissions (key, description) values
+  ('clients.read', 'See client companies and contacts'),
+  ('clients.write', 'Add, change and delete client companies and contacts'),
+  ('deals.read', 'See the sales pipeline'),
+  ('deals.write', 'Add, move and delete deals'),
+  ('proposals.read', 'See proposals'),
+  ('proposals.write', 'Draft, send and delete proposals'),
+  ('contracts.read', 'See contracts'),
+  ('contracts.write', 'Draft, send, sign and cancel contracts'),
+  ('engagements.read', 'See engagements'),
+  ('engagements.write', 'Change engagements'),
+  ('projects.read', 'See project templates, projects, milestones and tasks'),
+  ('projects.write', 'Plan and change projects, milestones and tasks'),
+  ('time.read', 'See time entries'),
+  ('time.write', 'Record and change time entries'),
+  ('messages.read', 'Read threads and messages'),
+  ('messages.write', 'Start threads and post messages'),
+  ('files.read', 'See files'),
+  ('files.write', 'Upload and delete files'),
+  ('invoices.read', 'See invoices, invoice schedules and payments'),
+  ('invoices.write', 'Draft, send and cancel invoices, record payments, manage invoice schedules'),
+  ('vendors.read', 'See vendors'),
+  ('vendors.write', 'Add and change vendors'),
+  ('bills.read', 'See bills'),
+  ('bills.write', 'Enter and change bills'),
+  ('portal.read', 'See who has client-portal access'),
+  ('portal.write', 'Give and revoke client-portal access (special: admins by default)'),
+  ('roles.read', 'See custom roles and who holds them'),
+  ('roles.write', 'Define custom roles and assign them (special: admins by default)')
+on conflict (key) do update set description = excluded.description;
+
+-- Is `permission` one of the special actions that only admins (or a custom role) grant?
+create or replace function app_private.is_special_permission(permission text) returns boolean
+language sql immutable parallel safe
+set search_path = pg_catalog
+as $$
+  select permission in ('portal.write', 'roles.write')
+$$;
+
+create or replace function app_public.has_permission(permission text) returns boolean
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select case
+    when app_private.is_worker_session() then app_public.current_org_id() is not null
+    else coalesce((
+      select
+        case
+          when m.role >= 'admin' then true
+          when exists (select 1 from app_public.role_assignments mr where mr.organization_id = m.organization_id and mr.member_id = m.id) then
+            exists (
+              select 1
+              from app_public.role_assignments mr
+              join app_public.role_permissions rp on rp.organization_id = mr.organization_id and rp.role_id = mr.role_id
+              join app_public.roles r on r.organization_id = mr.organization_id and r.id = mr.role_id and r.deleted_at is null
+              where mr.organization_id = m.organization_id and mr.member_id = m.id and rp.permission_key = has_permission.permission
+            )
+          when has_permission.permission like '%.read' then true
+          when m.role = 'member' then has_permission.permission like '%.write' and not app_private.is_special_permission(has_permission.permission)
+          else false
+        end
+      from app_public.organization_members m
+      where m.organization_id = app_public.current_org_id()
+        and m.user_id = app_public.current_user_id()
+    ), false)
+  end
+$$;
+comment on function app_public.has_permission(text) is 'True when you may do `permission` (e.g. invoices.write) in the current organization: owners and admins always; members with custom roles what those roles grant; otherwise viewers read and members read and write.';
+
+-- The current user's permissions in the current organization (for a UI to show or hide actions).
+create or replace function app_public.my_permissions() returns setof text
+language sql stable
+set search_path = pg_catalog
+as $$
+  select p.key from app_public.permissions p where app_public.has_permission(p.key) order by p.key
+$$;
+comment on function app_public.my_permissions() is 'The permission keys you hold in the current organization.';
+
+-- Raise the right error unless the current user may do `permission` in an organization.
+create or replace function app_private.require_permission(permission text, action text) returns void
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+begin
+  if app_public.current_user_id() is null and not app_private.is_worker_session() then
+    perform app_private.fail('UNAUTHENTICATED', format('Sign in to %s.', action));
+  elsif app_public.current_org_id() is null then
+    perform app_private.fail('NO_ORGANIZATION', format('Choose an organization to %s.', action));
+  elsif not app_public.has_permission(permission) then
+    perform app_private.fail('NOT_PERMITTED', format('You need the %s permission to %s.', permission, action));
+  end if;
+end
+$$;
