@@ -215,6 +215,12 @@ begin
   else
     perform app_private.require_member_role('admin', action);
   end if;
+  if exists (
+    select from app_public.bills b
+    where b.organization_id = app_public.current_org_id() and b.id = set_bill_status.bill_id and b.status = set_bill_status.status
+  ) then
+    perform app_private.fail('INVALID_TRANSITION', format('The bill is already %s.', status));
+  end if;
   update app_public.bills b
   set status = set_bill_status.status,
       approved_by = case when set_bill_status.status = 'approved' then app_public.current_user_id() else b.approved_by end

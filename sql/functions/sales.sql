@@ -95,7 +95,10 @@ begin
   if not (app_public.has_permission('proposals.write') or app_private.is_portal_user_of(v.engagement_id)) then
     perform app_private.fail('NOT_PERMITTED', format('You need the proposals.write permission to %s.', v_action));
   end if;
-  if decision = 'accepted' and v.valid_until < current_date and v.status in ('sent', 'viewed') then
+  if v.status not in ('sent', 'viewed') then
+    perform app_private.fail('INVALID_TRANSITION', format('A proposal cannot go from %s to %s.', v.status, decision));
+  end if;
+  if decision = 'accepted' and v.valid_until < current_date then
     perform app_private.fail('EXPIRED', format('This proposal was valid until %s.', v.valid_until));
   end if;
   update app_public.proposals p
@@ -148,6 +151,12 @@ declare
   v app_public.contracts;
 begin
   perform app_private.require_permission('contracts.write', action);
+  if exists (
+    select from app_public.contracts c
+    where c.organization_id = app_public.current_org_id() and c.id = set_contract_status.contract_id and c.status = set_contract_status.status
+  ) then
+    perform app_private.fail('INVALID_TRANSITION', format('The contract is already %s.', status));
+  end if;
   update app_public.contracts c
   set status = set_contract_status.status,
       signer_name = coalesce(set_contract_status.signer_name, c.signer_name)
