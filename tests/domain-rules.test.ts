@@ -221,12 +221,14 @@ describe('projects from templates', () => {
       [t.projectId],
     );
     expect(rows).toEqual([
-      { title: 'Design', due: '2026-01-15', milestone: 'Launch', milestone_due: '2026-02-04' },
-      { title: 'Build', due: '2026-01-30', milestone: 'Launch', milestone_due: '2026-02-04' },
-      { title: 'Retrospective', due: '2026-02-09', milestone: null, milestone_due: null },
+      { title: 'Stakeholder interviews', due: '2026-01-10', milestone: 'Design signed off', milestone_due: '2026-01-19' },
+      { title: 'Wireframes and visual design', due: '2026-01-17', milestone: 'Design signed off', milestone_due: '2026-01-19' },
+      { title: 'Build pages', due: '2026-02-09', milestone: 'Launch', milestone_due: '2026-02-16' },
+      { title: 'QA and launch', due: '2026-02-16', milestone: 'Launch', milestone_due: '2026-02-16' },
+      { title: 'Retrospective', due: '2026-02-19', milestone: null, milestone_due: null },
     ]);
     const project = await pool('owner').query('select due_on::text as due, template_id is not null as from_template from app_public.projects where id = $1', [t.projectId]);
-    expect(project.rows[0]).toEqual({ due: '2026-02-09', from_template: true });
+    expect(project.rows[0]).toEqual({ due: '2026-02-19', from_template: true });
   });
 });
 

@@ -2,7 +2,10 @@
 // API uses. A new tenant table must get rows here: the isolation matrix fails for a table
 // without fixture rows in both organizations.
 import type pg from 'pg';
+import { one, sellToNewClient, websiteTemplate, type SoldEngagement } from '../../src/db/seed.ts';
 import { addMember, asVisitor, createOrganization, sessionOf, signUp, unique, type Session, type User } from './db.ts';
+
+export { one };
 
 export interface Tenant {
   orgId: string;
@@ -27,36 +30,12 @@ export interface Tenant {
   internalThreadId: string;
 }
 
-/** Runs one statement and returns its first row. */
-export async function one<T = Record<string, unknown>>(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<T> {
-  const { rows } = await c.query(sql, params);
-  return rows[0] as T;
-}
-
 /** As `session`, committed: a shortcut for fixtures and tests that build state. */
 export const commitAs = <T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => asVisitor(session, fn, { commit: true });
 
-/**
- * A client with a contact, a proposal accepted into a signed contract and an active engagement
- * (hourly rate 150), made by `session` (an owner or admin). Returns the new ids.
- */
-export async function signedEngagement(c: pg.PoolClient, label: string): Promise<{ clientId: string; contactId: string; dealId: string; proposalId: string; contractId: string; engagementId: string }> {
-  const client = await one<{ id: string }>(c, 'insert into app_public.client_companies (name, website) values ($1, $2) returning id', [unique(`${label} Client`), 'https://example.com']);
-  const contact = await one<{ id: string }>(c, 'insert into app_public.contacts (client_company_id, first_name, last_name, email) values ($1, $2, $3, $4) returning id', [client.id, 'Casey', 'Client', `${unique('contact')}@example.com`]);
-  const deal = await one<{ id: string }>(c, `insert into app_public.deals (client_company_id, title, stage, value, probability) values ($1, 'Website rebuild', 'proposal', 12000, 60) returning id`, [client.id]);
-  const proposal = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, deal_id, title, tax_rate) values ($1, $2, 'Website rebuild', 10) returning id`, [client.id, deal.id]);
-  await c.query(
-    `insert into app_public.proposal_line_items (proposal_id, position, description, quantity, unit_price)
-     values ($1, 1, 'Discovery', 1, 2000), ($1, 2, 'Build (days)', 10, 1000)`,
-    [proposal.id],
-  );
-  await c.query('select app_public.send_proposal($1)', [proposal.id]);
-  const contract = await one<{ id: string }>(c, `select id from app_public.accept_proposal($1, 'Casey Client')`, [proposal.id]);
-  await c.query('select app_public.send_contract($1)', [contract.id]);
-  const engagement = await one<{ id: string }>(c, `select id from app_public.sign_contract($1, 'Casey Client')`, [contract.id]);
-  await c.query('update app_public.engagements set hourly_rate = 150 where id = $1', [engagement.id]);
-  return { clientId: client.id, contactId: contact.id, dealId: deal.id, proposalId: proposal.id, contractId: contract.id, engagementId: engagement.id };
-}
+/** A new client sold to and signed (see sellToNewClient in src/db/seed.ts): an active engagement at 150/h. */
+export const signedEngagement = (c: pg.PoolClient, label: string): Promise<SoldEngagement> =>
+  sellToNewClient(c, { name: unique(`${label} Client`), contactEmail: `${unique('contact')}@example.com`, website: 'https://example.com' });
 
 async function seedTenant(label: string): Promise<Tenant> {
   const owner = await signUp(`${label}-owner`);
@@ -77,13 +56,7 @@ async function seedTenant(label: string): Promise<Tenant> {
     await c.query(`insert into app_public.deals (client_company_id, title) values ($1, 'Retainer')`, [other.id]);
 
     // Delivery: a template with a milestone and tasks, a project from it, time.
-    const template = await one<{ id: string }>(c, `insert into app_public.project_templates (name) values ('Website') returning id`);
-    const tm = await one<{ id: string }>(c, `insert into app_public.project_template_milestones (template_id, name, position, offset_days) values ($1, 'Launch', 1, 30) returning id`, [template.id]);
-    await c.query(
-      `insert into app_public.project_template_tasks (template_id, template_milestone_id, title, position, offset_days)
-       values ($1, $2, 'Design', 1, 10), ($1, $2, 'Build', 2, 25), ($1, null, 'Retrospective', 3, 35)`,
-      [template.id, tm.id],
-    );
+    const template = { id: await websiteTemplate(c) };
     const project = await one<{ id: string }>(c, `select id from app_public.create_project_from_template($1, $2, 'Website', '2026-01-05')`, [e.engagementId, template.id]);
     const task = await one<{ id: string }>(c, `select id from app_public.tasks where project_id = $1 order by position limit 1`, [project.id]);
     const ownerMember = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [owner.userId]);

@@ -1,0 +1,72 @@
+// The demo data (`npm run seed`, and `npm start` on an empty embedded database): three
+// organizations with a member of every role, a billing clerk and a portal user, and one client
+// taken from deal to paid invoice, made through the API's own functions and policies.
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
+import type { Database } from '../src/db/bootstrap.ts';
+import { DEMO_PASSWORD, formatCredentials, seedDemoData, type DemoCredentials } from '../src/db/seed.ts';
+import { createLogger } from '../src/log.ts';
+import { asVisitor, closePools, pool, roleName, urlFor } from './support/db.ts';
+
+const db = {
+  ownerUrl: urlFor('owner'),
+  authenticatorUrl: urlFor('authenticator'),
+  roles: { owner: roleName('owner'), authenticator: roleName('authenticator'), visitor: roleName('visitor'), worker: roleName('worker') },
+} as unknown as Database;
+const log = createLogger('silent', 'seed-test');
+
+let credentials: DemoCredentials[];
+
+beforeAll(async () => {
+  const result = await seedDemoData(db, log);
+  expect(result.created).toBe(true);
+  credentials = result.credentials;
+}, 120_000);
+afterAll(closePools);
+
+test('three organizations, each with owner, admin, member, viewer, a billing clerk and a portal user', () => {
+  expect(credentials.map((c) => c.organization)).toEqual(['Northwind Studio', 'Blue Harbor Consulting', 'Atlas Agency']);
+  for (const org of credentials) {
+    expect(org.users.map((u) => u.role).sort()).toEqual(['admin', 'client portal', 'member', 'member + Billing clerk', 'owner', 'viewer']);
+  }
+  const text = formatCredentials(credentials);
+  expect(text).toContain(DEMO_PASSWORD);
+  expect(text).toContain('owner@northwind.example');
+});
+
+test('each organization has the full lifecycle: won deal, accepted proposal, signed contract, project, time, a paid invoice', async () => {
+  for (const org of credentials) {
+    const { rows } = await pool('owner').query(
+      `select
+         (select count(*)::int from app_public.deals where organization_id = $1 and stage = 'won') as won_deals,
+         (select count(*)::int from app_public.proposals where organization_id = $1 and status = 'accepted') as accepted,
+         (select count(*)::int from app_public.contracts where organization_id = $1 and status = 'signed') as signed,
+         (select count(*)::int from app_public.engagements where organization_id = $1 and status = 'active') as engagements,
+         (select count(*)::int from app_public.tasks where organization_id = $1) as tasks,
+         (select count(*)::int from app_public.time_entries where organization_id = $1) as time_entries,
+         (select count(*)::int from app_public.invoices where organization_id = $1 and status = 'paid' and balance = 0) as paid_invoices,
+         (select count(*)::int from app_public.payments where organization_id = $1) as payments`,
+      [org.organizationId],
+    );
+    expect(rows[0]).toEqual({ won_deals: 1, accepted: 1, signed: 1, engagements: 1, tasks: 5, time_entries: 5, paid_invoices: 1, payments: 2 });
+  }
+});
+
+test('the demo users sign in with the printed password, and the portal user sees the client side only', async () => {
+  const org = credentials[0];
+  const portalEmail = org.users.find((u) => u.role === 'client portal')!.email;
+  const grant = await asVisitor({}, (c) => c.query('select user_id, session_id, organization_id from app_private.login($1, $2, $3)', [portalEmail, DEMO_PASSWORD, org.organizationId]), { commit: true });
+  const { user_id: userId, session_id: sessionId, organization_id: orgId } = grant.rows[0];
+  expect(orgId).toBe(org.organizationId);
+  const seen = await asVisitor({ userId, sessionId, orgId }, async (c) =>
+    (await c.query(`select (select count(*)::int from app_public.invoices) as invoices, (select count(*)::int from app_public.threads) as threads, (select count(*)::int from app_public.deals) as deals`)).rows[0],
+  );
+  expect(seen).toEqual({ invoices: 2, threads: 1, deals: 0 });
+});
+
+test('seeding again changes nothing and returns the same sign-ins', async () => {
+  const before = (await pool('owner').query('select count(*)::int as n from app_public.organizations')).rows[0].n;
+  const again = await seedDemoData(db, log);
+  expect(again.created).toBe(false);
+  expect(again.credentials).toEqual(credentials);
+  expect((await pool('owner').query('select count(*)::int as n from app_public.organizations')).rows[0].n).toBe(before);
+});
