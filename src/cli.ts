@@ -6,6 +6,8 @@
 //   db:setup [--print]     create/update roles and database as a superuser (or print the SQL)
 //   install-worker-schema  install/upgrade the job queue schema (run by graphile-migrate hooks)
 //   export-schema          write schema.graphql (sorted) from the current database
+//   seed                   load the demo organizations (once) and print their sign-ins
+//   data-quality           measure the data-quality table of docs/ENTITIES.md on the demo data
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,6 +24,7 @@ const commands: Record<string, Command> = {
     const { startAtrium } = await import('./index.ts');
     const { GRAPHIQL_PATH, GRAPHQL_PATH } = await import('./http/postgraphile.ts');
     const atrium = await startAtrium(config, log, { api: true, worker: config.worker.inline, handleSignals: true });
+    if (atrium.demo) process.stdout.write(`\n${(await import('./db/seed.ts')).formatCredentials(atrium.demo)}`);
     process.stdout.write(
       `\nAtrium is running.\n  GraphQL:  ${atrium.url}${GRAPHQL_PATH}\n` +
         (config.graphiql ? `  GraphiQL: ${atrium.url}${GRAPHIQL_PATH}\n` : '') +
@@ -103,6 +106,36 @@ const commands: Record<string, Command> = {
     const db = await openDatabase(config, log);
     try {
       await installWorkerSchema(db, log);
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async seed(config, log) {
+    if (config.nodeEnv === 'production') {
+      process.stderr.write('Refusing to load demo data with NODE_ENV=production.\n');
+      process.exitCode = 2;
+      return;
+    }
+    const { runMigrations } = await import('./db/migrations.ts');
+    const { formatCredentials, seedDemoData } = await import('./db/seed.ts');
+    const db = await openDatabase(config, log);
+    try {
+      await runMigrations(db, log, { current: true });
+      const { created, credentials } = await seedDemoData(db, log);
+      process.stdout.write(`\n${created ? 'Demo data loaded.' : 'Demo data was already there.'}\n${formatCredentials(credentials)}`);
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async 'data-quality'(config, log) {
+    const { runMigrations } = await import('./db/migrations.ts');
+    const { formatDataQuality, measureDataQuality } = await import('./db/data-quality.ts');
+    const db = await openDatabase(config, log);
+    try {
+      await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+      process.stdout.write(formatDataQuality(await measureDataQuality(db, log)));
     } finally {
       await db.stop();
     }

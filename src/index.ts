@@ -7,6 +7,7 @@ import { createTokenService } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/bootstrap.ts';
 import { pendingMigrations, runMigrations } from './db/migrations.ts';
+import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.ts';
 import { createApp } from './http/app.ts';
 import { ErrorCatalog } from './http/errors.ts';
 import { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
@@ -18,6 +19,8 @@ export interface Atrium {
   /** Base URL of the HTTP server (when the API runs). */
   url: string | undefined;
   worker: WorkerHandle | undefined;
+  /** Sign-ins of the demo data loaded at this start (an empty embedded database), if any. */
+  demo: DemoCredentials[] | undefined;
   stop(): Promise<void>;
 }
 
@@ -54,6 +57,11 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
   };
   try {
     await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+    let demo: DemoCredentials[] | undefined;
+    if (config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
+      log.info('empty embedded database: loading the demo data (SEED_DEMO_DATA=false to skip)');
+      demo = (await seedDemoData(db, log)).credentials;
+    }
 
     let url: string | undefined;
     let worker: (WorkerHandle & { running: boolean }) | undefined;
@@ -113,6 +121,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       db,
       url,
       worker,
+      demo,
       stop: () => (stopping ??= stopAll()),
     };
     if (options.handleSignals) installSignalHandlers(atrium, log);

@@ -229,6 +229,17 @@ export async function seedDemoData(db: Database, log: Logger): Promise<{ created
   }
 }
 
+/** True when no organization exists yet (a new database). */
+export async function isEmptyDatabase(db: Database): Promise<boolean> {
+  const client = new pg.Client({ connectionString: db.ownerUrl });
+  await client.connect();
+  try {
+    return (await client.query('select not exists (select from app_public.organizations) as empty')).rows[0].empty as boolean;
+  } finally {
+    await client.end();
+  }
+}
+
 /** The demo organizations and their sign-ins, read back (empty when there is no demo data). */
 async function demoCredentials(owner: pg.Pool): Promise<DemoCredentials[]> {
   const { rows } = await owner.query<{ organization: string; organization_id: string; email: string; role: string }>(
