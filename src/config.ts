@@ -42,6 +42,13 @@ export interface Config {
     concurrency: number;
   };
   graphiql: boolean;
+  /**
+   * The most rows one page of a GraphQL connection may hold (`first`/`last` above it are
+   * refused); also the page size when a query gives neither (src/http/page-size.ts).
+   */
+  pageSizeMax: number;
+  /** Load the demo data (src/db/seed.ts) when `npm start` finds an empty embedded database. */
+  seedDemoData: boolean;
   /** Origins allowed to call the API from a browser ('*' for any). */
   corsOrigins: string[];
   logLevel: string;
@@ -161,6 +168,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
     },
     graphiql: production ? false : bool('GRAPHIQL', true),
+    pageSizeMax: int('PAGE_SIZE_MAX', 100, 1, 10_000),
+    seedDemoData: bool('SEED_DEMO_DATA', true),
     corsOrigins: (str('CORS_ORIGINS') ?? (production ? '' : '*')).split(',').map((o) => o.trim()).filter((o) => o !== ''),
     logLevel,
   };

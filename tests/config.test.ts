@@ -36,6 +36,12 @@ describe('loadConfig', () => {
     expect(problems({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/atrium', JWT_SECRET: 'x'.repeat(40), GRAPHIQL: 'true' })).toEqual(['GRAPHIQL cannot be enabled when NODE_ENV=production']);
   });
 
+  test('PAGE_SIZE_MAX: 100 by default, an integer from 1 to 10000', () => {
+    expect(loadConfig({}).pageSizeMax).toBe(100);
+    expect(loadConfig({ PAGE_SIZE_MAX: '25' }).pageSizeMax).toBe(25);
+    for (const bad of ['0', '10001', 'lots', '2.5']) expect(problems({ PAGE_SIZE_MAX: bad })).toEqual([`PAGE_SIZE_MAX="${bad}" must be an integer from 1 to 10000`]);
+  });
+
   test('the four roles must be distinct', () => {
     expect(problems({ DATABASE_OWNER: 'same', DATABASE_WORKER: 'same' }).join()).toMatch(/four different roles/);
   });

@@ -1,6 +1,6 @@
 // `npm start` as a newcomer runs it: no DATABASE_URL, so an embedded PostgreSQL in a fresh
 // folder, migrations, API and worker; it answers GraphQL, serves GraphiQL outside production,
-// and Ctrl-C (SIGINT) stops everything — the database included — and exits 0.
+// loads and prints the demo data, and Ctrl-C (SIGINT) stops everything — the database included — and exits 0.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,7 +32,17 @@ test('start on an empty machine, answer GraphQL, stop cleanly on SIGINT', async 
       if (answer === undefined) await sleep(200);
     }
     expect(answer).toEqual({ data: { __typename: 'Query' } });
+    while (Date.now() < deadline && !output.includes('Press Ctrl-C')) await sleep(100);
     expect(output).toContain(`GraphQL:  http://127.0.0.1:${port}/graphql`);
+    // The empty embedded database got the demo data, and its sign-ins work.
+    expect(output).toContain('Demo sign-ins (password for all: atrium-demo-password)');
+    expect(output).toMatch(/owner@northwind\.example +owner/);
+    const login = await fetch(`http://127.0.0.1:${port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'mutation { login(input: { email: "viewer@atlas.example", password: "atrium-demo-password" }) { accessToken } }' }),
+    }).then((r) => r.json());
+    expect(login.data.login.accessToken).toEqual(expect.any(String));
     const graphiql = await fetch(`http://127.0.0.1:${port}/graphiql`);
     expect(graphiql.status).toBe(200);
     expect(graphiql.headers.get('content-type')).toContain('text/html');

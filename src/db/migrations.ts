@@ -53,16 +53,27 @@ export function hasCurrentMigration(): boolean {
  */
 export async function runMigrations(target: MigrationTarget, log: Logger, options: { current: boolean }): Promise<void> {
   const settings = migrationSettings(target, log);
+  // graphile-migrate gives up at once ("Failed to get exclusive lock") while another process
+  // migrates the same database; processes starting together (API and worker, parallel test
+  // files) take turns here instead. The lock is the session's: ending the client releases it.
+  const lock = new pg.Client({ connectionString: target.ownerUrl });
+  lock.on('error', (error) => log.warn({ err: error }, 'connection error while holding the migration lock'));
+  await lock.connect();
   try {
-    await migrate(settings);
-    if (options.current && hasCurrentMigration()) {
-      log.info('applying migrations/current.sql (work in progress)');
-      await watch(settings, true);
+    await lock.query(`select pg_advisory_lock(hashtext('atrium:migrate'))`);
+    try {
+      await migrate(settings);
+      if (options.current && hasCurrentMigration()) {
+        log.info('applying migrations/current.sql (work in progress)');
+        await watch(settings, true);
+      }
+    } finally {
+      clearAllPools();
     }
+    await installWorkerSchema(target, log);
   } finally {
-    clearAllPools();
+    await lock.end();
   }
-  await installWorkerSchema(target, log);
 }
 
 /** Committed migrations not yet applied (readiness reports them). */

@@ -76,6 +76,10 @@ function findPgError(error: unknown): PgErrorLike | undefined {
   return undefined;
 }
 
+// postgraphile-plugin-connection-filter refuses `null` and `{}` in a `filter` with plain Errors
+// (not SafeErrors); their messages name nothing internal, so they reach the client as they are.
+const FILTER_INPUT_ERRORS = new Set(['Null literals are forbidden in filter argument input.', 'Empty objects are forbidden in filter argument input.']);
+
 /** grafserv's maskError: shapes every GraphQL error. */
 export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
   return (error: GraphQLError): GraphQLError => {
@@ -84,6 +88,10 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
     if (!original || original instanceof GraphQLError) return error; // validation and the like
     if (isSafeError(original)) {
       return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
+    }
+    if (FILTER_INPUT_ERRORS.has(original.message)) {
+      const invalid = catalog.byCode('INVALID_VALUE');
+      return new GraphQLError(original.message, { ...options, extensions: { code: invalid.code, httpStatus: invalid.httpStatus } });
     }
     const pgError = findPgError(original);
     const entry = pgError ? catalog.bySqlstate(pgError.code) : undefined;

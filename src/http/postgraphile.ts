@@ -1,10 +1,11 @@
-// The GraphQL API: PostGraphile v5 (Amber preset, simplified inflection) over schema app_public,
-// served by grafserv on Express. Every request runs as the visitor role with the verified token
+// The GraphQL API: PostGraphile v5 (Amber preset, simplified inflection, connection filters,
+// capped page size) over schema app_public, served by grafserv on Express. Every request runs as the visitor role with the verified token
 // claims as settings (src/http/auth.ts); row-level security decides what it sees.
 import { PgSimplifyInflectionPreset } from '@graphile/simplify-inflection';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { postgraphile, type PostGraphileInstance } from 'postgraphile';
+import { PostGraphileConnectionFilterPreset } from 'postgraphile-plugin-connection-filter';
 import type { Request } from 'express';
 import pg from 'pg';
 import type { Config } from '../config.ts';
@@ -12,6 +13,7 @@ import type { TokenService } from '../auth/tokens.ts';
 import { makeAuthPlugin } from './auth-mutations.ts';
 import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
+import { makePageSizePlugin } from './page-size.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -32,8 +34,11 @@ export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
 
 export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
   return {
-    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
-    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin],
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
+    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors)],
+    // No filtering through relations (EXISTS subqueries over other tables, `every`/`none`):
+    // postgraphile-plugin-connection-filter 4.0.1 adds them whatever connectionFilterRelations says.
+    disablePlugins: ['PgConnectionArgFilterBackwardRelationsPlugin', 'PgConnectionArgFilterForwardRelationsPlugin'],
     pgServices: [
       makePgService({
         pool,
@@ -47,6 +52,25 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
     gather: {
       // Function arguments without a default are required (non-null) in GraphQL.
       pgStrictFunctions: true,
+    },
+    schema: {
+      // `filter` on connections (postgraphile-plugin-connection-filter): every operator
+      // (equalTo, in, startsWith, includesInsensitive, greaterThan, …) combined with and/or/not,
+      // on the columns the Amber preset already lets you filter and order by: indexed ones
+      // (`condition` and `orderBy` offer the same columns). Whatever could be slow stays off:
+      // computed columns, setof functions, array columns and filtering through relations (a
+      // function can still opt in with the `@filterable` smart tag).
+      connectionFilterComputedColumns: false,
+      connectionFilterSetofFunctions: false,
+      connectionFilterArrays: false,
+      // Documented, but ignored by v4.0.1, whose relation plugins are always on: see
+      // disablePlugins above, which does turn them off.
+      connectionFilterRelations: false,
+      connectionFilterLogicalOperators: true,
+      // `filter: { name: null }` and `filter: { name: {} }` are refused (INVALID_VALUE), not
+      // silently read as "no condition".
+      connectionFilterAllowNullInput: false,
+      connectionFilterAllowEmptyObjectInput: false,
     },
     grafast: {
       context(requestContext) {
