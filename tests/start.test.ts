@@ -41,7 +41,7 @@ test('start on an empty machine, answer GraphQL, stop cleanly on SIGINT', async 
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: 'mutation { login(input: { email: "viewer@atlas.example", password: "atrium-demo-password" }) { accessToken } }' }),
-    }).then((r) => r.json());
+    }).then((r) => r.json() as Promise<{ data: { login: { accessToken: string } } }>);
     expect(login.data.login.accessToken).toEqual(expect.any(String));
     const graphiql = await fetch(`http://127.0.0.1:${port}/graphiql`);
     expect(graphiql.status).toBe(200);
