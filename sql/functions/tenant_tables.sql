@@ -141,7 +141,9 @@ $$;
 
 -- Grants matching the standard policies: read; insert and update every column except the
 -- protected ones and `readonly_columns` (kept by triggers or lifecycle functions: totals,
--- statuses, numbers); delete only on hard-delete tables.
+-- statuses, numbers); delete only on hard-delete tables. organization_id is never written by the
+-- visitor: its default is the request's organization, so the API does not even offer it. `id`
+-- may be given on insert (a client-made UUID makes a retried create idempotent).
 create or replace procedure app_private.grant_tenant_access(
   tbl regclass, soft_delete boolean, readonly_columns text[] default '{}', insertable boolean default true, updatable boolean default true
 )
@@ -159,7 +161,7 @@ begin
     raise exception 'readonly_columns % are not all columns of %', readonly_columns, tbl;
   end if;
   select
-    string_agg(quote_ident(attname), ', ') filter (where attname not in ('created_at', 'created_by', 'updated_at', 'deleted_at') and attname <> all (readonly_columns)),
+    string_agg(quote_ident(attname), ', ') filter (where attname not in ('organization_id', 'created_at', 'created_by', 'updated_at', 'deleted_at') and attname <> all (readonly_columns)),
     string_agg(quote_ident(attname), ', ') filter (where attname <> all (app_private.protected_columns()) and attname <> all (readonly_columns))
   into v_insertable, v_updatable
   from pg_attribute
