@@ -3,6 +3,7 @@
 import { Logger as WorkerLogger, run, type Runner } from 'graphile-worker';
 import pg from 'pg';
 import { graphileLogFactory, type Logger } from '../log.ts';
+import { crontab } from './crontab.ts';
 import { taskList } from './tasks/index.ts';
 
 export interface WorkerHandle {
@@ -21,7 +22,7 @@ export async function startWorker(options: { connectionString: string; concurren
   const runner = await run({
     pgPool,
     concurrency: options.concurrency,
-    crontab: '', // scheduled jobs arrive with the job catalogue
+    crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
     taskList,
