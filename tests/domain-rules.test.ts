@@ -265,3 +265,35 @@ describe('bills', () => {
     });
   });
 });
+
+describe('consistency and records kept', () => {
+  test("a document's engagement must be one of its client's (composite foreign key)", async () => {
+    await asVisitor(own, async (c) => {
+      const other = await one<{ id: string }>(c, 'insert into app_public.client_companies (name) values ($1) returning id', ['Someone else']);
+      expect(await codeOf(c.query(`insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2)`, [other.id, t.engagementId]))).toBe('23503');
+    });
+  });
+
+  test('a sent proposal, a signed contract and an approved bill cannot be deleted', async () => {
+    await asVisitor(own, async (c) => {
+      const e = await signedEngagement(c, 'kept');
+      const contract = await one<{ id: string }>(c, 'select id from app_public.contracts where proposal_id = $1', [e.proposalId]);
+      const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name) values ('V') returning id`);
+      const bill = await one<{ id: string }>(c, `insert into app_public.bills (vendor_id, amount) values ($1, 10) returning id`, [vendor.id]);
+      await c.query('select app_public.approve_bill($1)', [bill.id]);
+      for (const [fn, id] of [['soft_delete_proposal', e.proposalId], ['soft_delete_contract', contract.id], ['soft_delete_bill', bill.id]]) {
+        await c.query('savepoint s');
+        expect({ fn, code: await codeOf(c.query(`select app_public.${fn}($1)`, [id])) }).toEqual({ fn, code: 'AT451' });
+        await c.query('rollback to savepoint s');
+      }
+    });
+  });
+
+  test('members edit only the messages they wrote', async () => {
+    await asVisitor(sessionOf(t.admin, t.orgId), async (c) => {
+      expect((await c.query(`update app_public.messages set body = 'rewritten' where thread_id = $1`, [t.clientThreadId])).rowCount).toBe(0);
+      await c.query(`insert into app_public.messages (thread_id, body) values ($1, 'mine')`, [t.clientThreadId]);
+      expect((await c.query(`update app_public.messages set body = 'mine, edited' where thread_id = $1`, [t.clientThreadId])).rowCount).toBe(1);
+    });
+  });
+});

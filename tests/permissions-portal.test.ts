@@ -158,6 +158,15 @@ describe('the client portal', () => {
     });
   });
 
+  test('deleting the contact (or the engagement) ends their portal access', async () => {
+    const solo = await oneTenant('portal-leaver');
+    const soloPortal = sessionOf(solo.portal, solo.orgId);
+    expect(await visible('threads', soloPortal)).toEqual([solo.clientThreadId]);
+    await commitAs(sessionOf(solo.admin, solo.orgId), (c) => c.query('select app_public.soft_delete_contact($1)', [solo.contactId]));
+    expect(await visible('threads', soloPortal)).toEqual([]);
+    expect(await visible('invoices', soloPortal)).toEqual([]);
+  }, 60_000);
+
   test('portal access is for the contact\'s email only, and revoking it ends it at once', async () => {
     const { token } = await commitAs(sessionOf(t.admin, t.orgId), (c) => one<{ token: string }>(c, 'select token from app_public.grant_portal_access($1, $2)', [t.contactId, t.engagementId]));
     // Someone else cannot use the token.

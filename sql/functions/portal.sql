@@ -6,6 +6,16 @@
 -- Access is granted per contact and engagement (grantPortalAccess, by holders of portal.write),
 -- with a token shown once; the contact accepts it signed in with the contact's email address.
 
+-- Portal access that is in force: accepted, not revoked, and its contact and engagement not
+-- deleted (a client's employee who leaves loses the portal when their contact is deleted).
+create or replace view app_private.live_portal_access as
+  select a.organization_id, a.id, a.user_id, a.contact_id, a.engagement_id
+  from app_public.client_portal_access a
+  join app_public.contacts c on c.organization_id = a.organization_id and c.id = a.contact_id and c.deleted_at is null
+  join app_public.engagements e on e.organization_id = a.organization_id and e.id = a.engagement_id and e.deleted_at is null
+  where a.accepted_at is not null and a.revoked_at is null;
+comment on view app_private.live_portal_access is 'Client-portal access in force (accepted, not revoked, contact and engagement not deleted). Read only by the owner''s SECURITY DEFINER helpers.';
+
 -- The organization of the request (app.org_id) if the signed-in user holds live portal access
 -- in it; null otherwise.
 create or replace function app_public.current_portal_org_id() returns uuid
@@ -13,10 +23,9 @@ language sql stable security definer
 set search_path = pg_catalog
 as $$
   select a.organization_id
-  from app_public.client_portal_access a
+  from app_private.live_portal_access a
   where a.organization_id = app_private.setting_uuid('app.org_id')
     and a.user_id = app_public.current_user_id()
-    and a.accepted_at is not null and a.revoked_at is null
   limit 1
 $$;
 comment on function app_public.current_portal_org_id() is 'The organization you are in as a client-portal user, or null.';
@@ -27,10 +36,9 @@ language sql stable security definer
 set search_path = pg_catalog
 as $$
   select coalesce(array_agg(a.engagement_id order by a.engagement_id), '{}')
-  from app_public.client_portal_access a
+  from app_private.live_portal_access a
   where a.organization_id = app_private.setting_uuid('app.org_id')
     and a.user_id = app_public.current_user_id()
-    and a.accepted_at is not null and a.revoked_at is null
 $$;
 comment on function app_public.current_portal_engagement_ids() is 'The engagements you see as a client-portal user in the current organization.';
 
@@ -43,9 +51,8 @@ as $$
     select 1 from app_public.organization_members m
     where m.organization_id = can_enter_organization.organization_id and m.user_id = can_enter_organization.user_id
   ) or exists (
-    select 1 from app_public.client_portal_access a
+    select 1 from app_private.live_portal_access a
     where a.organization_id = can_enter_organization.organization_id and a.user_id = can_enter_organization.user_id
-      and a.accepted_at is not null and a.revoked_at is null
   )
 $$;
 
@@ -106,8 +113,9 @@ begin
   join app_public.client_portal_access a on a.organization_id = s.organization_id and a.id = s.access_id
   join app_public.contacts c on c.organization_id = a.organization_id and c.id = a.contact_id
   join app_public.users u on u.id = v_user_id
+  join app_public.engagements e on e.organization_id = a.organization_id and e.id = a.engagement_id and e.deleted_at is null
   where s.token_hash = app_private.hash_token(accept_portal_access.token)
-    and a.accepted_at is null and a.revoked_at is null
+    and a.accepted_at is null and a.revoked_at is null and c.deleted_at is null
     and lower(c.email) = u.email
   for update of a;
   if v_access.id is null then

@@ -1,0 +1,188 @@
+--! Previous: sha1:6affcf93235fac9a73c50a52fd93612a3606b2ee
+--! Hash: sha1:1d008ba3fdb66591297540b6035bbbbb78d0602a
+--! Message: Review fixes: portal access ends with its contact, documents match their engagement's client, frozen records stay, own messages only
+
+-- Tightening from the domain review:
+--  * portal access ends when its contact or engagement is deleted (sql/functions/portal.sql);
+--  * a proposal's or invoice's engagement must be one of its client's (composite foreign keys),
+--    so a document can never show in another client's portal;
+--  * a proposal, contract or bill that left its editable status can no longer be deleted either;
+--  * members change only the messages they wrote.
+
+--! Included functions/portal.sql
+-- The client portal: a client's contact, given access to one engagement, signs in with their own
+-- account and sees that engagement's client-visible threads, messages and files and its sent
+-- invoices, posts messages and accepts proposals. All of it is row-level security: the portal
+-- branches of the policies (portal_read in make_tenant_table) call these helpers.
+--
+-- Access is granted per contact and engagement (grantPortalAccess, by holders of portal.write),
+-- with a token shown once; the contact accepts it signed in with the contact's email address.
+
+-- Portal access that is in force: accepted, not revoked, and its contact and engagement not
+-- deleted (a client's employee who leaves loses the portal when their contact is deleted).
+create or replace view app_private.live_portal_access as
+  select a.organization_id, a.id, a.user_id, a.contact_id, a.engagement_id
+  from app_public.client_portal_access a
+  join app_public.contacts c on c.organization_id = a.organization_id and c.id = a.contact_id and c.deleted_at is null
+  join app_public.engagements e on e.organization_id = a.organization_id and e.id = a.engagement_id and e.deleted_at is null
+  where a.accepted_at is not null and a.revoked_at is null;
+comment on view app_private.live_portal_access is 'Client-portal access in force (accepted, not revoked, contact and engagement not deleted). Read only by the owner''s SECURITY DEFINER helpers.';
+
+-- The organization of the request (app.org_id) if the signed-in user holds live portal access
+-- in it; null otherwise.
+create or replace function app_public.current_portal_org_id() returns uuid
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select a.organization_id
+  from app_private.live_portal_access a
+  where a.organization_id = app_private.setting_uuid('app.org_id')
+    and a.user_id = app_public.current_user_id()
+  limit 1
+$$;
+comment on function app_public.current_portal_org_id() is 'The organization you are in as a client-portal user, or null.';
+
+-- The engagements the signed-in portal user may see in the request's organization.
+create or replace function app_public.current_portal_engagement_ids() returns uuid[]
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select coalesce(array_agg(a.engagement_id order by a.engagement_id), '{}')
+  from app_private.live_portal_access a
+  where a.organization_id = app_private.setting_uuid('app.org_id')
+    and a.user_id = app_public.current_user_id()
+$$;
+comment on function app_public.current_portal_engagement_ids() is 'The engagements you see as a client-portal user in the current organization.';
+
+-- May this user enter this organization (a session scoped to it)? Members and portal users may.
+create or replace function app_private.can_enter_organization(user_id uuid, organization_id uuid) returns boolean
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select exists (
+    select 1 from app_public.organization_members m
+    where m.organization_id = can_enter_organization.organization_id and m.user_id = can_enter_organization.user_id
+  ) or exists (
+    select 1 from app_private.live_portal_access a
+    where a.organization_id = can_enter_organization.organization_id and a.user_id = can_enter_organization.user_id
+  )
+$$;
+
+-- Give a contact portal access to an engagement of the same client. Returns the token once.
+create or replace function app_public.grant_portal_access(contact_id uuid, engagement_id uuid) returns app_public.portal_access_token
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_org uuid := app_public.current_org_id();
+  v_contact app_public.contacts;
+  v_token text := app_private.random_token();
+  v_access app_public.client_portal_access;
+begin
+  perform app_private.require_permission('portal.write', 'give portal access');
+  select c.* into v_contact from app_public.contacts c
+  where c.organization_id = v_org and c.id = grant_portal_access.contact_id and c.deleted_at is null;
+  if v_contact.id is null then
+    perform app_private.fail('NOT_FOUND', 'No such contact in this organization.');
+  end if;
+  if v_contact.email is null then
+    perform app_private.fail('INVALID_VALUE', 'The contact needs an email address to use the client portal.');
+  end if;
+  if not exists (
+    select 1 from app_public.engagements e
+    where e.organization_id = v_org and e.id = grant_portal_access.engagement_id
+      and e.client_company_id = v_contact.client_company_id and e.deleted_at is null
+  ) then
+    perform app_private.fail('NOT_FOUND', 'No such engagement with this contact''s client.');
+  end if;
+  update app_public.client_portal_access a set revoked_at = now()
+  where a.organization_id = v_org and a.contact_id = v_contact.id and a.engagement_id = grant_portal_access.engagement_id
+    and a.revoked_at is null;
+  insert into app_public.client_portal_access (organization_id, contact_id, engagement_id, granted_by)
+  values (v_org, v_contact.id, grant_portal_access.engagement_id, app_public.current_user_id())
+  returning * into v_access;
+  insert into app_private.portal_access_secrets (organization_id, access_id, token_hash)
+  values (v_org, v_access.id, app_private.hash_token(v_token));
+  return row(v_access.id, v_token)::app_public.portal_access_token;
+end
+$$;
+comment on function app_public.grant_portal_access(uuid, uuid) is 'Gives a client contact access to one engagement in the client portal (holders of portal.write). Returns a token, shown once, for the contact to accept.';
+
+-- Accept portal access: the signed-in user's email must be the contact's.
+create or replace function app_public.accept_portal_access(token text) returns app_public.client_portal_access
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_user_id uuid := app_public.current_user_id();
+  v_access app_public.client_portal_access;
+begin
+  if v_user_id is null then
+    perform app_private.fail('UNAUTHENTICATED', 'Sign in (or sign up with your email address) to open the client portal.');
+  end if;
+  select a.* into v_access
+  from app_private.portal_access_secrets s
+  join app_public.client_portal_access a on a.organization_id = s.organization_id and a.id = s.access_id
+  join app_public.contacts c on c.organization_id = a.organization_id and c.id = a.contact_id
+  join app_public.users u on u.id = v_user_id
+  join app_public.engagements e on e.organization_id = a.organization_id and e.id = a.engagement_id and e.deleted_at is null
+  where s.token_hash = app_private.hash_token(accept_portal_access.token)
+    and a.accepted_at is null and a.revoked_at is null and c.deleted_at is null
+    and lower(c.email) = u.email
+  for update of a;
+  if v_access.id is null then
+    perform app_private.fail('INVITATION_INVALID', 'This portal invitation is unknown, already used, revoked, or for another email address.');
+  end if;
+  update app_public.client_portal_access a set user_id = v_user_id, accepted_at = now()
+  where a.organization_id = v_access.organization_id and a.id = v_access.id
+  returning * into v_access;
+  return v_access;
+end
+$$;
+comment on function app_public.accept_portal_access(text) is 'Opens the client portal for you with a portal access token. Then call switchOrganization with its organizationId.';
+
+-- Revoke portal access (holders of portal.write); the portal user loses the engagement at once.
+create or replace function app_public.revoke_portal_access(access_id uuid) returns app_public.client_portal_access
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_access app_public.client_portal_access;
+begin
+  perform app_private.require_permission('portal.write', 'revoke portal access');
+  update app_public.client_portal_access a set revoked_at = coalesce(a.revoked_at, now())
+  where a.organization_id = app_public.current_org_id() and a.id = revoke_portal_access.access_id
+  returning * into v_access;
+  if v_access.id is null then
+    perform app_private.fail('NOT_FOUND', 'No such portal access in this organization.');
+  end if;
+  return v_access;
+end
+$$;
+comment on function app_public.revoke_portal_access(uuid) is 'Ends a client contact''s portal access (holders of portal.write).';
+--! EndIncluded functions/portal.sql
+
+alter table app_public.engagements
+  drop constraint if exists engagements_organization_id_id_client_company_id_key,
+  add constraint engagements_organization_id_id_client_company_id_key unique (organization_id, id, client_company_id);
+alter table app_public.proposals
+  drop constraint if exists proposals_engagement_client_fkey,
+  add constraint proposals_engagement_client_fkey foreign key (organization_id, engagement_id, client_company_id)
+    references app_public.engagements (organization_id, id, client_company_id);
+create index if not exists proposals_organization_id_engagement_id_client_company_id_idx on app_public.proposals (organization_id, engagement_id, client_company_id);
+alter table app_public.invoices
+  drop constraint if exists invoices_engagement_client_fkey,
+  add constraint invoices_engagement_client_fkey foreign key (organization_id, engagement_id, client_company_id)
+    references app_public.engagements (organization_id, id, client_company_id);
+create index if not exists invoices_organization_id_engagement_id_client_company_id_idx on app_public.invoices (organization_id, engagement_id, client_company_id);
+
+call app_private.attach_edit_lock('app_public.proposals', '{draft}', also_locked => '{deleted_at}');
+call app_private.attach_edit_lock('app_public.contracts', '{draft}', also_locked => '{deleted_at}');
+call app_private.attach_edit_lock('app_public.bills', '{pending}', also_locked => '{deleted_at}');
+
+drop policy if exists tenant_update on app_public.messages;
+create policy tenant_update on app_public.messages for update to :DATABASE_VISITOR
+  using (organization_id = (select app_public.current_org_id()) and (select app_public.has_permission('messages.write'))
+         and deleted_at is null and created_by = (select app_public.current_user_id()))
+  with check (organization_id = (select app_public.current_org_id()) and (select app_public.has_permission('messages.write')));
+comment on policy tenant_update on app_public.messages is 'Members holding messages.write edit the live messages they wrote; nobody rewrites someone else''s words.';
