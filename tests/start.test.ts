@@ -16,7 +16,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test('start on an empty machine, answer GraphQL, stop cleanly on SIGINT', async () => {
   const port = await freePort();
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', PORT: String(port), EMBEDDED_PG_DIR: path.join(tmp, 'pg'), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'development', PORT: String(port), EMBEDDED_PG_DIR: path.join(tmp, 'pg'), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', LOG_FORMAT: 'json' };
   const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'start'], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
@@ -51,7 +51,8 @@ test('start on an empty machine, answer GraphQL, stop cleanly on SIGINT', async 
     expect(fs.existsSync(path.join(tmp, 'pg', 'postmaster.pid'))).toBe(true);
 
     child.kill('SIGINT');
-    expect(await exited).toBe(0);
+    const code = await exited;
+    expect({ code, output: code === 0 ? '' : output }).toEqual({ code: 0, output: '' });
     expect(fs.existsSync(path.join(tmp, 'pg', 'postmaster.pid'))).toBe(false); // the database stopped too
   } finally {
     child.kill('SIGKILL');
