@@ -138,10 +138,14 @@ describe('activity_events is append-only for every role the app uses (42501)', (
       expect((await pgError(attempt('authenticator', sql, roleName('visitor')))).code).toBe('42501');
     });
   }
-  test('the log is there to read: members of every role see their organization\'s events', async () => {
-    const count = async (u: User) => asVisitor(sessionOf(u, orgId), async (c) => Number((await c.query('select count(*) from app_public.activity_events')).rows[0].count));
+  test('the log is there to read: members of every role see their organization\'s events (invitations: admins only)', async () => {
+    const count = async (u: User, where = 'true') =>
+      asVisitor(sessionOf(u, orgId), async (c) => Number((await c.query(`select count(*) from app_public.activity_events where ${where}`)).rows[0].count));
+    const notInvitations = `table_name <> 'invitations'`;
     expect(await count(viewer)).toBeGreaterThan(0);
-    expect(await count(viewer)).toBe(await count(owner));
+    expect(await count(viewer, notInvitations)).toBe(await count(owner, notInvitations));
+    expect(await count(owner, `table_name = 'invitations'`)).toBeGreaterThan(0);
+    expect(await count(viewer, `table_name = 'invitations'`)).toBe(0);
   });
   test('nobody inserts events directly', async () => {
     const sql = `insert into app_public.activity_events (organization_id, action, table_name, record_id) values ('${orgId}', 'insert', 'x', gen_random_uuid())`;

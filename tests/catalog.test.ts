@@ -84,6 +84,11 @@ describe('each check reports a table that breaks its rule', () => {
       'a helper called per row',
       `${GOOD_TABLE} create policy per_row on app_public.check_probe for select to ${'${visitor}'} using (organization_id = app_public.current_org_id());`,
     ],
+    [
+      'audited_tables_have_read_rule.sql',
+      'an audited table without a read rule',
+      `${GOOD_TABLE} delete from app_private.activity_read_rules where table_name = 'check_probe';`,
+    ],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
     [
       'security_definer_search_path.sql',

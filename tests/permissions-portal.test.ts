@@ -57,6 +57,30 @@ describe('member roles, a custom role and a portal contact', () => {
     expect(await count('clerk', 'time_entries')).toBe(0);
   });
 
+  test('the activity log shows each member the events of the tables they may read', async () => {
+    const seen = (who: Who, tbl: string) =>
+      asVisitor(as(who), async (c) => (await c.query('select count(*)::int as n from app_public.activity_events where table_name = $1', [tbl])).rows[0].n as number);
+    const all = async (tbl: string) => (await pool('owner').query('select count(*)::int as n from app_public.activity_events where organization_id = $1 and table_name = $2', [t.orgId, tbl])).rows[0].n as number;
+    expect(await all('deals')).toBeGreaterThan(0);
+    expect(await all('invoices')).toBeGreaterThan(0);
+    expect(await table(async (w) => (await seen(w, 'deals')) === (await all('deals')))).toEqual({
+      owner: true, admin: true, member: true, viewer: true, clerk: false, portal: false,
+    });
+    expect(await seen('clerk', 'deals')).toBe(0);
+    expect(await seen('clerk', 'time_entries')).toBe(0);
+    expect(await seen('clerk', 'invoices')).toBe(await all('invoices'));
+    expect(await seen('clerk', 'client_companies')).toBe(await all('client_companies'));
+    expect(await seen('clerk', 'organization_members')).toBe(await all('organization_members'));
+    expect(await seen('portal', 'invoices')).toBe(0);
+  });
+
+  test('invitation events are for admins, like invitations themselves', async () => {
+    await commitAs(sessionOf(t.admin, t.orgId), (c) => c.query(`select app_public.invite_member('log-probe@example.test', 'member')`));
+    const seen = (who: Who) =>
+      asVisitor(as(who), async (c) => (await c.query(`select count(*)::int as n from app_public.activity_events where table_name = 'invitations'`)).rows[0].n as number);
+    expect(await table(async (w) => (await seen(w)) > 0)).toEqual({ owner: true, admin: true, member: false, viewer: false, clerk: false, portal: false });
+  });
+
   test('my_permissions lists exactly what each holds', async () => {
     const perms = (who: Who) => asVisitor(as(who), async (c) => (await c.query('select app_public.my_permissions() as p')).rows.map((r) => r.p as string));
     const all = (await pool('owner').query('select key from app_public.permissions order by key')).rows.map((r) => r.key as string);

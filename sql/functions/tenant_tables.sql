@@ -12,7 +12,8 @@
 --
 -- The standard policies, all TO the visitor role, for a table in permission area <a>
 -- (app_public.has_permission, sql/functions/permissions.sql):
---   tenant_select  members of the current organization holding <a>.read read its rows
+--   tenant_select  members of the current organization holding <a>.read read its rows (and its
+--                  events in activity_events: sql/functions/activity.sql)
 --                  [soft-delete tables: only rows that are not deleted]
 --                  [portal tables: so do client-portal users, for the rows `portal_read` allows]
 --   tenant_insert  members holding <a>.write add rows to the current organization
@@ -107,6 +108,10 @@ begin
   if not exists (select from app_public.permissions p where p.key = permission || '.write') then
     raise exception 'unknown permission area % (see sql/functions/permissions.sql)', permission;
   end if;
+  -- The table's events in the activity log are read by those who read its rows.
+  insert into app_private.activity_read_rules (table_name, permission)
+  select c.relname, permission || '.read' from pg_class c where c.oid = tbl
+  on conflict (table_name) do update set permission = excluded.permission, min_role = null;
   execute format('drop policy if exists tenant_select on %s', tbl);
   execute format('drop policy if exists tenant_insert on %s', tbl);
   execute format('drop policy if exists tenant_update on %s', tbl);
