@@ -50,6 +50,8 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('NOT_PAYABLE', 'AT461', 409, 'The invoice does not take payments in its status (only sent, viewed or overdue invoices do).'),
   ('EMPTY_DOCUMENT', 'AT462', 422, 'A proposal or invoice needs at least one line and a total above zero before it is sent.'),
   ('EXPIRED', 'AT463', 409, 'The proposal''s validity date has passed.'),
+  ('INVALID_EVENT_TYPE', 'AT470', 422, 'A webhook endpoint names an event type that does not exist (see webhookEventTypes).'),
+  ('NOT_RETRYABLE', 'AT471', 409, 'Only failed or cancelled deliveries of an enabled endpoint can be sent again.'),
   ('INTERNAL', 'AT500', 500, 'Unexpected error.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

@@ -40,6 +40,16 @@ export interface Config {
     /** Run graphile-worker inside `npm start`. */
     inline: boolean;
     concurrency: number;
+    /** How often each worker process records that it is alive (src/worker/heartbeat.ts). */
+    heartbeatIntervalMs: number;
+    /** A worker silent this long is dead: the jobs it held are unlocked and run again. */
+    staleAfterMs: number;
+  };
+  webhooks: {
+    /** How long one delivery attempt may take (connect + answer). */
+    timeoutMs: number;
+    /** Deliver to loopback, private and link-local addresses (development; off in production). */
+    allowPrivateNetworks: boolean;
   };
   graphiql: boolean;
   /**
@@ -166,6 +176,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     worker: {
       inline: bool('WORKER_INLINE', true),
       concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
+      heartbeatIntervalMs: int('WORKER_HEARTBEAT_INTERVAL_MS', 10_000, 100, 600_000),
+      staleAfterMs: int('WORKER_STALE_AFTER_MS', 45_000, 500, 3_600_000),
+    },
+    webhooks: {
+      timeoutMs: int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+      allowPrivateNetworks: bool('WEBHOOK_ALLOW_PRIVATE_NETWORKS', !production),
     },
     graphiql: production ? false : bool('GRAPHIQL', true),
     pageSizeMax: int('PAGE_SIZE_MAX', 100, 1, 10_000),
@@ -173,6 +189,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     corsOrigins: (str('CORS_ORIGINS') ?? (production ? '' : '*')).split(',').map((o) => o.trim()).filter((o) => o !== ''),
     logLevel,
   };
+  if (config.worker.staleAfterMs < 3 * config.worker.heartbeatIntervalMs) {
+    problems.push('WORKER_STALE_AFTER_MS must be at least 3 × WORKER_HEARTBEAT_INTERVAL_MS (a worker that misses one heartbeat is not dead)');
+  }
   if (production && bool('GRAPHIQL', false)) problems.push('GRAPHIQL cannot be enabled when NODE_ENV=production');
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -84,7 +84,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
             await pool.query('select 1');
           },
           pendingMigrations: cached(5000, () => pendingMigrations(db, log)),
-          worker: options.worker ? () => (worker?.running ? 'running' : 'stopped') : undefined,
+          worker: options.worker ? () => workerHealth(worker, config.worker.staleAfterMs) : undefined,
         },
       });
       server.on('request', app);
@@ -107,7 +107,14 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     }
 
     if (options.worker) {
-      const handle = await startWorker({ connectionString: db.workerUrl, concurrency: config.worker.concurrency, log });
+      const handle = await startWorker({
+        connectionString: db.workerUrl,
+        concurrency: config.worker.concurrency,
+        log,
+        webhooks: config.webhooks,
+        heartbeatIntervalMs: config.worker.heartbeatIntervalMs,
+        staleAfterMs: config.worker.staleAfterMs,
+      });
       worker = Object.assign(handle, { running: true });
       void handle.runner.promise.finally(() => {
         if (worker) worker.running = false;
@@ -159,4 +166,14 @@ function installSignalHandlers(atrium: Atrium, log: Logger): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+/** The worker's readiness: running, with a heartbeat recorded within the stale window. */
+function workerHealth(worker: (WorkerHandle & { running: boolean }) | undefined, staleAfterMs: number): string {
+  if (!worker?.running) return 'stopped';
+  const { state, lastHeartbeatAt } = worker.health();
+  if (state !== 'running') return 'stopped';
+  if (lastHeartbeatAt === null) return 'running'; // the first heartbeat is on its way
+  const silentMs = Date.now() - lastHeartbeatAt.getTime();
+  return silentMs <= staleAfterMs ? 'running' : `no heartbeat for ${Math.round(silentMs / 1000)} s (database unreachable?)`;
 }

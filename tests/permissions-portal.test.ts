@@ -86,7 +86,7 @@ describe('member roles, a custom role and a portal contact', () => {
     const all = (await pool('owner').query('select key from app_public.permissions order by key')).rows.map((r) => r.key as string);
     expect(await perms('owner')).toEqual(all);
     expect(await perms('admin')).toEqual(all);
-    expect(await perms('member')).toEqual(all.filter((k) => k !== 'portal.write' && k !== 'roles.write'));
+    expect(await perms('member')).toEqual(all.filter((k) => !['portal.write', 'roles.write', 'webhooks.write'].includes(k)));
     expect(await perms('viewer')).toEqual(all.filter((k) => k.endsWith('.read')));
     expect(await perms('clerk')).toEqual(['clients.read', 'invoices.read', 'invoices.write']);
     expect(await perms('portal')).toEqual([]);

@@ -8,7 +8,8 @@
 --     the permissions of those roles (e.g. "billing clerk": invoices.read, invoices.write,
 --     clients.read — and nothing about deals);
 --   * otherwise the defaults of their base role: viewers read every area; members read and write
---     every area, except the special portal.write and roles.write, which stay with admins.
+--     every area, except the special portal.write, roles.write and webhooks.write, which stay with
+--     admins.
 -- The job worker acts with admin rights inside the organization of its job.
 -- Re-included by later migrations when areas or actions are added; idempotent.
 
@@ -40,7 +41,9 @@ insert into app_public.permissions (key, description) values
   ('portal.read', 'See who has client-portal access'),
   ('portal.write', 'Give and revoke client-portal access (special: admins by default)'),
   ('roles.read', 'See custom roles and who holds them'),
-  ('roles.write', 'Define custom roles and assign them (special: admins by default)')
+  ('roles.write', 'Define custom roles and assign them (special: admins by default)'),
+  ('webhooks.read', 'See webhook endpoints and their delivery log'),
+  ('webhooks.write', 'Add, change and delete webhook endpoints, rotate their secrets, retry deliveries (special: admins by default)')
 on conflict (key) do update set description = excluded.description;
 
 -- Is `permission` one of the special actions that only admins (or a custom role) grant?
@@ -48,7 +51,7 @@ create or replace function app_private.is_special_permission(permission text) re
 language sql immutable parallel safe
 set search_path = pg_catalog
 as $$
-  select permission in ('portal.write', 'roles.write')
+  select permission in ('portal.write', 'roles.write', 'webhooks.write')
 $$;
 
 create or replace function app_public.has_permission(permission text) returns boolean

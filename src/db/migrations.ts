@@ -44,7 +44,11 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
 export function hasCurrentMigration(): boolean {
   const file = path.join(MIGRATIONS_DIR, 'current.sql');
   if (!fs.existsSync(file)) return false;
-  return fs.readFileSync(file, 'utf8').split('\n').some((line) => line.trim() !== '' && !line.trim().startsWith('--'));
+  // Anything but blank lines and comments counts, `--!include` directives included.
+  return fs.readFileSync(file, 'utf8').split('\n').some((line) => {
+    const l = line.trim();
+    return l !== '' && (!l.startsWith('--') || l.startsWith('--!'));
+  });
 }
 
 /**

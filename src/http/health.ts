@@ -7,7 +7,8 @@ import type { Express } from 'express';
 export interface ReadinessChecks {
   database(): Promise<void>;
   pendingMigrations(): Promise<string[]>;
-  worker?(): 'running' | 'stopped';
+  /** 'running' when healthy; otherwise what is wrong. */
+  worker?(): string;
 }
 
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>

@@ -97,6 +97,12 @@ async function seedTenant(label: string): Promise<Tenant> {
     // A pending invitation.
     await c.query('select app_public.invite_member($1, $2)', [`${unique('invitee')}@example.com`, 'member']);
 
+    // A webhook endpoint with one delivery (a test ping), then disabled: the ping is cancelled by
+    // the worker, never sent.
+    const hook = await one<{ endpoint_id: string }>(c, `select endpoint_id from app_public.create_webhook_endpoint('https://hooks.example.test/atrium', array['invoice.paid'])`);
+    await c.query('select app_public.send_test_webhook($1)', [hook.endpoint_id]);
+    await c.query('update app_public.webhook_endpoints set enabled = false where id = $1', [hook.endpoint_id]);
+
     const grant = await one<{ token: string }>(c, 'select token from app_public.grant_portal_access($1, $2)', [e.contactId, e.engagementId]);
     const contactEmail = await one<{ email: string }>(c, 'select email from app_public.contacts where id = $1', [e.contactId]);
     return { ...e, projectId: project.id, taskId: task.id, invoiceId: invoice.id, draftInvoiceId: draftInvoice.id, clientThreadId: clientThread.id, internalThreadId: internal.id, portalToken: grant.token, contactEmail: contactEmail.email };

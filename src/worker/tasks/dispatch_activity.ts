@@ -3,7 +3,7 @@
 //   { organization_id, transaction_id }
 // It reads that transaction's activity events (as the organization, under row-level security)
 // and records the dispatch once; a retry after a crash finds the record and does nothing twice.
-// Webhook delivery hangs off this task (docs/DATA_FLOWS.md).
+// It also turns the transaction's domain events into webhook deliveries (docs/DATA_FLOWS.md).
 import type { Task } from 'graphile-worker';
 import { organizationOf, withTenant } from '../tenant.ts';
 
@@ -28,12 +28,16 @@ export const dispatch_activity: Task = async (payload, helpers) => {
        values ($1, $2, $3) on conflict do nothing`,
       [organizationId, transactionId, eventCount],
     );
-    return { eventCount, firstTime: inserted.rowCount === 1, summary: rows };
+    // The transaction's domain events become webhook deliveries, each with its job, in this same
+    // transaction (a retry finds them there and queues nothing twice).
+    const webhooks = await client.query<{ n: number }>('select app_private.queue_webhook_deliveries($1) as n', [transactionId]);
+    return { eventCount, firstTime: inserted.rowCount === 1, summary: rows, webhookDeliveries: webhooks.rows[0]!.n };
   });
   helpers.logger.info(result.firstTime ? 'dispatched activity' : 'activity already dispatched', {
     organizationId,
     transactionId,
     eventCount: result.eventCount,
+    webhookDeliveries: result.webhookDeliveries,
     summary: result.summary,
   });
 };
