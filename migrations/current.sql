@@ -1,1 +1,5 @@
--- Enter migration here
+-- Jobs for other services (role DATABASE_PRODUCER, app_private.enqueue_job), fair priorities per
+-- organization, queue depth and failed jobs for operators (sql/functions/jobs.sql).
+--!include errors.sql
+--!include functions/jobs.sql
+--!include functions/webhooks.sql

@@ -8,6 +8,7 @@
 //   export-schema          write schema.graphql (sorted) from the current database
 //   seed                   load the demo organizations (once) and print their sign-ins
 //   data-quality           measure the data-quality table of docs/ENTITIES.md on the demo data
+//   jobs [status|failed|retry]  the job queue: depth per task, workers, failed jobs, retry them
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -51,6 +52,7 @@ const commands: Record<string, Command> = {
         DATABASE_AUTHENTICATOR: db.roles.authenticator,
         DATABASE_VISITOR: db.roles.visitor,
         DATABASE_WORKER: db.roles.worker,
+        DATABASE_PRODUCER: db.roles.producer,
       };
       if (db.superuserUrl) {
         env.ROOT_DATABASE_URL ??= withDatabase(db.superuserUrl, 'postgres');
@@ -136,6 +138,16 @@ const commands: Record<string, Command> = {
     try {
       await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
       process.stdout.write(formatDataQuality(await measureDataQuality(db, log)));
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async jobs(config, log, args) {
+    const { runJobsCommand } = await import('./worker/admin.ts');
+    const db = await openDatabase(config, log);
+    try {
+      process.exitCode = await runJobsCommand(db.workerUrl, args, process.stdout);
     } finally {
       await db.stop();
     }

@@ -9,6 +9,8 @@ export interface RoleNames {
   authenticator: string;
   visitor: string;
   worker: string;
+  /** NOLOGIN group role for other services that queue jobs (app_private.enqueue_job). */
+  producer: string;
 }
 
 export interface Config {
@@ -137,9 +139,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     authenticator: role('DATABASE_AUTHENTICATOR', 'atrium_authenticator'),
     visitor: role('DATABASE_VISITOR', 'atrium_visitor'),
     worker: role('DATABASE_WORKER', 'atrium_worker'),
+    producer: role('DATABASE_PRODUCER', 'atrium_producer'),
   };
-  if (new Set(Object.values(roles)).size !== 4) {
-    problems.push('DATABASE_OWNER, DATABASE_AUTHENTICATOR, DATABASE_VISITOR and DATABASE_WORKER must be four different roles');
+  if (new Set(Object.values(roles)).size !== 5) {
+    problems.push('DATABASE_OWNER, DATABASE_AUTHENTICATOR, DATABASE_VISITOR, DATABASE_WORKER and DATABASE_PRODUCER must be five different roles');
   }
 
   // Required only when the app logs in with them (checked in src/db/bootstrap.ts).

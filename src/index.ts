@@ -64,7 +64,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     }
 
     let url: string | undefined;
-    let worker: (WorkerHandle & { running: boolean }) | undefined;
+    let worker: WorkerHandle | undefined;
     if (options.api) {
       const errors = await ErrorCatalog.load(db.ownerUrl);
       const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
@@ -115,10 +115,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         heartbeatIntervalMs: config.worker.heartbeatIntervalMs,
         staleAfterMs: config.worker.staleAfterMs,
       });
-      worker = Object.assign(handle, { running: true });
-      void handle.runner.promise.finally(() => {
-        if (worker) worker.running = false;
-      });
+      worker = handle;
       closers.push({ name: 'worker', close: () => handle.stop() });
       log.info({ concurrency: config.worker.concurrency }, 'job worker running');
     }
@@ -169,10 +166,10 @@ function installSignalHandlers(atrium: Atrium, log: Logger): void {
 }
 
 /** The worker's readiness: running, with a heartbeat recorded within the stale window. */
-function workerHealth(worker: (WorkerHandle & { running: boolean }) | undefined, staleAfterMs: number): string {
-  if (!worker?.running) return 'stopped';
+function workerHealth(worker: WorkerHandle | undefined, staleAfterMs: number): string {
+  if (!worker) return 'stopped';
   const { state, lastHeartbeatAt } = worker.health();
-  if (state !== 'running') return 'stopped';
+  if (state !== 'running') return state;
   if (lastHeartbeatAt === null) return 'running'; // the first heartbeat is on its way
   const silentMs = Date.now() - lastHeartbeatAt.getTime();
   return silentMs <= staleAfterMs ? 'running' : `no heartbeat for ${Math.round(silentMs / 1000)} s (database unreachable?)`;

@@ -43,7 +43,7 @@ describe('loadConfig', () => {
   });
 
   test('the four roles must be distinct', () => {
-    expect(problems({ DATABASE_OWNER: 'same', DATABASE_WORKER: 'same' }).join()).toMatch(/four different roles/);
+    expect(problems({ DATABASE_OWNER: 'same', DATABASE_WORKER: 'same' }).join()).toMatch(/five different roles/);
   });
 });
 

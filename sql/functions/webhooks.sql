@@ -230,7 +230,8 @@ comment on column app_public.webhook_deliveries.payload is 'The JSON body POSTed
 call app_private.make_tenant_table('app_public.webhook_deliveries', 'webhooks',
   secret_columns => array['payload'], insertable => false, updatable => false);
 
--- The job for one delivery: a job key per delivery, so queueing it twice runs it once.
+-- The job for one delivery: a job key per delivery, so queueing it twice runs it once; a fair
+-- priority, so one organization's flood of events does not hold up another's.
 -- (plpgsql: the job queue's schema is installed after the migrations.)
 create or replace function app_private.enqueue_webhook_delivery(organization_id uuid, delivery_id uuid) returns void
 language plpgsql volatile security definer
@@ -241,7 +242,8 @@ begin
     'deliver_webhook',
     json_build_object('organization_id', organization_id, 'delivery_id', delivery_id),
     job_key => 'deliver_webhook:' || delivery_id,
-    max_attempts => 10
+    max_attempts => 10,
+    priority => app_private.fair_job_priority(organization_id) -- sql/functions/jobs.sql
   );
 end
 $$;

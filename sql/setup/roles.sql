@@ -42,6 +42,14 @@ begin
   end if;
   alter role :DATABASE_WORKER with login inherit nosuperuser nocreatedb nocreaterole noreplication nobypassrls;
 
+  -- producer: other services that queue jobs with app_private.enqueue_job() (docs/DATA_FLOWS.md).
+  -- NOLOGIN: grant it to the login role of each such service (`grant atrium_producer to billing_svc`).
+  -- It may call that one function and nothing else: no table, no row of any tenant.
+  if not exists (select from pg_roles where rolname = ':DATABASE_PRODUCER') then
+    create role :DATABASE_PRODUCER;
+  end if;
+  alter role :DATABASE_PRODUCER with nologin nosuperuser nocreatedb nocreaterole noreplication nobypassrls;
+
   grant :DATABASE_VISITOR to :DATABASE_AUTHENTICATOR;
   grant :DATABASE_VISITOR to :DATABASE_WORKER;
   -- The owner enqueues jobs from triggers and installs the queue schema as the worker.

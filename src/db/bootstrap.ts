@@ -62,6 +62,7 @@ export function fillPlaceholders(sql: string, roles: RoleNames, databaseName: st
     ':DATABASE_AUTHENTICATOR': roles.authenticator,
     ':DATABASE_VISITOR': roles.visitor,
     ':DATABASE_WORKER': roles.worker,
+    ':DATABASE_PRODUCER': roles.producer,
   };
   return sql.replace(/:DATABASE_[A-Z]+\b/g, (key) => values[key] ?? key);
 }

@@ -33,6 +33,7 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
       ':DATABASE_AUTHENTICATOR': target.roles.authenticator,
       ':DATABASE_VISITOR': target.roles.visitor,
       ':DATABASE_WORKER': target.roles.worker,
+      ':DATABASE_PRODUCER': target.roles.producer,
     },
     afterAllMigrations: [],
     afterCurrent: [],

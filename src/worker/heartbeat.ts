@@ -13,13 +13,13 @@ export interface Heartbeat {
   stop(): Promise<void>;
 }
 
-export function startHeartbeat(options: { pool: Pool; workerId: string; intervalMs: number; staleAfterMs: number; log: Logger }): Heartbeat {
-  const { pool, workerId, log } = options;
+export function startHeartbeat(options: { pool: Pool; workerId: () => string; intervalMs: number; staleAfterMs: number; log: Logger }): Heartbeat {
+  const { pool, log } = options;
   let last: Date | null = null;
   let running: Promise<void> | undefined;
   const beat = async () => {
     try {
-      await pool.query('select app_private.worker_heartbeat($1, $2, $3)', [workerId, os.hostname(), process.pid]);
+      await pool.query('select app_private.worker_heartbeat($1, $2, $3)', [options.workerId(), os.hostname(), process.pid]);
       last = new Date();
       const { rows } = await pool.query<{ worker_id: string; last_seen_at: Date | null; jobs_unlocked: number }>(
         'select * from app_private.recover_stale_workers(make_interval(secs => $1))',
@@ -43,7 +43,7 @@ export function startHeartbeat(options: { pool: Pool; workerId: string; interval
     async stop() {
       clearInterval(timer);
       await running;
-      await pool.query('delete from app_private.worker_heartbeats where worker_id = $1', [workerId]).catch((error) => log.warn({ err: error }, 'could not remove heartbeat'));
+      await pool.query('delete from app_private.worker_heartbeats where worker_id = $1', [options.workerId()]).catch((error) => log.warn({ err: error }, 'could not remove heartbeat'));
     },
   };
 }

@@ -24,11 +24,10 @@ export interface WorkerOptions {
 }
 
 export interface WorkerHandle {
-  runner: Runner;
-  /** The graphile-worker pool id: `locked_by` of the jobs this worker holds. */
-  workerId: string;
-  /** Healthy: running, and the last heartbeat is recent. */
-  health(): { state: 'running' | 'stopped'; lastHeartbeatAt: Date | null };
+  /** The graphile-worker pool id now running: `locked_by` of the jobs this worker holds. */
+  workerId(): string;
+  /** running: taking jobs; restarting: lost its database, coming back; stopped: after stop(). */
+  health(): { state: 'running' | 'restarting' | 'stopped'; lastHeartbeatAt: Date | null; restarts: number };
   /** Finish running jobs (bounded by graphile-worker's graceful shutdown), take no new ones. */
   stop(): Promise<void>;
 }
@@ -75,7 +74,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     jobLog[final ? 'error' : 'warn']({ ...jobFacts(job), durationMs: took(job), err: error, willRetry: !final }, final ? 'job failed permanently' : 'job failed; will retry');
   });
 
-  const runner = await run({
+  const runnerOptions = {
     pgPool,
     concurrency: options.concurrency,
     crontab: options.crontab === false ? '' : crontab,
@@ -84,29 +83,74 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     taskList: createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }),
     logger: new WorkerLogger(graphileLogFactory(log) as never),
     events,
-  });
-  if (!workerId) throw new Error('graphile-worker did not report its pool id');
+    // Record job outcomes through graphile-worker's batching (with no delay): unlike the direct
+    // path, it retries any database error with backoff (for minutes), so a PostgreSQL restart
+    // delays recording a result instead of losing it and stopping the worker.
+    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+  };
+  const startRunner = async (): Promise<{ runner: Runner; id: string }> => {
+    workerId = undefined;
+    const runner = await run(runnerOptions);
+    if (!workerId) throw new Error('graphile-worker did not report its pool id');
+    return { runner, id: workerId };
+  };
+
+  // Supervision: graphile-worker gives up (stops its pool) when it cannot record a job's outcome,
+  // e.g. while PostgreSQL restarts. We then start a new pool as soon as the database answers,
+  // and free the jobs the old pool held at once (they run again; tasks are idempotent).
+  let current = await startRunner();
+  let state: 'running' | 'restarting' | 'stopped' = 'running';
+  let restarts = 0;
+  let stopRequested = false;
   const heartbeat: Heartbeat = startHeartbeat({
     pool: pgPool,
-    workerId,
+    workerId: () => current.id,
     intervalMs: options.heartbeatIntervalMs ?? 10_000,
     staleAfterMs: options.staleAfterMs ?? 45_000,
     log,
   });
-  let state: 'running' | 'stopped' = 'running';
-  runner.promise.then(
-    () => (state = 'stopped'),
-    () => (state = 'stopped'),
-  );
+  const supervise = (instance: { runner: Runner; id: string }): void => {
+    instance.runner.promise.then(
+      () => restart(instance, undefined),
+      (error: unknown) => restart(instance, error),
+    );
+  };
+  let restarting: Promise<void> | undefined;
+  const restart = (dead: { runner: Runner; id: string }, error: unknown): void => {
+    if (stopRequested || dead !== current) return;
+    state = 'restarting';
+    log.error({ err: error, workerId: dead.id }, 'the job worker stopped unexpectedly (database lost?); restarting it');
+    restarting = (async () => {
+      for (let attempt = 1; !stopRequested; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** (attempt - 1), 15_000)));
+        if (stopRequested) return;
+        try {
+          await pgPool.query('select graphile_worker.force_unlock_workers(array[$1]::text[])', [dead.id]);
+          await pgPool.query('delete from app_private.worker_heartbeats where worker_id = $1', [dead.id]);
+          current = await startRunner();
+          restarts++;
+          state = 'running';
+          log.warn({ workerId: current.id, previous: dead.id, attempt }, 'job worker restarted');
+          supervise(current);
+          return;
+        } catch (retryError) {
+          log.warn({ err: retryError, attempt }, 'job worker restart failed; will try again');
+        }
+      }
+    })();
+  };
+  supervise(current);
+
   let stopping: Promise<void> | undefined;
   return {
-    runner,
-    workerId,
-    health: () => ({ state, lastHeartbeatAt: heartbeat.lastBeatAt() }),
+    workerId: () => current.id,
+    health: () => ({ state, lastHeartbeatAt: heartbeat.lastBeatAt(), restarts }),
     stop: () =>
       (stopping ??= (async () => {
-        await runner.stop();
-        await runner.promise.catch(() => undefined);
+        stopRequested = true;
+        await restarting;
+        await current.runner.stop().catch(() => undefined);
+        await current.runner.promise.catch(() => undefined);
         state = 'stopped';
         await heartbeat.stop();
         await pgPool.end();

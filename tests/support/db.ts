@@ -6,7 +6,7 @@ import pg from 'pg';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { withCredentials } from '../../src/db/bootstrap.ts';
 
-export type Role = 'owner' | 'authenticator' | 'visitor' | 'worker';
+export type Role = 'owner' | 'authenticator' | 'visitor' | 'worker' | 'producer';
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({ ...process.env, PORT: '0', ...overrides });
@@ -15,7 +15,7 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
 export const roleName = (role: Role): string => process.env[`DATABASE_${role.toUpperCase()}`]!;
 
 /** Connection string for a login role (owner, authenticator, worker) or the superuser. */
-export function urlFor(role: Exclude<Role, 'visitor'> | 'superuser'): string {
+export function urlFor(role: Exclude<Role, 'visitor' | 'producer'> | 'superuser'): string {
   const url = process.env.DATABASE_URL!;
   if (role === 'superuser') return url;
   return withCredentials(url, roleName(role), process.env[`DATABASE_${role.toUpperCase()}_PASSWORD`]);
@@ -23,11 +23,13 @@ export function urlFor(role: Exclude<Role, 'visitor'> | 'superuser'): string {
 
 const pools = new Map<string, pg.Pool>();
 
-export function pool(role: Exclude<Role, 'visitor'> | 'superuser'): pg.Pool {
+export function pool(role: Exclude<Role, 'visitor' | 'producer'> | 'superuser'): pg.Pool {
   let p = pools.get(role);
   if (!p) {
     p = new pg.Pool({ connectionString: urlFor(role), max: 4 });
     p.on('error', () => undefined);
+    // A connection lost while checked out between queries (a server restart) is not a crash.
+    p.on('connect', (client) => client.on('error', () => undefined));
     pools.set(role, p);
   }
   return p;

@@ -17,6 +17,8 @@ import { createLogger } from '../../src/log.ts';
 export interface Provisioned {
   env: Record<string, string>;
   teardown(): Promise<void>;
+  /** Stops and starts the embedded server (same data, same port); only with an embedded server. */
+  restartServer?(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -30,18 +32,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function provisionTestDatabase(): Promise<Provisioned> {
+export async function provisionTestDatabase(options: { embedded?: boolean } = {}): Promise<Provisioned> {
   const id = randomBytes(4).toString('hex');
   const secret = () => randomBytes(18).toString('base64url');
   const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-setup');
   let embedded: EmbeddedPostgres | undefined;
   let tmp: string | undefined;
-  let serverUrl = process.env.TEST_DATABASE_URL;
+  let serverUrl = options.embedded ? undefined : process.env.TEST_DATABASE_URL;
   const external = serverUrl !== undefined && serverUrl !== '';
+  let embeddedOptions: Parameters<typeof startEmbeddedPostgres>[0] | undefined;
   if (!external) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-'));
     fs.chmodSync(tmp, 0o755); // the embedded server runs as the OS user "postgres"
-    embedded = await startEmbeddedPostgres({ dir: path.join(tmp, 'pg'), port: await freePort(), superuserPassword: secret(), fast: true });
+    embeddedOptions = { dir: path.join(tmp, 'pg'), port: await freePort(), superuserPassword: secret(), fast: true };
+    embedded = await startEmbeddedPostgres(embeddedOptions);
     serverUrl = embedded.superuserUrl('postgres');
   }
   const prefix = external ? `atrium_t${id}` : 'atrium';
@@ -54,6 +58,7 @@ export async function provisionTestDatabase(): Promise<Provisioned> {
     DATABASE_AUTHENTICATOR: `${prefix}_authenticator`,
     DATABASE_VISITOR: `${prefix}_visitor`,
     DATABASE_WORKER: `${prefix}_worker`,
+    DATABASE_PRODUCER: `${prefix}_producer`,
     DATABASE_OWNER_PASSWORD: secret(),
     DATABASE_AUTHENTICATOR_PASSWORD: secret(),
     DATABASE_WORKER_PASSWORD: secret(),
@@ -68,7 +73,7 @@ export async function provisionTestDatabase(): Promise<Provisioned> {
       try {
         await client.query(`drop database if exists ${databaseName} with (force)`);
         await client.query(`drop database if exists ${databaseName}_shadow with (force)`);
-        for (const role of ['worker', 'authenticator', 'visitor', 'owner']) {
+        for (const role of ['producer', 'worker', 'authenticator', 'visitor', 'owner']) {
           await client.query(`drop role if exists ${prefix}_${role}`);
         }
       } finally {
@@ -83,7 +88,13 @@ export async function provisionTestDatabase(): Promise<Provisioned> {
     const db = await openDatabase(config, log);
     env.ATRIUM_TEST_SERVER_VERSION = db.serverVersion;
     await runMigrations(db, log, { current: true });
-    return { env, teardown };
+    const restartServer = embeddedOptions
+      ? async () => {
+          await embedded!.stop();
+          embedded = await startEmbeddedPostgres(embeddedOptions!);
+        }
+      : undefined;
+    return { env, teardown, restartServer };
   } catch (error) {
     await teardown().catch(() => undefined);
     throw error;

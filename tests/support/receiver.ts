@@ -1,8 +1,10 @@
 // A real local HTTP server that receives webhooks: records every request (headers and raw body)
-// and answers as told per path: a status code, or 'hang' (never answers).
+// and answers as told per path: a status code, 'hang' (never answers), or a status after a delay.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+export type Answer = number | 'hang' | { status: number; delayMs: number };
 
 export interface Received {
   path: string;
@@ -14,7 +16,7 @@ export interface Received {
 export interface Receiver {
   url(path: string): string;
   /** How to answer requests to `path` from now on (default 200). */
-  answer(path: string, how: number | 'hang'): void;
+  answer(path: string, how: Answer): void;
   requests(path?: string): Received[];
   /** Waits until `path` has received `count` requests (fails after `timeoutMs`). */
   waitFor(path: string, count: number, timeoutMs?: number): Promise<Received[]>;
@@ -23,7 +25,7 @@ export interface Receiver {
 
 export async function startReceiver(): Promise<Receiver> {
   const received: Received[] = [];
-  const answers = new Map<string, number | 'hang'>();
+  const answers = new Map<string, Answer>();
   const hanging = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -43,7 +45,9 @@ export async function startReceiver(): Promise<Receiver> {
         hanging.add(res);
         return;
       }
-      res.writeHead(how, { 'content-type': 'text/plain' }).end(how < 300 ? 'ok' : 'nope');
+      const reply = (status: number) => res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'nope');
+      if (typeof how === 'number') reply(how);
+      else setTimeout(() => reply(how.status), how.delayMs);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

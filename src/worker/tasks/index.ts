@@ -4,6 +4,7 @@ import type { DeliveryOptions } from '../../webhooks/deliver.ts';
 import { daily_maintenance } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
+import { echo } from './echo.ts';
 import { tenant_daily } from './tenant_daily.ts';
 
 export interface TaskOptions {
@@ -15,6 +16,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     daily_maintenance,
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
+    echo,
     tenant_daily,
   };
 }

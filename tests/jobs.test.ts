@@ -1,0 +1,159 @@
+// The job queue from the outside: other services queue jobs with one SQL call under their own
+// role; one organization's flood does not starve another's job; operators see failed jobs and
+// retry them (SQL and `npm run jobs`).
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { createLogger } from '../src/log.ts';
+import { runJobsCommand } from '../src/worker/admin.ts';
+import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
+import { asVisitor, closePools, createOrganization, pgError, pool, roleName, sessionOf, signUp, urlFor, type User } from './support/db.ts';
+
+let alice: User;
+let orgA: string;
+let orgB: string;
+
+beforeAll(async () => {
+  alice = await signUp('jobs-a');
+  [orgA, orgB] = await Promise.all([createOrganization(alice, 'jobs-a'), createOrganization(await signUp('jobs-b'), 'jobs-b')]);
+});
+afterAll(closePools);
+
+/** Runs `fn` as a service holding the producer role (a login role granted DATABASE_PRODUCER). */
+async function asProducer<T>(fn: (c: pg.PoolClient) => Promise<T>, commit = true): Promise<T> {
+  const client = await pool('superuser').connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('role', $1, true)`, [roleName('producer')]);
+    const result = await fn(client);
+    await client.query(commit ? 'commit' : 'rollback');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+const job = async (id: string | number) =>
+  (await pool('worker').query(`select j.*, t.identifier as task from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where j.id = $1`, [id])).rows[0];
+
+describe('producers: one SQL call, their own role', () => {
+  test('enqueue_job queues a known task for an organization, with the organization in the payload', async () => {
+    const id = await asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1, '{"hello": "world"}') as id`, [orgA])).rows[0].id);
+    const queued = await job(id);
+    expect(queued).toMatchObject({ task: 'echo', payload: { hello: 'world', organization_id: orgA }, max_attempts: 10 });
+  });
+
+  test('a rolled-back enqueue leaves no job (it is part of the producer\'s transaction)', async () => {
+    const id = await asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1) as id`, [orgA])).rows[0].id, false);
+    expect(await job(id)).toBeUndefined();
+  });
+
+  test('a job_key collapses duplicates within the organization, not across organizations', async () => {
+    const enqueue = (org: string) => asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1, job_key => 'nightly', run_at => now() + interval '1 hour') as id`, [org])).rows[0].id);
+    const first = await enqueue(orgA);
+    expect(await enqueue(orgA)).toBe(first);
+    expect(await enqueue(orgB)).not.toBe(first);
+    await pool('worker').query(`delete from graphile_worker._private_jobs where key like 'echo:%:nightly'`);
+  });
+
+  test('unknown tasks, bad payloads and unknown organizations are refused with clear errors', async () => {
+    expect((await pgError(asProducer((c) => c.query(`select app_private.enqueue_job('deliver_webhook', $1)`, [orgA])))).code).toBe('AT472');
+    expect((await pgError(asProducer((c) => c.query(`select app_private.enqueue_job('echo', $1, '[1]')`, [orgA])))).code).toBe('22023');
+    expect((await pgError(asProducer((c) => c.query(`select app_private.enqueue_job('echo', gen_random_uuid())`)))).code).toBe('22023');
+  });
+
+  test('the producer role reads no tenant data and cannot use the queue directly', async () => {
+    for (const sql of ['select 1 from app_public.invoices limit 1', 'select 1 from app_public.organizations limit 1', `select graphile_worker.add_job('echo')`, 'select 1 from graphile_worker._private_jobs limit 1']) {
+      expect({ sql, code: (await pgError(asProducer((c) => c.query(sql)))).code }).toEqual({ sql, code: '42501' });
+    }
+  });
+
+  test('API visitors cannot queue jobs', async () => {
+    const err = await pgError(asVisitor(sessionOf(alice, orgA), (c) => c.query(`select app_private.enqueue_job('echo', $1)`, [orgA])));
+    expect(err.code).toBe('42501');
+  });
+});
+
+describe('fairness: one organization\'s 10,000 jobs do not starve another\'s one job', () => {
+  let worker: WorkerHandle | undefined;
+  afterAll(async () => {
+    await worker?.stop();
+    await pool('worker').query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = 'echo' and j.payload ->> 'organization_id' = $1`, [orgA]);
+  });
+
+  test('the flood gets rising priorities; the single job runs after at most ~100 of the flood', async () => {
+    const flood = await asProducer(async (c) => (await c.query(`select array_agg(app_private.enqueue_job('echo', $1, jsonb_build_object('n', n))) as ids from generate_series(1, 10000) n`, [orgA])).rows[0].ids as string[]);
+    const single = await asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1, '{"single": true}') as id`, [orgB])).rows[0].id as string);
+    const priorities = await pool('worker').query(
+      `select count(*) filter (where priority = 0)::int as first, max(priority) as max from graphile_worker._private_jobs where id = any ($1::bigint[])`,
+      [flood],
+    );
+    // 100 per priority level and minute: at most 200 at priority 0 (if the flood spans two minutes).
+    expect(priorities.rows[0].first).toBeLessThanOrEqual(200);
+    expect(priorities.rows[0].max).toBeGreaterThanOrEqual(49);
+    expect((await job(single)).priority).toBe(0);
+
+    worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 4, log: createLogger('warn', 'test-worker'), crontab: false });
+    const started = Date.now();
+    let floodDone = 0;
+    for (;;) {
+      if ((await job(single)) === undefined) {
+        const left = await pool('worker').query(`select count(*)::int as n from graphile_worker._private_jobs where id = any ($1::bigint[])`, [flood]);
+        floodDone = 10_000 - left.rows[0].n;
+        break;
+      }
+      if (Date.now() - started > 60_000) throw new Error('the single job did not run within 60 s');
+      await sleep(5);
+    }
+    // Without fair priorities it would run after all 10,000 (they were queued first).
+    expect(floodDone).toBeLessThan(1000);
+  }, 120_000);
+});
+
+describe('failed jobs: visible, and retried by SQL or the CLI', () => {
+  const capture = () => {
+    let text = '';
+    const out = new Writable({ write: (chunk, _enc, done) => ((text += String(chunk)), done()) });
+    return { out, text: () => text };
+  };
+
+  test('a job that used up its attempts is listed with its error; retry gives it fresh attempts', async () => {
+    // A job of a task no worker runs, marked as graphile-worker marks a job after its last attempt.
+    const { rows } = await pool('worker').query(`select id from graphile_worker.add_job('atrium_test_unrunnable', json_build_object('organization_id', $1::uuid), max_attempts => 3)`, [orgA]);
+    const id = String(rows[0].id);
+    await pool('worker').query(`update graphile_worker._private_jobs set attempts = 3, last_error = 'boom: the receiver is down' where id = $1`, [id]);
+
+    const failed = await pool('worker').query('select * from app_private.failed_jobs() where id = $1', [id]);
+    expect(failed.rows[0]).toMatchObject({ task: 'atrium_test_unrunnable', organization_id: orgA, attempts: 3, max_attempts: 3, last_error: 'boom: the receiver is down' });
+    const depth = await pool('worker').query(`select * from app_private.job_queue_depth() where task = 'atrium_test_unrunnable'`);
+    expect(depth.rows[0]).toMatchObject({ failed: '1' });
+
+    const status = capture();
+    expect(await runJobsCommand(urlFor('worker'), ['status'], status.out)).toBe(0);
+    expect(status.text()).toContain('Queue depth per task');
+    expect(status.text()).toMatch(new RegExp(`${id}\\s+atrium_test_unrunnable\\s+${orgA}\\s+3`));
+    expect(status.text()).toContain('boom: the receiver is down');
+
+    const retry = capture();
+    expect(await runJobsCommand(urlFor('worker'), ['retry', id], retry.out)).toBe(0);
+    expect(retry.text()).toContain(`Retrying 1 job(s): ${id}`);
+    expect(await job(id)).toMatchObject({ attempts: 0 });
+    expect((await pool('worker').query('select 1 from app_private.failed_jobs() where id = $1', [id])).rows).toEqual([]);
+    const again = capture();
+    expect(await runJobsCommand(urlFor('worker'), ['retry', id], again.out)).toBe(1);
+    expect(again.text()).toContain('No failed job matched');
+    const usage = capture();
+    expect(await runJobsCommand(urlFor('worker'), ['retry', 'x'], usage.out)).toBe(2);
+    await pool('worker').query('delete from graphile_worker._private_jobs where id = $1', [id]);
+  });
+
+  test('operators only: API visitors cannot list or retry jobs', async () => {
+    for (const sql of ['select * from app_private.failed_jobs()', 'select * from app_private.retry_failed_jobs()', 'select * from app_private.job_queue_depth()']) {
+      expect({ sql, code: (await pgError(asVisitor(sessionOf(alice, orgA), (c) => c.query(sql)))).code }).toEqual({ sql, code: '42501' });
+    }
+  });
+});
