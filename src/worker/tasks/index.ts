@@ -6,6 +6,10 @@ import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
 import { tenant_daily } from './tenant_daily.ts';
+import { scheduled_invoicing } from './scheduled_invoicing.ts';
+import { tenant_invoicing } from './tenant_invoicing.ts';
+import { retention_purge } from './retention_purge.ts';
+import { tenant_retention_purge } from './tenant_retention_purge.ts';
 
 export interface TaskOptions {
   webhooks: DeliveryOptions;
@@ -17,6 +21,10 @@ export function createTaskList(options: TaskOptions): TaskList {
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
+    retention_purge,
+    scheduled_invoicing,
     tenant_daily,
+    tenant_invoicing,
+    tenant_retention_purge,
   };
 }
