@@ -157,3 +157,17 @@ describe('failed jobs: visible, and retried by SQL or the CLI', () => {
     }
   });
 });
+
+describe('makeWorkerUtils', () => {
+  test('Node code with the worker role queues jobs with graphile-worker\'s own API', async () => {
+    const { makeWorkerUtils } = await import('graphile-worker');
+    const utils = await makeWorkerUtils({ connectionString: urlFor('worker') });
+    try {
+      const added = await utils.addJob('echo', { organization_id: orgA, from: 'node' }, { jobKey: `echo:${orgA}:node-example`, runAt: new Date(Date.now() + 3_600_000) });
+      expect(await job(added.id)).toMatchObject({ task: 'echo', payload: { organization_id: orgA, from: 'node' } });
+      await pool('worker').query('delete from graphile_worker._private_jobs where id = $1', [added.id]);
+    } finally {
+      await utils.release();
+    }
+  });
+});
