@@ -4,7 +4,10 @@
 --   What is the user's role there?        app_public.current_member_role()
 --   May the user act at least as <role>?  app_public.current_member_has_role(role)
 -- Policies call them wrapped in a sub-select, `(select app_public.current_org_id())`, so
--- PostgreSQL evaluates each once per query (an InitPlan), not once per row.
+-- PostgreSQL evaluates each once per query (an InitPlan), not once per row. They are PL/pgSQL:
+-- each reads a setting once into a variable (an SQL function would re-evaluate a nested helper
+-- per row it filters), and their plans are cached for the connection (an SQL function is
+-- planned again on every call). docs/PERFORMANCE.md has what they cost.
 --
 -- Inputs are the session settings the API sets per request from a verified access token
 -- (src/http/auth.ts): app.user_id, app.session_id, app.org_id. They are only claims: these
@@ -13,9 +16,9 @@
 
 -- A setting as a uuid, or null when unset, '' (pooled connections keep '' once a setting has
 -- been used) or not a uuid.
+-- (No SET clause, so PostgreSQL inlines it into its callers; it only calls pg_catalog builtins.)
 create or replace function app_private.setting_uuid(name text) returns uuid
 language sql stable parallel safe
-set search_path = pg_catalog
 as $$
   select case when s ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then s::uuid end
   from (select nullif(current_setting(name, true), '') as s) as setting
@@ -25,7 +28,6 @@ $$;
 -- the authenticator and cannot change their session user, so they can never pass this check.
 create or replace function app_private.is_worker_session() returns boolean
 language sql stable parallel safe
-set search_path = pg_catalog
 as $$
   select session_user = ':DATABASE_WORKER'::name
 $$;
@@ -34,60 +36,88 @@ $$;
 -- (so signing out or revoking a session stops its access tokens at once). On the worker's
 -- connection app.user_id is the actor the job runs for (may be null: the system).
 create or replace function app_public.current_user_id() returns uuid
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select case
-    when app_private.is_worker_session() then app_private.setting_uuid('app.user_id')
-    else (
-      select s.user_id
-      from app_private.sessions s
-      where s.id = app_private.setting_uuid('app.session_id')
-        and s.user_id = app_private.setting_uuid('app.user_id')
-        and s.revoked_at is null
-        and s.expires_at > now()
-    )
-  end
+declare
+  v_user uuid := app_private.setting_uuid('app.user_id');
+  v_session uuid := app_private.setting_uuid('app.session_id');
+begin
+  if app_private.is_worker_session() then
+    return v_user;
+  end if;
+  if v_user is null or v_session is null then
+    return null;
+  end if;
+  return (
+    select s.user_id
+    from app_private.sessions s
+    where s.id = v_session
+      and s.user_id = v_user
+      and s.revoked_at is null
+      and s.expires_at > now()
+  );
+end
 $$;
 comment on function app_public.current_user_id() is 'The signed-in user''s id, or null.';
 
 -- The organization of this request: app.org_id, only if the current user is a member of it
 -- (or on the worker's connection, which acts for the organization of its job).
 create or replace function app_public.current_org_id() returns uuid
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select o.id
-  from app_public.organizations o
-  where o.id = app_private.setting_uuid('app.org_id')
-    and (
-      app_private.is_worker_session()
-      or exists (
-        select 1
-        from app_public.organization_members m
-        where m.organization_id = o.id
-          and m.user_id = app_public.current_user_id()
-      )
-    )
+declare
+  v_org uuid := app_private.setting_uuid('app.org_id');
+  v_user uuid;
+begin
+  if v_org is null then
+    return null;
+  end if;
+  if app_private.is_worker_session() then
+    return (select o.id from app_public.organizations o where o.id = v_org);
+  end if;
+  v_user := app_public.current_user_id();
+  if v_user is null then
+    return null;
+  end if;
+  return (
+    select m.organization_id
+    from app_public.organization_members m
+    where m.organization_id = v_org
+      and m.user_id = v_user
+  );
+end
 $$;
 comment on function app_public.current_org_id() is 'The organization this request acts in (from the access token), or null when none is chosen or the user is not a member of it.';
 
 -- The current user's role in the current organization (null: not a member / no organization).
 -- The worker acts with admin rights inside the organization of its job.
 create or replace function app_public.current_member_role() returns app_public.member_role
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select case
-    when app_private.is_worker_session() then
-      case when app_public.current_org_id() is not null then 'admin'::app_public.member_role end
-    else (
-      select m.role
-      from app_public.organization_members m
-      where m.organization_id = app_public.current_org_id()
-        and m.user_id = app_public.current_user_id()
-    )
-  end
+declare
+  v_org uuid := app_private.setting_uuid('app.org_id');
+  v_user uuid;
+begin
+  if v_org is null then
+    return null;
+  end if;
+  if app_private.is_worker_session() then
+    return case when exists (select from app_public.organizations o where o.id = v_org) then 'admin'::app_public.member_role end;
+  end if;
+  v_user := app_public.current_user_id();
+  if v_user is null then
+    return null;
+  end if;
+  return (
+    select m.role
+    from app_public.organization_members m
+    where m.organization_id = v_org
+      and m.user_id = v_user
+  );
+end
 $$;
 comment on function app_public.current_member_role() is 'Your role in the current organization, or null.';
 

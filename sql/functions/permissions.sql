@@ -55,32 +55,46 @@ as $$
 $$;
 
 create or replace function app_public.has_permission(permission text) returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select case
-    when app_private.is_worker_session() then app_public.current_org_id() is not null
-    else coalesce((
-      select
-        case
-          when m.role >= 'admin' then true
-          when exists (select 1 from app_public.role_assignments mr where mr.organization_id = m.organization_id and mr.member_id = m.id) then
-            exists (
-              select 1
-              from app_public.role_assignments mr
-              join app_public.role_permissions rp on rp.organization_id = mr.organization_id and rp.role_id = mr.role_id
-              join app_public.roles r on r.organization_id = mr.organization_id and r.id = mr.role_id and r.deleted_at is null
-              where mr.organization_id = m.organization_id and mr.member_id = m.id and rp.permission_key = has_permission.permission
-            )
-          when has_permission.permission like '%.read' then true
-          when m.role = 'member' then has_permission.permission like '%.write' and not app_private.is_special_permission(has_permission.permission)
-          else false
-        end
-      from app_public.organization_members m
-      where m.organization_id = app_public.current_org_id()
-        and m.user_id = app_public.current_user_id()
-    ), false)
-  end
+declare
+  v_org uuid;
+  v_user uuid;
+  v_member_id uuid;
+  v_role app_public.member_role;
+begin
+  if app_private.is_worker_session() then
+    return app_public.current_org_id() is not null;
+  end if;
+  v_org := app_private.setting_uuid('app.org_id');
+  v_user := app_public.current_user_id();
+  if v_org is null or v_user is null then
+    return false;
+  end if;
+  select m.id, m.role into v_member_id, v_role
+  from app_public.organization_members m
+  where m.organization_id = v_org and m.user_id = v_user;
+  if not found then
+    return false;
+  end if;
+  if v_role >= 'admin' then
+    return true;
+  end if;
+  if exists (select 1 from app_public.role_assignments mr where mr.organization_id = v_org and mr.member_id = v_member_id) then
+    return exists (
+      select 1
+      from app_public.role_assignments mr
+      join app_public.role_permissions rp on rp.organization_id = mr.organization_id and rp.role_id = mr.role_id
+      join app_public.roles r on r.organization_id = mr.organization_id and r.id = mr.role_id and r.deleted_at is null
+      where mr.organization_id = v_org and mr.member_id = v_member_id and rp.permission_key = has_permission.permission
+    );
+  end if;
+  if has_permission.permission like '%.read' then
+    return true;
+  end if;
+  return v_role = 'member' and has_permission.permission like '%.write' and not app_private.is_special_permission(has_permission.permission);
+end
 $$;
 comment on function app_public.has_permission(text) is 'True when you may do `permission` (e.g. invoices.write) in the current organization: owners and admins always; members with custom roles what those roles grant; otherwise viewers read and members read and write.';
 

@@ -19,26 +19,47 @@ comment on view app_private.live_portal_access is 'Client-portal access in force
 -- The organization of the request (app.org_id) if the signed-in user holds live portal access
 -- in it; null otherwise.
 create or replace function app_public.current_portal_org_id() returns uuid
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select a.organization_id
-  from app_private.live_portal_access a
-  where a.organization_id = app_private.setting_uuid('app.org_id')
-    and a.user_id = app_public.current_user_id()
-  limit 1
+declare
+  v_org uuid := app_private.setting_uuid('app.org_id');
+  v_user uuid;
+begin
+  if v_org is null then
+    return null;
+  end if;
+  v_user := app_public.current_user_id();
+  if v_user is null then
+    return null;
+  end if;
+  return (select a.organization_id from app_private.live_portal_access a where a.organization_id = v_org and a.user_id = v_user limit 1);
+end
 $$;
 comment on function app_public.current_portal_org_id() is 'The organization you are in as a client-portal user, or null.';
 
 -- The engagements the signed-in portal user may see in the request's organization.
 create or replace function app_public.current_portal_engagement_ids() returns uuid[]
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select coalesce(array_agg(a.engagement_id order by a.engagement_id), '{}')
-  from app_private.live_portal_access a
-  where a.organization_id = app_private.setting_uuid('app.org_id')
-    and a.user_id = app_public.current_user_id()
+declare
+  v_org uuid := app_private.setting_uuid('app.org_id');
+  v_user uuid;
+begin
+  if v_org is null then
+    return '{}';
+  end if;
+  v_user := app_public.current_user_id();
+  if v_user is null then
+    return '{}';
+  end if;
+  return (
+    select coalesce(array_agg(a.engagement_id order by a.engagement_id), '{}')
+    from app_private.live_portal_access a
+    where a.organization_id = v_org and a.user_id = v_user
+  );
+end
 $$;
 comment on function app_public.current_portal_engagement_ids() is 'The engagements you see as a client-portal user in the current organization.';
 

@@ -83,9 +83,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     taskList: createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }),
     logger: new WorkerLogger(graphileLogFactory(log) as never),
     events,
-    // Record job outcomes through graphile-worker's batching (with no delay): unlike the direct
-    // path, it retries any database error with backoff (for minutes), so a PostgreSQL restart
-    // delays recording a result instead of losing it and stopping the worker.
+    // Record job outcomes through graphile-worker's batcher (with no delay): when the database is
+    // gone it reports a pool:fatalError (handled below: a fresh pool) where the direct path would
+    // leave an unhandled promise rejection, which ends the process.
     preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
   };
   const startRunner = async (): Promise<{ runner: Runner; id: string }> => {
@@ -117,10 +117,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   };
   let restarting: Promise<void> | undefined;
   const restart = (dead: { runner: Runner; id: string }, error: unknown): void => {
-    if (stopRequested || dead !== current) return;
+    if (stopRequested || dead !== current || state === 'restarting') return;
     state = 'restarting';
     log.error({ err: error, workerId: dead.id }, 'the job worker stopped unexpectedly (database lost?); restarting it');
     restarting = (async () => {
+      // Let the old pool wind down (bounded), then stop it for good: it may be stuck retrying.
+      const settled = (ms: number) => Promise.race([dead.runner.promise.then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), ms))]);
+      if (!(await settled(5000))) {
+        await Promise.race([dead.runner.kill('restarting after losing the database').catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+      }
       for (let attempt = 1; !stopRequested; attempt++) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** (attempt - 1), 15_000)));
         if (stopRequested) return;
@@ -140,6 +145,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     })();
   };
   supervise(current);
+  // graphile-worker could not record a job's outcome (the database went away): start afresh.
+  events.on('pool:fatalError', ({ workerPool, error }) => {
+    if (workerPool.id === current.id) restart(current, error);
+  });
 
   let stopping: Promise<void> | undefined;
   return {
