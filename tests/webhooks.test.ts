@@ -217,8 +217,15 @@ describe('delivery', () => {
     expect(first).toMatchObject({ status: 'pending', response_code: 503 });
     expect(first.last_error).toContain('503');
     // graphile-worker scheduled the retry with its exponential backoff (e^attempts seconds).
-    const job = await pool('worker').query(`select attempts, run_at > now() as later, last_error from graphile_worker._private_jobs where key = $1`, [`deliver_webhook:${first.id}`]);
-    expect(job.rows[0]).toMatchObject({ attempts: 1, later: true });
+    // (Once graphile-worker has recorded the failure: the job is unlocked again.)
+    const job = await waitUntil('the job failure recorded', async () => {
+      const { rows } = await pool('worker').query(
+        `select attempts, run_at > created_at + interval '2 seconds' as later, locked_at from graphile_worker._private_jobs where key = $1`,
+        [`deliver_webhook:${first.id}`],
+      );
+      return rows[0]?.locked_at === null && rows[0];
+    });
+    expect(job).toMatchObject({ attempts: 1, later: true });
     receiver.answer('/flaky', 200);
     await retryNow(first.id);
     const received = await receiver.waitFor('/flaky', 2);

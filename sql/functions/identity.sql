@@ -70,6 +70,7 @@ as $$
 declare
   v_org uuid := app_private.setting_uuid('app.org_id');
   v_user uuid;
+  v_session uuid;
 begin
   if v_org is null then
     return null;
@@ -77,15 +78,17 @@ begin
   if app_private.is_worker_session() then
     return (select o.id from app_public.organizations o where o.id = v_org);
   end if;
-  v_user := app_public.current_user_id();
-  if v_user is null then
+  v_user := app_private.setting_uuid('app.user_id');
+  v_session := app_private.setting_uuid('app.session_id');
+  if v_user is null or v_session is null then
     return null;
   end if;
+  -- The session is live (current_user_id) and its user a member: one query.
   return (
     select m.organization_id
-    from app_public.organization_members m
-    where m.organization_id = v_org
-      and m.user_id = v_user
+    from app_private.sessions s
+    join app_public.organization_members m on m.organization_id = v_org and m.user_id = s.user_id
+    where s.id = v_session and s.user_id = v_user and s.revoked_at is null and s.expires_at > now()
   );
 end
 $$;

@@ -61,6 +61,7 @@ as $$
 declare
   v_org uuid;
   v_user uuid;
+  v_session uuid;
   v_member_id uuid;
   v_role app_public.member_role;
 begin
@@ -68,13 +69,16 @@ begin
     return app_public.current_org_id() is not null;
   end if;
   v_org := app_private.setting_uuid('app.org_id');
-  v_user := app_public.current_user_id();
-  if v_org is null or v_user is null then
+  v_user := app_private.setting_uuid('app.user_id');
+  v_session := app_private.setting_uuid('app.session_id');
+  if v_org is null or v_user is null or v_session is null then
     return false;
   end if;
+  -- The member behind a live session (as current_user_id and current_org_id check): one query.
   select m.id, m.role into v_member_id, v_role
-  from app_public.organization_members m
-  where m.organization_id = v_org and m.user_id = v_user;
+  from app_private.sessions s
+  join app_public.organization_members m on m.organization_id = v_org and m.user_id = s.user_id
+  where s.id = v_session and s.user_id = v_user and s.revoked_at is null and s.expires_at > now();
   if not found then
     return false;
   end if;
