@@ -1,6 +1,1 @@
--- The identity and permission helpers every policy calls, rewritten in PL/pgSQL: each setting is
--- read once, no nested helper runs per row, and plans are cached per connection. Same answers,
--- a fraction of the cost (docs/PERFORMANCE.md).
---!include functions/identity.sql
---!include functions/permissions.sql
---!include functions/portal.sql
+-- Enter migration here
