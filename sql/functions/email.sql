@@ -79,7 +79,7 @@ begin
   end if;
   insert into app_private.email_messages as m (message_key, organization_id, template, recipient)
   values (claim_email.message_key, v_org, claim_email.template, claim_email.recipient)
-  on conflict (message_key) do update
+  on conflict on constraint email_messages_pkey do update
     set attempts = m.attempts + 1, last_attempt_at = now()
     where m.sent_at is null and m.organization_id is not distinct from v_org
   returning m.* into v;

@@ -95,7 +95,7 @@ begin
   end if;
   insert into app_private.user_secrets as s (user_id, password_hash)
   values (v_reset.user_id, public.crypt(new_password, public.gen_salt('bf', 10)))
-  on conflict (user_id) do update set password_hash = excluded.password_hash, password_changed_at = now();
+  on conflict on constraint user_secrets_pkey do update set password_hash = excluded.password_hash, password_changed_at = now();
   update app_private.password_reset_tokens t set used_at = now() where t.id = v_reset.id;
   delete from app_private.password_reset_tokens t where t.user_id = v_reset.user_id and t.used_at is null;
   update app_private.sessions s set revoked_at = now(), revoked_reason = 'password reset'

@@ -40,11 +40,11 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
   };
 }
 
-/** True when migrations/current.sql holds more than comments and blank lines. */
+/** True when migrations/current.sql holds more than comments and blank lines (an `--!include` line counts: it is SQL). */
 export function hasCurrentMigration(): boolean {
   const file = path.join(MIGRATIONS_DIR, 'current.sql');
   if (!fs.existsSync(file)) return false;
-  return fs.readFileSync(file, 'utf8').split('\n').some((line) => line.trim() !== '' && !line.trim().startsWith('--'));
+  return fs.readFileSync(file, 'utf8').split('\n').some((line) => line.trim() !== '' && (!line.trim().startsWith('--') || line.trim().startsWith('--!include')));
 }
 
 /**
