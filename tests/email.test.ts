@@ -386,6 +386,19 @@ describe('producers enqueue send_email in the same transaction', () => {
     expect(await jobsWithKey(emails[0].key)).toBe(0);
   });
 
+  test('a revoked or replaced invitation takes its queued email along', async () => {
+    const invitee = `${unique('invitee')}@example.com`;
+    const { result, emails } = await emailsOf(session, async (c) => {
+      const first = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [invitee]);
+      const second = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1, 'admin') as i) x`, [invitee]); // replaces the first
+      const other = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [`${unique('revoked')}@example.com`]);
+      await c.query('delete from app_public.invitations where id = $1', [other.invitation_id]); // revoked
+      return { first: first.invitation_id, second: second.invitation_id };
+    });
+    expect(emails.map((e) => e.key)).toEqual([`send_email:invitation:${result.second}`]);
+    expect(emails[0].payload.data.role).toBe('admin');
+  });
+
   test('inviteMember committed: its job is in the queue after commit', async () => {
     const { result, emails, done } = await inRequest(session, (c) => one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [`${unique('invitee')}@example.com`]));
     await done(true);

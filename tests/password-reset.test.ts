@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Atrium } from '../src/index.ts';
 import { errorCode, gql, startTestApp } from './support/app.ts';
-import { asVisitor, closePools, pgError, pool, signUp, unique } from './support/db.ts';
+import { asVisitor, closePools, pgError, pool, roleName, signUp, unique } from './support/db.ts';
 import { one } from './support/fixtures.ts';
-import { emailsOf } from './support/outbox.ts';
+import { emailsOf, inRequest } from './support/outbox.ts';
 import { parseMessage } from './support/smtp.ts';
 
 afterAll(closePools);
@@ -55,6 +55,20 @@ describe('requesting a reset', () => {
     const rows = await tokenRows(user.userId);
     expect(rows).toHaveLength(1); // the older token is gone
     expect(again.emails[0].payload.message_key).toBe(`password_reset:${rows[0].id}`);
+  });
+
+  test("a replaced token's email, still queued, is not sent", async () => {
+    const user = await signUp('reset-replaced');
+    const { emails, done } = await inRequest(anonymous, async (c) => {
+      await c.query('select app_private.request_password_reset($1)', [user.email]);
+      await c.query('reset role');
+      await c.query(`update app_private.password_reset_tokens set created_at = now() - interval '6 minutes' where user_id = $1`, [user.userId]);
+      await c.query(`select set_config('role', $1, true)`, [roleName('visitor')]);
+      await c.query('select app_private.request_password_reset($1)', [user.email]);
+    });
+    await done(false);
+    // Two tokens were made in this transaction; only the second one's email is still queued.
+    expect(emails).toHaveLength(1);
   });
 
   test('a rolled-back request leaves no token and no email', async () => {

@@ -125,6 +125,25 @@ grant execute on function
   app_private.record_email_sent(text, text, text, text)
 to :DATABASE_WORKER;
 
+-- An invitation that is revoked (deleted) or replaced by a new one (inviteMember again) takes its
+-- email along while it is still waiting in the queue: nobody receives a link that no longer works.
+-- AFTER DELETE per row; SECURITY DEFINER because the queue is not the visitor's.
+create or replace function app_private.tg_invitations__cancel_email() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+begin
+  if old.accepted_at is null then
+    perform graphile_worker.remove_job(format('send_email:invitation:%s', old.id));
+  end if;
+  return null;
+end
+$$;
+
+drop trigger if exists tg_invitations__cancel_email on app_public.invitations;
+create trigger tg_invitations__cancel_email after delete on app_public.invitations
+  for each row execute function app_private.tg_invitations__cancel_email();
+
 ------------------------------------------------------------------------------------------------
 -- Proposals and invoices sent to the client: one email to each primary contact of the client
 -- company who has an email address (contacts.is_primary; deleted contacts excluded). A client
@@ -239,5 +258,6 @@ revoke all on function
   app_private.format_day(date),
   app_private.email_contacts_of(uuid, uuid),
   app_private.tg_proposals__email_sent(),
-  app_private.tg_invoices__email_sent()
+  app_private.tg_invoices__email_sent(),
+  app_private.tg_invitations__cancel_email()
 from public;

@@ -57,6 +57,9 @@ begin
   ) then
     return true;
   end if;
+  -- Older tokens stop working, and their emails, if still queued, are not sent.
+  perform graphile_worker.remove_job(format('send_email:password_reset:%s', t.id))
+  from app_private.password_reset_tokens t where t.user_id = v_user.id and t.used_at is null;
   delete from app_private.password_reset_tokens t where t.user_id = v_user.id and t.used_at is null;
   insert into app_private.password_reset_tokens (user_id, token_hash, expires_at)
   values (v_user.id, app_private.hash_token(v_token), now() + app_private.password_reset_ttl())
