@@ -73,3 +73,10 @@ begin
 end
 $$;
 comment on function app_private.fail(text, text) is 'Raises the catalogued error `code` (app_private.error_codes) with a human message.';
+
+-- Password reset (sql/functions/password_reset.sql).
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('RESET_TOKEN_INVALID', 'AT415', 400, 'The password-reset token is unknown, was replaced by a newer one, or was already used; ask for a new one.'),
+  ('RESET_TOKEN_EXPIRED', 'AT416', 400, 'The password-reset token has expired; ask for a new one.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

@@ -64,6 +64,19 @@ export interface Config {
   /** Origins allowed to call the API from a browser ('*' for any). */
   corsOrigins: string[];
   logLevel: string;
+  email: EmailConfig;
+}
+
+/** Transactional email (src/email/, task send_email). */
+export interface EmailConfig {
+  /** SMTP_URL: send through this SMTP server; undefined: write each message to `dir` instead. */
+  smtpUrl: string | undefined;
+  /** EMAIL_DIR: where the development transport writes one .eml file per message. */
+  dir: string;
+  /** EMAIL_FROM: the From header, `address` or `Name <address>`. */
+  from: string;
+  /** APP_URL: base of the links in emails (the web app a person opens), no trailing slash. */
+  appUrl: string;
 }
 
 export class ConfigError extends Error {
@@ -76,6 +89,8 @@ export class ConfigError extends Error {
 }
 
 const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+// `address` or `Name <address>` (the name may be quoted); one address, no line breaks.
+const EMAIL_FROM = /^(?:[^<>\r\n]*<[^@\s<>]+@[^@\s<>]+>|[^@\s<>]+@[^@\s<>]+)$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Parses `env` (defaults to process.env). Throws ConfigError listing every problem at once. */
@@ -156,6 +171,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const logLevel = str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL="${logLevel}" must be one of: ${LOG_LEVELS.join(', ')}`);
 
+  const smtpUrl = str('SMTP_URL');
+  if (smtpUrl !== undefined) {
+    // Never echo the URL itself: it usually carries a password.
+    let u: URL | undefined;
+    try {
+      u = new URL(smtpUrl);
+    } catch {
+      problems.push('SMTP_URL is not a valid URL (expected smtp://user:password@host:587 or smtps://user:password@host:465)');
+    }
+    if (u && !['smtp:', 'smtps:'].includes(u.protocol)) problems.push(`SMTP_URL must start with smtp:// or smtps:// (got ${u.protocol}//)`);
+    else if (u && !u.hostname) problems.push('SMTP_URL must name a host, e.g. smtp://user:password@smtp.example.com:587');
+  } else if (production) {
+    problems.push('SMTP_URL is required when NODE_ENV=production (without it emails are only written to EMAIL_DIR)');
+  }
+  const emailFrom = str('EMAIL_FROM') ?? 'Atrium <no-reply@localhost>';
+  if (!EMAIL_FROM.test(emailFrom)) problems.push(`EMAIL_FROM="${emailFrom}" must be an address or "Name <address>", e.g. Atrium <no-reply@example.com>`);
+  const appUrl = str('APP_URL');
+  if (appUrl !== undefined) {
+    let protocol: string | undefined;
+    try {
+      protocol = new URL(appUrl).protocol;
+    } catch {
+      problems.push(`APP_URL="${appUrl}" is not a valid URL (expected e.g. https://app.example.com)`);
+    }
+    if (protocol !== undefined && !['http:', 'https:'].includes(protocol)) problems.push(`APP_URL="${appUrl}" must start with http:// or https://`);
+  } else if (production) {
+    problems.push('APP_URL is required when NODE_ENV=production (the links in emails point at it)');
+  }
+
   const config: Config = {
     nodeEnv,
     host,
@@ -191,6 +235,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     seedDemoData: bool('SEED_DEMO_DATA', true),
     corsOrigins: (str('CORS_ORIGINS') ?? (production ? '' : '*')).split(',').map((o) => o.trim()).filter((o) => o !== ''),
     logLevel,
+    email: {
+      smtpUrl,
+      dir: path.resolve(cwd, str('EMAIL_DIR') ?? '.data/email'),
+      from: emailFrom,
+      appUrl: (appUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    },
   };
   if (config.worker.staleAfterMs < 3 * config.worker.heartbeatIntervalMs) {
     problems.push('WORKER_STALE_AFTER_MS must be at least 3 × WORKER_HEARTBEAT_INTERVAL_MS (a worker that misses one heartbeat is not dead)');

@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/bootstrap.ts';
 import { pendingMigrations, runMigrations } from './db/migrations.ts';
 import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.ts';
+import { configureEmail } from './email/service.ts';
 import { createApp } from './http/app.ts';
 import { ErrorCatalog } from './http/errors.ts';
 import { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
@@ -107,6 +108,8 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     }
 
     if (options.worker) {
+      const email = configureEmail(config.email, log);
+      log.info({ transport: email.transport.kind, target: email.transport.target }, email.transport.kind === 'smtp' ? 'emails are sent by SMTP' : 'emails are written to files (set SMTP_URL to send them)');
       const handle = await startWorker({
         connectionString: db.workerUrl,
         concurrency: config.worker.concurrency,

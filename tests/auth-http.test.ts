@@ -349,7 +349,7 @@ describe('invitations and roles', () => {
 
 describe('production', () => {
   test('GraphiQL is not served, neither at /graphiql nor for a browser GET of /graphql', async () => {
-    const prod = await startTestApp({ env: { NODE_ENV: 'production' } });
+    const prod = await startTestApp({ env: { NODE_ENV: 'production', SMTP_URL: 'smtp://127.0.0.1:25', APP_URL: 'https://app.example.com' } });
     try {
       expect((await fetch(`${prod.url}/graphiql`)).status).toBe(404);
       const browser = await fetch(`${prod.url}/graphql`, { headers: { accept: 'text/html' } });

@@ -30,10 +30,11 @@ describe('loadConfig', () => {
 
   test('production needs a real database and a token secret, and never serves GraphiQL', () => {
     expect(problems({ NODE_ENV: 'production' }).join('\n')).toMatch(/DATABASE_URL is required[\s\S]*JWT_SECRET is required/);
-    const config = loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/atrium', JWT_SECRET: 'x'.repeat(40) });
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/atrium', JWT_SECRET: 'x'.repeat(40), SMTP_URL: 'smtp://mail.example.com:587', APP_URL: 'https://app.example.com' };
+    const config = loadConfig(production);
     expect(config.graphiql).toBe(false);
     expect(config.corsOrigins).toEqual([]);
-    expect(problems({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/atrium', JWT_SECRET: 'x'.repeat(40), GRAPHIQL: 'true' })).toEqual(['GRAPHIQL cannot be enabled when NODE_ENV=production']);
+    expect(problems({ ...production, GRAPHIQL: 'true' })).toEqual(['GRAPHIQL cannot be enabled when NODE_ENV=production']);
   });
 
   test('PAGE_SIZE_MAX: 100 by default, an integer from 1 to 10000', () => {

@@ -224,7 +224,8 @@ comment on function app_public.my_organizations() is 'The organizations you are 
 
 -- Invite someone by email to the current organization (owners and admins; only owners invite
 -- owners). Replaces a pending invitation to the same email. The token is returned once, here;
--- only its hash is stored. It is valid for 7 days, for the invited email only.
+-- only its hash is stored. It is valid for 7 days, for the invited email only. The invitation
+-- email (with the token) is enqueued in the same transaction.
 create or replace function app_public.invite_member(email text, role app_public.member_role default 'member') returns app_public.invitation_token
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -254,6 +255,25 @@ begin
   returning * into v_invitation;
   insert into app_private.invitation_secrets (organization_id, invitation_id, token_hash)
   values (v_org, v_invitation.id, app_private.hash_token(v_token));
+  -- The invitation email, with the token (it exists only here), in this transaction
+  -- (sql/functions/email.sql).
+  perform app_private.enqueue_email(
+    'invitation',
+    v_email,
+    jsonb_build_object(
+      'email', v_email,
+      'organization_name', o.name,
+      'inviter_name', coalesce(u.name, 'A member'),
+      'role', invite_member.role,
+      'token', v_token,
+      'expires_on', app_private.format_day((v_invitation.expires_at at time zone 'UTC')::date)
+    ),
+    format('invitation:%s', v_invitation.id),
+    v_org
+  )
+  from app_public.organizations o
+  left join app_public.users u on u.id = v_invitation.invited_by
+  where o.id = v_org;
   return row(v_invitation.id, v_token, v_invitation.expires_at)::app_public.invitation_token;
 end
 $$;

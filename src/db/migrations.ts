@@ -41,7 +41,7 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
   };
 }
 
-/** True when migrations/current.sql holds more than comments and blank lines. */
+/** True when migrations/current.sql holds more than comments and blank lines (an `--!include` line counts: it is SQL). */
 export function hasCurrentMigration(): boolean {
   const file = path.join(MIGRATIONS_DIR, 'current.sql');
   if (!fs.existsSync(file)) return false;

@@ -1,5 +1,6 @@
 // GraphQL mutations that issue access tokens: register, login, refresh, switchOrganization,
-// logout. Every rule (password check, session rotation, reuse detection, membership) is in
+// logout; and password reset by email: requestPasswordReset, resetPassword
+// (sql/functions/password_reset.sql). Every rule (password check, session rotation, reuse detection, membership) is in
 // SQL (sql/functions/auth.sql); this plugin calls those functions on the request's own
 // connection and signs the access token for the grant they return.
 //
@@ -113,6 +114,19 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
           "True if a live session was signed out."
           loggedOut: Boolean!
         }
+        input RequestPasswordResetInput {
+          email: String!
+        }
+        type RequestPasswordResetPayload {
+          "Always true: the answer never tells whether an account has this email."
+          requested: Boolean!
+        }
+        input ResetPasswordInput {
+          "The token from the password-reset email."
+          token: String!
+          "8 to 72 characters."
+          newPassword: String!
+        }
         extend type Mutation {
           "Create an account and sign in."
           register(input: RegisterInput!): AuthPayload!
@@ -124,6 +138,10 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
           switchOrganization(input: SwitchOrganizationInput!): AuthPayload!
           "Sign out: every access token and the refresh token of this session stop working."
           logout: LogoutPayload!
+          "Email a password-reset link to this address if it has an account (at most one email every 5 minutes)."
+          requestPasswordReset(input: RequestPasswordResetInput!): RequestPasswordResetPayload!
+          "Set a new password with the token from the password-reset email (valid 1 hour, once). Signs out every session of the account and signs in anew."
+          resetPassword(input: ResetPasswordInput!): AuthPayload!
         }
       `,
       objects: {
@@ -155,11 +173,27 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
                 return { loggedOut: rows[0]?.logged_out === true };
               });
             },
+            requestPasswordReset(_$root, fieldArgs) {
+              return sideEffectWithPgClient(executor, fieldArgs.getRaw('input') as Step<{ email: string }>, async (client, input) => {
+                await (client as unknown as PgClientLike).query({ text: 'select app_private.request_password_reset($1)', values: [input.email] });
+                return { requested: true };
+              });
+            },
+            resetPassword(_$root, fieldArgs) {
+              return run<{ token: string; newPassword: string }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'reset_password', [input.token, input.newPassword]), 'INTERNAL'),
+              );
+            },
           },
         },
         LogoutPayload: {
           plans: {
             loggedOut: ($payload: Step) => access($payload, 'loggedOut'),
+          },
+        },
+        RequestPasswordResetPayload: {
+          plans: {
+            requested: ($payload: Step) => access($payload, 'requested'),
           },
         },
       },

@@ -49,6 +49,8 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
     serverUrl = embedded.superuserUrl('postgres');
   }
   const prefix = external ? `atrium_t${id}` : 'atrium';
+  // Emails written by the run's workers (no SMTP_URL: the folder transport) go here, not to .data/.
+  const emailDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-email-'));
   const databaseName = `atrium_test_${id}`;
   const env: Record<string, string> = {
     NODE_ENV: 'test',
@@ -64,6 +66,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
     DATABASE_WORKER_PASSWORD: secret(),
     JWT_SECRET: secret() + secret(),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    EMAIL_DIR: emailDir,
     ATRIUM_TEST_SERVER_VERSION: '',
   };
   const teardown = async () => {
@@ -82,6 +85,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
     }
     await embedded?.stop();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(emailDir, { recursive: true, force: true });
   };
   try {
     const config = loadConfig({ ...env });

@@ -5,6 +5,7 @@ import { daily_maintenance } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
+import { send_email } from './send_email.ts';
 import { tenant_daily } from './tenant_daily.ts';
 import { scheduled_invoicing } from './scheduled_invoicing.ts';
 import { tenant_invoicing } from './tenant_invoicing.ts';
@@ -23,6 +24,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     echo,
     retention_purge,
     scheduled_invoicing,
+    send_email,
     tenant_daily,
     tenant_invoicing,
     tenant_retention_purge,

@@ -1,0 +1,114 @@
+// send_email: renders an email template and sends it through the configured transport
+// (src/email/). Enqueued by SQL in the same transaction as the change it is about
+// (sql/functions/email.sql). Payload:
+//   { organization_id?, template, to, data, message_key? }
+// organization_id: the organization the email is about (none for account emails such as
+// password reset); the log row is written inside it. message_key: the idempotency key (defaults
+// to the job key, then the job id).
+//
+// At most once per key, as far as the database can know: under a session advisory lock on the
+// key (so two jobs for one key never overlap), the task
+//   1. claims the key in app_private.email_messages (committed: attempt n) — or stops there if
+//      the key is already recorded as sent (a retried or duplicate job sends nothing);
+//   2. hands the message to the transport;
+//   3. records it as sent (committed).
+// A crash between 2 and 3 leaves the key claimed but not sent: the retry sends again (the one
+// at-least-once window), with the same Message-ID, and logs that an earlier attempt's outcome
+// is unknown. Bad payloads and template errors fail the job permanently (no retries).
+import type { JobHelpers, Task } from 'graphile-worker';
+import type { PoolClient } from 'pg';
+import { emailService, type EmailService } from '../../email/service.ts';
+import { renderTemplate, TemplateError } from '../../email/templates.ts';
+import { messageIdFor } from '../../email/transport.ts';
+import { failPermanently } from '../permanent.ts';
+
+export interface SendEmailPayload {
+  organization_id?: string;
+  template: string;
+  to: string;
+  data: Record<string, unknown>;
+  message_key?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const EMAIL = /^[^@\s<>,;"]+@[^@\s<>,;"]+\.[^@\s<>,;"]+$/;
+
+/** The payload's problems, if any (an empty list means valid). */
+export function payloadProblems(payload: unknown): string[] {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return ['the payload must be an object'];
+  const p = payload as Record<string, unknown>;
+  const problems: string[] = [];
+  if (p.organization_id !== undefined && (typeof p.organization_id !== 'string' || !UUID.test(p.organization_id))) problems.push('organization_id must be a uuid');
+  if (typeof p.template !== 'string' || !/^[a-z][a-z0-9_]{0,62}$/.test(p.template)) problems.push('template must be a template name (templates/email/<name>.*)');
+  if (typeof p.to !== 'string' || p.to.length > 320 || !EMAIL.test(p.to)) problems.push('to must be one email address');
+  if (p.data !== undefined && (typeof p.data !== 'object' || p.data === null || Array.isArray(p.data))) problems.push('data must be an object');
+  if (p.message_key !== undefined && (typeof p.message_key !== 'string' || p.message_key.length < 1 || p.message_key.length > 300)) problems.push('message_key must be a string of 1 to 300 characters');
+  return problems;
+}
+
+/** One transaction on `client` inside the organization (or none), as the worker. */
+async function inScope<T>(client: PoolClient, organizationId: string | undefined, fn: () => Promise<T>): Promise<T> {
+  await client.query('begin');
+  try {
+    await client.query("select set_config('app.org_id', $1, true), set_config('app.user_id', '', true)", [organizationId ?? '']);
+    const result = await fn();
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  }
+}
+
+export function makeSendEmail(service: () => EmailService = emailService): Task {
+  return async (rawPayload, helpers: JobHelpers) => {
+    const problems = payloadProblems(rawPayload);
+    if (problems.length > 0) return failPermanently(helpers, `send_email payload: ${problems.join('; ')} (got ${JSON.stringify(rawPayload)})`);
+    const payload = rawPayload as SendEmailPayload;
+    const email = service();
+    const messageKey = payload.message_key ?? helpers.job.key ?? `job:${helpers.job.id}`;
+    const organizationId = payload.organization_id;
+
+    let rendered;
+    try {
+      rendered = await renderTemplate(payload.template, { ...payload.data, app_url: email.appUrl });
+    } catch (error) {
+      if (error instanceof TemplateError) return failPermanently(helpers, error.message);
+      throw error;
+    }
+    const messageId = messageIdFor(messageKey, email.from);
+    const context = { template: payload.template, to: payload.to, messageKey, messageId, organizationId: organizationId ?? null, jobId: helpers.job.id };
+
+    await helpers.withPgClient(async (pgClient) => {
+      const client = pgClient as PoolClient;
+      await client.query('select pg_advisory_lock(hashtextextended($1, 0))', [`send_email:${messageKey}`]);
+      try {
+        const attempt = await inScope(client, organizationId, async () => {
+          const { rows } = await client.query<{ attempt: number | null }>('select app_private.claim_email($1, $2, $3) as attempt', [messageKey, payload.template, payload.to]);
+          return rows[0].attempt;
+        });
+        if (attempt === null) {
+          helpers.logger.info('email already sent: nothing to do', context);
+          return;
+        }
+        if (attempt > 1) helpers.logger.warn('email: an earlier attempt did not record its outcome; sending (again)', { ...context, attempt });
+        const delivery = await email.transport.send({
+          to: payload.to,
+          subject: rendered.subject,
+          text: rendered.text,
+          html: rendered.html,
+          messageId,
+          headers: { 'X-Atrium-Template': payload.template },
+        });
+        await inScope(client, organizationId, () =>
+          client.query('select app_private.record_email_sent($1, $2, $3, $4)', [messageKey, delivery.messageId, delivery.transport, delivery.detail]),
+        );
+        helpers.logger.info('email sent', { ...context, attempt, transport: delivery.transport, detail: delivery.detail });
+      } finally {
+        await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [`send_email:${messageKey}`]);
+      }
+    });
+  };
+}
+
+export const send_email: Task = makeSendEmail();
