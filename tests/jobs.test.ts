@@ -86,16 +86,23 @@ describe('fairness: one organization\'s 10,000 jobs do not starve another\'s one
   });
 
   test('the flood gets rising priorities; the single job runs after at most ~100 of the flood', async () => {
-    const flood = await asProducer(async (c) => (await c.query(`select array_agg(app_private.enqueue_job('echo', $1, jsonb_build_object('n', n))) as ids from generate_series(1, 10000) n`, [orgA])).rows[0].ids as string[]);
-    const single = await asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1, '{"single": true}') as id`, [orgB])).rows[0].id as string);
-    const priorities = await pool('worker').query(
-      `select count(*) filter (where priority = 0)::int as first, max(priority) as max from graphile_worker._private_jobs where id = any ($1::bigint[])`,
-      [flood],
-    );
+    // Queued in one transaction, and the priorities read before it commits: workers of other
+    // test files share this queue and may run the jobs as soon as they are visible.
+    const { flood, single, first, max, singlePriority } = await asProducer(async (c) => {
+      const f = (await c.query(`select array_agg(app_private.enqueue_job('echo', $1, jsonb_build_object('n', n))) as ids from generate_series(1, 10000) n`, [orgA])).rows[0].ids as string[];
+      const s1 = (await c.query(`select app_private.enqueue_job('echo', $1, '{"single": true}') as id`, [orgB])).rows[0].id as string;
+      await c.query('reset role');
+      const p = (await c.query(
+        `select count(*) filter (where priority = 0)::int as first, max(priority) as max from graphile_worker._private_jobs where id = any ($1::bigint[])`,
+        [f],
+      )).rows[0];
+      const sp = (await c.query('select priority from graphile_worker._private_jobs where id = $1', [s1])).rows[0].priority as number;
+      return { flood: f, single: s1, first: p.first as number, max: p.max as number, singlePriority: sp };
+    });
     // 100 per priority level and minute: at most 200 at priority 0 (if the flood spans two minutes).
-    expect(priorities.rows[0].first).toBeLessThanOrEqual(200);
-    expect(priorities.rows[0].max).toBeGreaterThanOrEqual(49);
-    expect((await job(single)).priority).toBe(0);
+    expect(first).toBeLessThanOrEqual(200);
+    expect(max).toBeGreaterThanOrEqual(49);
+    expect(singlePriority).toBe(0);
 
     worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 4, log: createLogger('warn', 'test-worker'), crontab: false });
     const started = Date.now();

@@ -20,6 +20,8 @@ $$;
 -- Arguments: TG_ARGV[0] = the column holding the organization id ('organization_id', or 'id'
 -- on app_public.organizations); TG_ARGV[1..] = secret columns, never copied into the event.
 -- An UPDATE that changes nothing but updated_at writes no event.
+-- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
+-- table has a column named like the alias), in a materialized step the event columns then read.
 -- SECURITY DEFINER: the acting role (the visitor) has no privilege on activity_events or
 -- on the job queue; only this function writes there.
 create or replace function app_private.tg__audit() returns trigger
@@ -37,7 +39,7 @@ begin
     with events as (
       insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
       select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, r.j - v_secret, v_txid
-      from (select to_jsonb(n) as j from new_rows n) as r
+      from (select to_jsonb(new_rows.*) as j from new_rows) as r
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
@@ -45,23 +47,26 @@ begin
     with events as (
       insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
       select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, r.j - v_secret, null, v_txid
-      from (select to_jsonb(o) as j from old_rows o) as r
+      from (select to_jsonb(old_rows.*) as j from old_rows) as r
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
   else
-    with events as (
+    with pairs as materialized (
+      select to_jsonb(old_rows.*) as o, to_jsonb(new_rows.*) as n
+      from old_rows join new_rows on new_rows.id = old_rows.id
+    ),
+    events as (
       insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
-      select (n.j ->> v_org_column)::uuid, v_actor,
+      select (p.n ->> v_org_column)::uuid, v_actor,
         case
-          when o.j ->> 'deleted_at' is null and n.j ->> 'deleted_at' is not null then 'soft_delete'
-          when o.j ->> 'deleted_at' is not null and n.j ->> 'deleted_at' is null then 'restore'
+          when p.o ->> 'deleted_at' is null and p.n ->> 'deleted_at' is not null then 'soft_delete'
+          when p.o ->> 'deleted_at' is not null and p.n ->> 'deleted_at' is null then 'restore'
           else 'update'
         end,
-        tg_table_name, n.id, o.j - v_secret, n.j - v_secret, v_txid
-      from (select old_rows.id, to_jsonb(old_rows) as j from old_rows) as o
-      join (select new_rows.id, to_jsonb(new_rows) as j from new_rows) as n on n.id = o.id
-      where (o.j - 'updated_at') is distinct from (n.j - 'updated_at')
+        tg_table_name, (p.n ->> 'id')::uuid, p.o - v_secret, p.n - v_secret, v_txid
+      from pairs p
+      where (p.o - 'updated_at') is distinct from (p.n - 'updated_at')
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;

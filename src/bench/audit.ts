@@ -66,6 +66,7 @@ export async function auditSection(ctx: BenchContext): Promise<Section> {
           await op(v, i);
           const ms = Number(process.hrtime.bigint() - t) / 1e6;
           if (i >= 0) times.get(v)!.push(ms);
+          if (process.env.BENCH_DEBUG && label.startsWith('1,000')) process.stderr.write(`${v}:${ms.toFixed(0)} `);
         }
       }
       const throughput = (v: Variant) => (count / times.get(v)!.reduce((a, b) => a + b, 0)) * 1000;
