@@ -1,3 +1,1 @@
--- The audit trigger turns each changed row into JSON once (a 1,000-row update computed it several
--- times per row), and names rows so that a column called like an alias cannot shadow them.
---!include functions/triggers.sql
+-- Enter migration here

@@ -1,0 +1,109 @@
+--! Previous: sha1:c59fca595996f7b66bf3191000616b4d305ce151
+--! Hash: sha1:752d07777828079b9b905499336343aaa1cdaec2
+--! Message: Audit trigger computes each row's JSON once
+
+-- The audit trigger turns each changed row into JSON once (a 1,000-row update computed it several
+-- times per row), and names rows so that a column called like an alias cannot shadow them.
+--! Included functions/triggers.sql
+-- Trigger functions shared by every tenant table. They are attached by the procedures in
+-- sql/functions/tenant_tables.sql, never by hand.
+
+-- BEFORE UPDATE, per row: updated_at is the time of the last change, whatever the client sent.
+create or replace function app_private.tg__updated_at() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+-- AFTER INSERT/UPDATE/DELETE, per statement, with transition tables old_rows/new_rows:
+-- writes one app_public.activity_events row per changed row (who, organization, what,
+-- before/after, when, transaction), then enqueues the outbox job `dispatch_activity` in the
+-- same transaction: one per organization and transaction (job_key collapses the statements of
+-- one transaction), so a rolled-back change never produces a job and a committed one always does.
+-- Arguments: TG_ARGV[0] = the column holding the organization id ('organization_id', or 'id'
+-- on app_public.organizations); TG_ARGV[1..] = secret columns, never copied into the event.
+-- An UPDATE that changes nothing but updated_at writes no event.
+-- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
+-- table has a column named like the alias), in a materialized step the event columns then read.
+-- SECURITY DEFINER: the acting role (the visitor) has no privilege on activity_events or
+-- on the job queue; only this function writes there.
+create or replace function app_private.tg__audit() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_org_column text := tg_argv[0];
+  v_secret text[] := coalesce(tg_argv[1:], '{}');
+  v_actor uuid := app_public.current_user_id();
+  v_txid bigint := pg_current_xact_id()::text::bigint;
+  v_orgs uuid[];
+begin
+  if tg_op = 'INSERT' then
+    with events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, r.j - v_secret, v_txid
+      from (select to_jsonb(new_rows.*) as j from new_rows) as r
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+  elsif tg_op = 'DELETE' then
+    with events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, r.j - v_secret, null, v_txid
+      from (select to_jsonb(old_rows.*) as j from old_rows) as r
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+  else
+    with pairs as materialized (
+      select to_jsonb(old_rows.*) as o, to_jsonb(new_rows.*) as n
+      from old_rows join new_rows on new_rows.id = old_rows.id
+    ),
+    events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (p.n ->> v_org_column)::uuid, v_actor,
+        case
+          when p.o ->> 'deleted_at' is null and p.n ->> 'deleted_at' is not null then 'soft_delete'
+          when p.o ->> 'deleted_at' is not null and p.n ->> 'deleted_at' is null then 'restore'
+          else 'update'
+        end,
+        tg_table_name, (p.n ->> 'id')::uuid, p.o - v_secret, p.n - v_secret, v_txid
+      from pairs p
+      where (p.o - 'updated_at') is distinct from (p.n - 'updated_at')
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+  end if;
+
+  if v_orgs is not null then
+    perform graphile_worker.add_jobs(array(
+      select row(
+        'dispatch_activity',
+        json_build_object('organization_id', org, 'transaction_id', v_txid),
+        null, null, null,
+        format('dispatch_activity:%s:%s', org, v_txid),
+        null, null
+      )::graphile_worker.job_spec
+      from unnest(v_orgs) as org
+    ));
+  end if;
+  return null;
+end
+$$;
+
+-- BEFORE UPDATE/DELETE per row and BEFORE TRUNCATE on append-only tables (activity_events):
+-- a second lock behind the revoked privileges, for any role that might get them back.
+create or replace function app_private.tg__append_only() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name
+    using errcode = '42501';
+end
+$$;
+--! EndIncluded functions/triggers.sql
