@@ -1,0 +1,60 @@
+// The benchmark harness (npm run bench) in a tiny run: every section runs end to end on a fresh
+// database and reports figures; the report, the JSON file and the regression check work. No
+// figure is judged here (benchmarks are not timed tests): docs/PERFORMANCE.md has the real run.
+import { describe, expect, test } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../src/log.ts';
+import { SECTIONS, parseArgs, runBench } from '../src/bench/index.ts';
+import { compareResults, type BenchResult } from '../src/bench/report.ts';
+import { isStats, stats, type Section } from '../src/bench/stats.ts';
+
+describe('statistics and comparison', () => {
+  test('percentiles are nearest-rank', () => {
+    const s = stats(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(s).toMatchObject({ n: 100, p50: 50, p95: 95, p99: 99, min: 1, max: 100, mean: 50.5 });
+    expect(stats([7])).toMatchObject({ p50: 7, p95: 7, p99: 7 });
+  });
+
+  test('a regression over 15% is flagged: latencies up, throughputs down; smaller changes are not', () => {
+    const lat = (p50: number) => ({ n: 1, p50, p95: p50, p99: p50, mean: p50, min: p50, max: p50 });
+    const result = (byId: number, list: number, ops: number): BenchResult => ({
+      command: '',
+      facts: { cores: 2, cpu: '', memoryGiB: 1, node: '', postgres: '', platform: '', date: '' },
+      dataset: { orgs: 1, rows: 1, tables: {}, seconds: 0 },
+      notes: [],
+      sections: [{ id: 's', title: 'S', notes: [], rows: [
+        { name: 'by id', unit: 'ms', ours: lat(byId) },
+        { name: 'list', unit: 'ms', ours: lat(list) },
+        { name: 'writes', unit: 'ops/s', ours: ops },
+      ] }],
+    });
+    const regressions = compareResults(result(1.0, 2.0, 1000), result(1.2, 2.2, 800));
+    expect(regressions.map((r) => r.row)).toEqual(['by id', 'writes']);
+    expect(compareResults(result(1, 2, 1000), result(1.1, 1, 1200))).toEqual([]);
+  });
+});
+
+describe('npm run bench -- --smoke', () => {
+  test('every section runs and reports figures; the JSON file holds them with the machine facts', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-bench-test-')), 'result.json');
+    let printed = '';
+    const result = await runBench(parseArgs(['--smoke', '--out', out]), createLogger('warn', 'bench'), (t) => (printed += t));
+    expect(result.sections.map((s: Section) => s.id)).toEqual(Object.keys(SECTIONS));
+    for (const section of result.sections) {
+      expect({ section: section.id, rows: section.rows.length > 0 }).toEqual({ section: section.id, rows: true });
+      for (const row of section.rows) {
+        const value = isStats(row.ours) ? row.ours.p50 : row.ours;
+        expect({ row: row.name, finite: Number.isFinite(value) }).toEqual({ row: row.name, finite: true });
+      }
+    }
+    expect(result.dataset.tables.tasks).toBeGreaterThan(0);
+    expect(printed).toContain('## 1. Row-level security');
+    const saved = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResult;
+    expect(saved.facts).toMatchObject({ cores: os.cpus().length, node: process.version });
+    expect(saved.facts.postgres).toMatch(/^\d+/);
+    expect(saved.sections).toHaveLength(result.sections.length);
+    expect(compareResults(saved, result)).toEqual([]);
+  }, 180_000);
+});
