@@ -1,0 +1,84 @@
+// Fairness between organizations (docs/DATA_FLOWS.md): one organization queues a flood of
+// trivial jobs, then another organization queues one; how long does the one wait, and how much of
+// the flood ran before it? Ours: both through app_private.enqueue_job (fair priorities). Baseline,
+// in the same run: the same jobs through graphile_worker.add_job (no priorities: first come,
+// first served).
+import pg from 'pg';
+import { createLogger } from '../log.ts';
+import { startWorker } from '../worker/index.ts';
+import type { BenchContext } from './context.ts';
+import type { Row, Section } from './stats.ts';
+
+interface Outcome {
+  waitMs: number;
+  floodDoneBefore: number;
+}
+
+async function scenario(ctx: BenchContext, flood: number, fair: boolean): Promise<Outcome> {
+  const [big, small] = [ctx.dataset.orgs[0]!, ctx.dataset.orgs[ctx.dataset.orgs.length - 1]!];
+  const su = new pg.Client({ connectionString: ctx.db.superuserUrl });
+  await su.connect();
+  try {
+    const enqueue = fair
+      ? `select app_private.enqueue_job('echo', $1, jsonb_build_object('n', n)) as id from generate_series(1, $2) n`
+      : `select (graphile_worker.add_job('echo', json_build_object('organization_id', $1::uuid, 'n', n), max_attempts => 10)).id from generate_series(1, $2) n`;
+    await su.query('begin');
+    await su.query(`select set_config('role', $1, true)`, [fair ? ctx.db.roles.producer : ctx.db.roles.worker]);
+    const floodIds = (await su.query<{ id: string }>(enqueue, [big.id, flood])).rows.map((r) => r.id);
+    const singleId = (await su.query<{ id: string }>(enqueue, [small.id, 1])).rows[0]!.id;
+    await su.query('commit');
+
+    const worker = await startWorker({ connectionString: ctx.db.workerUrl, concurrency: 4, log: createLogger('fatal', 'bench-worker'), crontab: false });
+    const started = Date.now();
+    try {
+      for (;;) {
+        const { rows } = await su.query<{ single: boolean; left: number }>(
+          `select exists (select from graphile_worker._private_jobs where id = $1) as single,
+                  (select count(*)::int from graphile_worker._private_jobs where id = any ($2::bigint[])) as "left"`,
+          [singleId, floodIds],
+        );
+        if (!rows[0]!.single) return { waitMs: Date.now() - started, floodDoneBefore: flood - rows[0]!.left };
+        if (Date.now() - started > 600_000) throw new Error('the single job did not run within 10 minutes');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      await worker.stop();
+      await su.query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = 'echo'`);
+    }
+  } finally {
+    await su.end();
+  }
+}
+
+export async function fairnessSection(ctx: BenchContext): Promise<Section> {
+  const flood = ctx.options.smoke ? 300 : 10_000;
+  const baseline = await scenario(ctx, flood, false);
+  const ours = await scenario(ctx, flood, true);
+  const rows: Row[] = [
+    {
+      name: `the one job's wait behind ${flood} jobs of another organization`,
+      unit: 'ms',
+      ours: ours.waitMs,
+      baseline: baseline.waitMs,
+      baselineLabel: 'no priorities',
+      ratio: { value: ours.waitMs / baseline.waitMs },
+      target: 'a few seconds at most',
+      pass: ours.waitMs <= 5000,
+    },
+    {
+      name: 'jobs of the flood run before it',
+      unit: 'count',
+      ours: ours.floodDoneBefore,
+      baseline: baseline.floodDoneBefore,
+      baselineLabel: 'no priorities',
+      target: '≤ 200 (100 per priority level and minute)',
+      pass: ours.floodDoneBefore <= 200,
+    },
+  ];
+  return {
+    id: 'fairness',
+    title: '4b. Fairness: one organization floods the queue, another queues one job',
+    rows,
+    notes: ['The worker starts after both are queued (the worst case: the whole flood is waiting); concurrency 4; the trivial task `echo`.'],
+  };
+}
