@@ -204,4 +204,17 @@ describe('the client portal', () => {
     expect(await visible('engagements')).toEqual([]);
     expect(await visible('threads')).toEqual([]);
   });
+
+  test('a portal invitation expires after 14 days', async () => {
+    const solo = await oneTenant('portal-expiry');
+    const grant = await commitAs(sessionOf(solo.admin, solo.orgId), (c) =>
+      one<{ access_id: string; token: string; expires_at: Date }>(c, 'select * from app_public.grant_portal_access($1, $2)', [solo.contactId, solo.engagementId]));
+    const days = (grant.expires_at.getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(13.9);
+    expect(days).toBeLessThanOrEqual(14);
+    await pool('owner').query(`update app_private.portal_access_secrets set expires_at = now() - interval '1 second' where access_id = $1`, [grant.access_id]);
+    const err = await pgError(asVisitor(sessionOf(solo.portal), (c) => c.query('select app_public.accept_portal_access($1)', [grant.token])));
+    expect(err.code).toBe('AT422');
+    expect(err.message).toContain('expired');
+  }, 60_000);
 });

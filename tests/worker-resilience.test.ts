@@ -166,8 +166,12 @@ describe('graceful shutdown', () => {
     // ...and the one queued after SIGTERM was left for the next worker.
     expect(await delivery(queuedAfter)).toEqual({ status: 'pending', attempts: 0 });
     expect(await jobOf(queuedAfter)).toMatchObject({ attempts: 0, locked_by: null });
+    // No job started after the worker took the signal (its own log line marks the moment).
+    const stopping = worker.lines.find((l) => l.msg === 'shutting down: finishing requests and jobs in progress');
+    expect(stopping).toBeDefined();
     const started = worker.lines.filter((l) => l.msg === 'job started');
-    expect(started.every((l) => l.time <= termAt)).toBe(true);
+    expect(started.filter((l) => l.time > stopping!.time)).toEqual([]);
+    expect(stopping!.time).toBeGreaterThanOrEqual(termAt - 1000);
     // Structured job logs: start and success with id, task, organization and duration.
     const success = worker.lines.find((l) => l.msg === 'job succeeded' && l.task === 'deliver_webhook');
     expect(success).toMatchObject({ task: 'deliver_webhook', organizationId: orgId, jobId: expect.any(String), durationMs: expect.any(Number) });

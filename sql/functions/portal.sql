@@ -87,6 +87,7 @@ declare
   v_contact app_public.contacts;
   v_token text := app_private.random_token();
   v_access app_public.client_portal_access;
+  v_expires timestamptz;
 begin
   perform app_private.require_permission('portal.write', 'give portal access');
   select c.* into v_contact from app_public.contacts c
@@ -110,12 +111,13 @@ begin
   insert into app_public.client_portal_access (organization_id, contact_id, engagement_id, granted_by)
   values (v_org, v_contact.id, grant_portal_access.engagement_id, app_public.current_user_id())
   returning * into v_access;
-  insert into app_private.portal_access_secrets (organization_id, access_id, token_hash)
-  values (v_org, v_access.id, app_private.hash_token(v_token));
-  return row(v_access.id, v_token)::app_public.portal_access_token;
+  insert into app_private.portal_access_secrets (organization_id, access_id, token_hash, expires_at)
+  values (v_org, v_access.id, app_private.hash_token(v_token), now() + interval '14 days')
+  returning expires_at into v_expires;
+  return row(v_access.id, v_token, v_expires)::app_public.portal_access_token;
 end
 $$;
-comment on function app_public.grant_portal_access(uuid, uuid) is 'Gives a client contact access to one engagement in the client portal (holders of portal.write). Returns a token, shown once, for the contact to accept.';
+comment on function app_public.grant_portal_access(uuid, uuid) is 'Gives a client contact access to one engagement in the client portal (holders of portal.write). Returns a token, shown once, for the contact to accept within 14 days (grant again for a new one).';
 
 -- Accept portal access: the signed-in user's email must be the contact's.
 create or replace function app_public.accept_portal_access(token text) returns app_public.client_portal_access
@@ -136,11 +138,12 @@ begin
   join app_public.users u on u.id = v_user_id
   join app_public.engagements e on e.organization_id = a.organization_id and e.id = a.engagement_id and e.deleted_at is null
   where s.token_hash = app_private.hash_token(accept_portal_access.token)
+    and s.expires_at > now()
     and a.accepted_at is null and a.revoked_at is null and c.deleted_at is null
     and lower(c.email) = u.email
   for update of a;
   if v_access.id is null then
-    perform app_private.fail('INVITATION_INVALID', 'This portal invitation is unknown, already used, revoked, or for another email address.');
+    perform app_private.fail('INVITATION_INVALID', 'This portal invitation is unknown, expired, already used, revoked, or for another email address.');
   end if;
   update app_public.client_portal_access a set user_id = v_user_id, accepted_at = now()
   where a.organization_id = v_access.organization_id and a.id = v_access.id
