@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { SignJWT } from 'jose';
 import type { Atrium } from '../src/index.ts';
 import { AUDIENCE, ISSUER } from '../src/auth/tokens.ts';
-import { closePools, unique } from './support/db.ts';
+import { closePools, pool, unique } from './support/db.ts';
 import { errorCode, gql, startTestApp } from './support/app.ts';
 
 let app: Atrium;
@@ -121,6 +121,27 @@ describe('register and login', () => {
     expect(errorCode(wrong)).toBe('INVALID_CREDENTIALS');
     expect(errorCode(unknown)).toBe('INVALID_CREDENTIALS');
     expect(wrong.errors![0].message).toBe(unknown.errors![0].message);
+  });
+
+  test('10 failed sign-ins lock the account for 15 minutes, even for the right password; other accounts are not affected', async () => {
+    const [user, other] = await Promise.all([register('locked'), register('bystander')]);
+    const mutation = `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`;
+    const login = (email: string, password: string) => gql<{ login: Auth }>(url, mutation, { input: { email, password } });
+    for (let i = 0; i < 9; i++) expect(errorCode(await login(user.email, `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
+    // Nine failures: not yet locked; a success clears the count.
+    expect((await login(user.email, 'correct horse battery')).data?.login.userId).toBe(user.userId);
+    for (let i = 0; i < 10; i++) expect(errorCode(await login(user.email.toUpperCase(), `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
+    const locked = await login(user.email, 'correct horse battery');
+    expect(errorCode(locked)).toBe('TOO_MANY_ATTEMPTS');
+    expect(locked.errors![0].extensions?.httpStatus ?? 429).toBe(429);
+    expect((await login(other.email, 'correct horse battery')).data?.login.userId).toBe(other.userId);
+    // Unknown addresses are throttled alike (no difference to probe for).
+    const nobody = `${unique('nobody')}@example.com`;
+    for (let i = 0; i < 10; i++) await login(nobody, 'x');
+    expect(errorCode(await login(nobody, 'x'))).toBe('TOO_MANY_ATTEMPTS');
+    // When the lock has passed, the right password works again.
+    await pool('owner').query(`update app_private.login_throttle set locked_until = now() - interval '1 second', window_started_at = now() - interval '16 minutes' where email = $1`, [user.email]);
+    expect((await login(user.email, 'correct horse battery')).data?.login.userId).toBe(user.userId);
   });
 });
 

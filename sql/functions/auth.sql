@@ -74,26 +74,46 @@ $$;
 
 -- Sign in; optionally straight into an organization (ignored unless the user may enter it).
 -- Unknown email and wrong password fail alike, after the same bcrypt work.
+-- Failed sign-ins are throttled per account (known or not): 10 failures within 15 minutes lock
+-- the email address for 15 minutes (TOO_MANY_ATTEMPTS, even with the right password); a
+-- successful sign-in clears the count. A failure returns null instead of raising, so that its
+-- record is committed (the API answers INVALID_CREDENTIALS).
 create or replace function app_private.login(email text, password text, organization_id uuid default null) returns app_private.auth_grant
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  v_email text := lower(btrim(coalesce(login.email, '')));
   v_user_id uuid;
   v_hash text;
+  v_locked_until timestamptz;
 begin
+  select t.locked_until into v_locked_until from app_private.login_throttle t where t.email = v_email;
+  if v_locked_until > now() then
+    perform app_private.fail('TOO_MANY_ATTEMPTS', format('Too many failed sign-ins for this account; try again in %s minute(s), or reset the password.',
+      ceil(extract(epoch from v_locked_until - now()) / 60)));
+  end if;
   select u.id, s.password_hash into v_user_id, v_hash
   from app_public.users u
   join app_private.user_secrets s on s.user_id = u.id
-  where u.email = lower(btrim(login.email));
+  where u.email = v_email;
   if v_hash is null then
     -- Same cost as a real check, so response time does not tell whether the email exists.
     perform public.crypt(coalesce(password, ''), public.gen_salt('bf', 10));
-    perform app_private.fail('INVALID_CREDENTIALS', 'Email or password is wrong.');
   end if;
-  if public.crypt(coalesce(password, ''), v_hash) is distinct from v_hash then
-    perform app_private.fail('INVALID_CREDENTIALS', 'Email or password is wrong.');
+  if v_hash is null or public.crypt(coalesce(password, ''), v_hash) is distinct from v_hash then
+    insert into app_private.login_throttle as t (email, failures, window_started_at)
+    values (v_email, 1, now())
+    on conflict on constraint login_throttle_pkey do update set
+      failures = case when t.window_started_at < now() - interval '15 minutes' then 1 else t.failures + 1 end,
+      window_started_at = case when t.window_started_at < now() - interval '15 minutes' then now() else t.window_started_at end,
+      locked_until = case
+        when t.window_started_at >= now() - interval '15 minutes' and t.failures + 1 >= 10 then now() + interval '15 minutes'
+        else t.locked_until
+      end;
+    return null;
   end if;
+  delete from app_private.login_throttle t where t.email = v_email;
   return app_private.start_session(
     v_user_id,
     case when app_private.can_enter_organization(v_user_id, login.organization_id) then login.organization_id end

@@ -103,6 +103,8 @@ begin
   delete from app_private.password_reset_tokens t where t.user_id = v_reset.user_id and t.used_at is null;
   update app_private.sessions s set revoked_at = now(), revoked_reason = 'password reset'
   where s.user_id = v_reset.user_id and s.revoked_at is null;
+  -- A new password ends a sign-in lock (app_private.login).
+  delete from app_private.login_throttle t where t.email = (select u.email from app_public.users u where u.id = v_reset.user_id);
   return app_private.start_session(v_reset.user_id, null);
 end
 $$;
