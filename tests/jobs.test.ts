@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { createLogger } from '../src/log.ts';
 import { runJobsCommand } from '../src/worker/admin.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
-import { asVisitor, closePools, createOrganization, pgError, pool, roleName, sessionOf, signUp, urlFor, type User } from './support/db.ts';
+import { asVisitor, closePools, createOrganization, inTransaction, pgError, pool, roleName, sessionOf, signUp, urlFor, type User } from './support/db.ts';
 
 let alice: User;
 let orgA: string;
@@ -21,21 +21,7 @@ beforeAll(async () => {
 afterAll(closePools);
 
 /** Runs `fn` as a service holding the producer role (a login role granted DATABASE_PRODUCER). */
-async function asProducer<T>(fn: (c: pg.PoolClient) => Promise<T>, commit = true): Promise<T> {
-  const client = await pool('superuser').connect();
-  try {
-    await client.query('begin');
-    await client.query(`select set_config('role', $1, true)`, [roleName('producer')]);
-    const result = await fn(client);
-    await client.query(commit ? 'commit' : 'rollback');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+const asProducer = <T>(fn: (c: pg.PoolClient) => Promise<T>, commit = true): Promise<T> => inTransaction('superuser', { role: roleName('producer') }, fn, commit);
 
 const job = async (id: string | number) =>
   (await pool('worker').query(`select j.*, t.identifier as task from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where j.id = $1`, [id])).rows[0];

@@ -50,7 +50,7 @@ export interface Session {
 }
 
 /** Runs `fn` in a transaction on `role`'s connection whose settings are `settings` (set LOCAL). */
-async function inTransaction<T>(role: 'authenticator' | 'worker', settings: Record<string, string>, fn: (client: pg.PoolClient) => Promise<T>, commit: boolean): Promise<T> {
+export async function inTransaction<T>(role: 'authenticator' | 'worker' | 'superuser', settings: Record<string, string>, fn: (client: pg.PoolClient) => Promise<T>, commit: boolean): Promise<T> {
   const client = await pool(role).connect();
   try {
     await client.query('begin');

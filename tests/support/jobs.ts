@@ -2,7 +2,7 @@
 // small organizations of their own, so each test's committed work touches nothing else, and
 // worker transactions that commit or run in parallel as two workers would.
 import type pg from 'pg';
-import { createOrganization, pool, sessionOf, signUp, type Session, type User } from './db.ts';
+import { createOrganization, inTransaction, pool, sessionOf, signUp, type Session, type User } from './db.ts';
 import { commitAs, signedEngagement } from './fixtures.ts';
 
 export interface SmallOrg {
@@ -33,17 +33,6 @@ export async function openWorkerTransaction(orgId: string): Promise<pg.PoolClien
 }
 
 /** Runs `fn` on the worker's connection inside `orgId` and commits (a task's effect, for good). */
-export async function asWorkerCommitted<T>(orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await openWorkerTransaction(orgId);
-  try {
-    const result = await fn(client);
-    await client.query('commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+export const asWorkerCommitted = <T>(orgId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  inTransaction('worker', { 'app.org_id': orgId }, fn, true);
 
