@@ -50,7 +50,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const log = options.log.child({ component: 'worker' });
   // Our own pool, closed by us once the runner has stopped (so no connection outlives it).
   const pgPool = new pg.Pool({ connectionString: options.connectionString, max: options.concurrency + 3 });
-  const onError = (error: Error) => log.warn({ err: error }, 'worker database connection lost');
+  // (Only the message and code: pg-pool attaches the whole client to the error.)
+  const onError = (error: Error) => log.warn({ error: error.message, code: (error as { code?: string }).code }, 'worker database connection lost');
   pgPool.on('error', onError);
   pgPool.on('connect', (client) => client.on('error', onError));
 
