@@ -22,6 +22,7 @@ import { runMigrations } from '../db/migrations.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { ROOT } from '../paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
+import { latencyChart } from './chart.ts';
 import { generateDataset } from './generate.ts';
 import { auditSection } from './audit.ts';
 import { fairnessSection } from './fairness.ts';
@@ -173,6 +174,12 @@ export async function runBench(args: BenchArgs, log: Logger, write: (text: strin
       fs.mkdirSync(path.dirname(out), { recursive: true });
       fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
       write(`\nEvery figure: ${path.relative(process.cwd(), out)}\n`);
+      const chart = latencyChart(sections, `Atrium latencies — ${result.facts.date.slice(0, 10)}, ${result.facts.cores} cores, PostgreSQL ${result.facts.postgres}`);
+      if (chart) {
+        const svg = out.replace(/\.json$/, '') + '.svg';
+        fs.writeFileSync(svg, chart);
+        write(`Latency chart: ${path.relative(process.cwd(), svg)}\n`);
+      }
     }
     if (args.compare) write(formatRegressions(compareResults(JSON.parse(fs.readFileSync(args.compare, 'utf8')) as BenchResult, result)));
     return result;
