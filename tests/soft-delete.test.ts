@@ -2,7 +2,7 @@
 // deleted records and restore them within the organization's retention window; nobody can
 // hard-delete a soft-delete table through the API role.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { addMember, asVisitor, closePools, createOrganization, pgError, pool, sessionOf, signUp, type User } from './support/db.ts';
+import { addMember, asVisitor, closePools, createOrganization, inTransaction, pgError, pool, sessionOf, signUp, type User } from './support/db.ts';
 
 let owner: User;
 let admin: User;
@@ -68,13 +68,10 @@ describe('restore', () => {
   test('past the retention window a record is no longer restorable (NOT_RESTORABLE), nor listed', async () => {
     const id = await newClient('Too late');
     await call(member, 'soft_delete_client_company', id);
-    // Pretend it was deleted 31 days ago (the default retention is 30 days).
-    await pool('superuser').query(`alter table app_public.client_companies disable trigger user`);
-    try {
-      await pool('superuser').query(`update app_public.client_companies set deleted_at = now() - interval '31 days' where id = $1`, [id]);
-    } finally {
-      await pool('superuser').query(`alter table app_public.client_companies enable trigger user`);
-    }
+    // Pretend it was deleted 31 days ago (the default retention is 30 days), with this session's
+    // triggers off (replica mode) — not the table's, which other test files are using meanwhile.
+    await inTransaction('superuser', { session_replication_role: 'replica' }, (c) =>
+      c.query(`update app_public.client_companies set deleted_at = now() - interval '31 days' where id = $1`, [id]), true);
     expect((await pgError(call(owner, 'restore_client_company', id))).code).toBe('AT430');
     const listed = await asVisitor(sessionOf(owner, orgId), async (c) => (await c.query('select id from app_public.deleted_client_companies()')).rows.map((r) => r.id));
     expect(listed).not.toContain(id);

@@ -5,8 +5,8 @@ from pg_policies p,
   lateral (select coalesce(p.qual, '') || ' ' || coalesce(p.with_check, '') as expr) e
 where p.schemaname in ('app_public', 'app_private')
   and (
-    select count(*) from regexp_matches(e.expr, 'app_public\.(current_org_id|current_user_id|current_member_role|current_member_has_role|has_permission|current_portal_org_id|current_portal_engagement_ids)\(', 'g')
+    select count(*) from regexp_matches(e.expr, 'app_public\.(current_org_id|current_user_id|current_member_role|current_member_has_role|has_permission|permitted_org_id|current_portal_org_id|current_portal_engagement_ids)\(', 'g')
   ) <> (
-    select count(*) from regexp_matches(e.expr, 'SELECT app_public\.(current_org_id|current_user_id|current_member_role|current_member_has_role|has_permission|current_portal_org_id|current_portal_engagement_ids)\(', 'g')
+    select count(*) from regexp_matches(e.expr, 'SELECT app_public\.(current_org_id|current_user_id|current_member_role|current_member_has_role|has_permission|permitted_org_id|current_portal_org_id|current_portal_engagement_ids)\(', 'g')
   )
 order by 1, 2, 3;

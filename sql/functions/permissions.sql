@@ -1,5 +1,6 @@
--- Permissions: "may the user do X here?" — one helper, app_public.has_permission('invoices.write'),
--- called by the policies of every business table.
+-- Permissions: "may the user do X here?" — one helper, app_public.permitted_org_id('invoices.write')
+-- (the organization, if so), called by the policies of every business table;
+-- app_public.has_permission('invoices.write') asks the same as a yes or no.
 --
 -- Permission keys are `<area>.<action>` (the catalogue is app_public.permissions, filled below):
 -- read and write per area, plus a few special actions. What a member may do:
@@ -54,25 +55,31 @@ as $$
   select permission in ('portal.write', 'roles.write', 'webhooks.write')
 $$;
 
-create or replace function app_public.has_permission(permission text) returns boolean
+-- The organization of this request, if the current user may do `permission` there; otherwise
+-- null. The policies of business tables ask it once per query:
+--   organization_id = (select app_public.permitted_org_id('deals.read'))
+-- which is "in the current organization, holding deals.read" in one helper call.
+create or replace function app_public.permitted_org_id(permission text) returns uuid
 language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
 declare
-  v_org uuid;
+  v_org uuid := app_private.setting_uuid('app.org_id');
   v_user uuid;
   v_session uuid;
   v_member_id uuid;
   v_role app_public.member_role;
 begin
-  if app_private.is_worker_session() then
-    return app_public.current_org_id() is not null;
+  if v_org is null then
+    return null;
   end if;
-  v_org := app_private.setting_uuid('app.org_id');
+  if app_private.is_worker_session() then
+    return (select o.id from app_public.organizations o where o.id = v_org);
+  end if;
   v_user := app_private.setting_uuid('app.user_id');
   v_session := app_private.setting_uuid('app.session_id');
-  if v_org is null or v_user is null or v_session is null then
-    return false;
+  if v_user is null or v_session is null then
+    return null;
   end if;
   -- The member behind a live session (as current_user_id and current_org_id check): one query.
   select m.id, m.role into v_member_id, v_role
@@ -80,25 +87,37 @@ begin
   join app_public.organization_members m on m.organization_id = v_org and m.user_id = s.user_id
   where s.id = v_session and s.user_id = v_user and s.revoked_at is null and s.expires_at > now();
   if not found then
-    return false;
+    return null;
   end if;
   if v_role >= 'admin' then
-    return true;
+    return v_org;
   end if;
   if exists (select 1 from app_public.role_assignments mr where mr.organization_id = v_org and mr.member_id = v_member_id) then
-    return exists (
+    return case when exists (
       select 1
       from app_public.role_assignments mr
       join app_public.role_permissions rp on rp.organization_id = mr.organization_id and rp.role_id = mr.role_id
       join app_public.roles r on r.organization_id = mr.organization_id and r.id = mr.role_id and r.deleted_at is null
-      where mr.organization_id = v_org and mr.member_id = v_member_id and rp.permission_key = has_permission.permission
-    );
+      where mr.organization_id = v_org and mr.member_id = v_member_id and rp.permission_key = permitted_org_id.permission
+    ) then v_org end;
   end if;
-  if has_permission.permission like '%.read' then
-    return true;
+  if permitted_org_id.permission like '%.read' then
+    return v_org;
   end if;
-  return v_role = 'member' and has_permission.permission like '%.write' and not app_private.is_special_permission(has_permission.permission);
+  return case
+    when v_role = 'member' and permitted_org_id.permission like '%.write' and not app_private.is_special_permission(permitted_org_id.permission) then v_org
+  end;
 end
+$$;
+comment on function app_public.permitted_org_id(text) is E'@behavior -queryField\nThe current organization, if you may do `permission` (e.g. deals.read) in it; otherwise null (for policies; clients ask hasPermission).';
+revoke all on function app_public.permitted_org_id(text) from public;
+grant execute on function app_public.permitted_org_id(text) to :DATABASE_VISITOR;
+
+-- (SQL, no SET clause: PostgreSQL inlines it into its callers.)
+create or replace function app_public.has_permission(permission text) returns boolean
+language sql stable
+as $$
+  select app_public.permitted_org_id(permission) is not null
 $$;
 comment on function app_public.has_permission(text) is 'True when you may do `permission` (e.g. invoices.write) in the current organization: owners and admins always; members with custom roles what those roles grant; otherwise viewers read and members read and write.';
 

@@ -11,7 +11,8 @@
 -- column is added, to grant it).
 --
 -- The standard policies, all TO the visitor role, for a table in permission area <a>
--- (app_public.has_permission, sql/functions/permissions.sql):
+-- (app_public.permitted_org_id: the current organization if the user holds the permission there,
+-- sql/functions/permissions.sql):
 --   tenant_select  members of the current organization holding <a>.read read its rows (and its
 --                  events in activity_events: sql/functions/activity.sql)
 --                  [soft-delete tables: only rows that are not deleted]
@@ -96,9 +97,8 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 declare
-  v_in_org constant text := 'organization_id = (select app_public.current_org_id())';
-  v_read text := format('(select app_public.has_permission(%L))', permission || '.read');
-  v_write text := format('(select app_public.has_permission(%L))', permission || '.write');
+  v_read text := format('organization_id = (select app_public.permitted_org_id(%L))', permission || '.read');
+  v_write text := format('organization_id = (select app_public.permitted_org_id(%L))', permission || '.write');
   v_live text := case when soft_delete then ' and deleted_at is null' else '' end;
   v_portal text := case when portal_read is null then ''
     else format(' or (organization_id = (select app_public.current_portal_org_id()) and (%s)%s)', portal_read, v_live) end;
@@ -117,27 +117,27 @@ begin
   execute format('drop policy if exists tenant_update on %s', tbl);
   execute format('drop policy if exists tenant_delete on %s', tbl);
 
-  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using ((%s and %s%s)%s)', tbl, v_in_org, v_read, v_live, v_portal);
+  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using ((%s%s)%s)', tbl, v_read, v_live, v_portal);
   execute format('comment on policy tenant_select on %s is %L', tbl,
     format('Members holding %s.read read the current organization''s %srows', permission, case when soft_delete then 'live ' else '' end)
     || case when portal_read is null then '.' else format('; client-portal users read those where %s.', portal_read) end);
 
   if insertable then
-    execute format('create policy tenant_insert on %s for insert to :DATABASE_VISITOR with check ((%s and %s)%s)', tbl, v_in_org, v_write, v_portal_insert);
+    execute format('create policy tenant_insert on %s for insert to :DATABASE_VISITOR with check ((%s)%s)', tbl, v_write, v_portal_insert);
     execute format('comment on policy tenant_insert on %s is %L', tbl,
       format('Members holding %s.write add rows to the current organization', permission)
       || case when portal_insert is null then '.' else format('; client-portal users add rows where %s.', portal_insert) end);
   end if;
 
   if updatable then
-    execute format('create policy tenant_update on %s for update to :DATABASE_VISITOR using (%s and %s%s) with check (%s and %s)',
-      tbl, v_in_org, v_write, v_live, v_in_org, v_write);
+    execute format('create policy tenant_update on %s for update to :DATABASE_VISITOR using (%s%s) with check (%s)',
+      tbl, v_write, v_live, v_write);
     execute format('comment on policy tenant_update on %s is %L', tbl,
       format('Members holding %s.write change the current organization''s %srows; they stay in it.', permission, case when soft_delete then 'live ' else '' end));
   end if;
 
   if not soft_delete and updatable then
-    execute format('create policy tenant_delete on %s for delete to :DATABASE_VISITOR using (%s and %s)', tbl, v_in_org, v_write);
+    execute format('create policy tenant_delete on %s for delete to :DATABASE_VISITOR using (%s)', tbl, v_write);
     execute format('comment on policy tenant_delete on %s is %L', tbl,
       format('Members holding %s.write delete the current organization''s rows.', permission));
   end if;

@@ -1,7 +1,8 @@
 // The jobs a transaction enqueues, seen from inside it. `inRequest` runs `fn` as an API request
 // would (role visitor, the session's settings), then — still in that transaction — switches back
 // to the owner role, which may read the job queue, and lists the send_email jobs this
-// transaction inserted (their xmin is its transaction id). Nothing else can see, or run, those
+// transaction inserted (their xmin is its transaction id, and they were created at its start:
+// a job it merely updated — an older email cancelled while a worker holds it — has xmin too). Nothing else can see, or run, those
 // jobs before it commits, so the answer is exact even with workers running.
 import type pg from 'pg';
 import { pool, roleName, type Session } from './db.ts';
@@ -25,6 +26,7 @@ export async function inRequest<T>(session: Session, fn: (c: pg.PoolClient) => P
       `select j.key, j.max_attempts, j.payload
        from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id
        where t.identifier = 'send_email' and j.xmin = pg_current_xact_id()::xid
+         and j.created_at = now() -- inserted here, not an older job this transaction only updated
        order by j.id`,
     );
     return {
