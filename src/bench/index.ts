@@ -23,7 +23,9 @@ import { createLogger, type Logger } from '../log.ts';
 import { ROOT } from '../paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
 import { generateDataset } from './generate.ts';
+import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
+import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
 import { rlsSection } from './rls.ts';
 import { compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
@@ -33,6 +35,8 @@ import type { Section } from './stats.ts';
 export const SECTIONS: Record<string, BenchSection> = {
   rls: rlsSection,
   audit: auditSection,
+  api: apiSection,
+  memory: memorySection,
   plans: plansSection,
 };
 
