@@ -8,7 +8,7 @@
 // 10% of the first, and the least-squares slope of all samples since is under 1 MB per minute.
 // The worker's memory (≤ 200 MB) belongs to the jobs section.
 import type { BenchContext } from './context.ts';
-import { apiOperations, clearOutboxJobs, postgresPid, recordedLoadMemory, runApiLoads, startApiServer, tokenTtl, type ApiOperation, type ApiServer, type LoadMemory } from './api.ts';
+import { apiOperations, clearOutboxJobs, postgresPid, recordedLoadMemory, runApiLoads, serverNodeOptions, startApiServer, tokenTtl, type ApiOperation, type ApiServer, type LoadMemory } from './api.ts';
 import { runLoad, type HttpRequestSpec } from './load.ts';
 import { postgresFootprint, processMemory, sampler, slope, type PostgresFootprint } from './proc.ts';
 import type { Row, Section } from './stats.ts';
@@ -149,8 +149,16 @@ export async function memorySection(ctx: BenchContext): Promise<Section> {
       note: pg.missing ?? `end: ${pgText(postgresEnd)}`,
     });
   }
+  if (rows.some((r) => r.unit === 'MB' && r.pass === false) && serverNodeOptions().length === 0) {
+    notes.push(
+      "Missed with Node's default heap settings: on a machine with plenty of memory V8 lets the young generation and the old space grow well past the live heap before collecting (see `--trace-gc` on the server), so the resident set climbs for minutes under load without a leak. " +
+        'What it would take: bound the heap in the server\'s start command (e.g. --max-old-space-size and --max-semi-space-size); measure a setting with BENCH_SERVER_NODE_OPTIONS="--max-old-space-size=192 --max-semi-space-size=16" npm run bench -- --only memory.',
+    );
+  }
   notes.push(
-    'The server runs as in section 3: `src/cli.ts start`, NODE_ENV=production, no worker, Node\'s default heap settings.',
+    serverNodeOptions().length
+      ? `The server runs as in section 3 with BENCH_SERVER_NODE_OPTIONS: \`node ${serverNodeOptions().join(' ')} src/cli.ts start\`, NODE_ENV=production, no worker.`
+      : "The server runs as in section 3: `src/cli.ts start`, NODE_ENV=production, no worker, Node's default heap settings (BENCH_SERVER_NODE_OPTIONS sets others).",
     'PostgreSQL: the postmaster (from postmaster.pid) and its children. PSS (smaps_rollup) divides each shared page among the processes mapping it, so the PSS sum is the real footprint; the RSS sum counts shared buffers once per process that touched them.',
     'The worker\'s memory (target ≤ 200 MB) is measured in the jobs section.',
   );
