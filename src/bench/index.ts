@@ -24,8 +24,10 @@ import { ROOT } from '../paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
 import { latencyChart } from './chart.ts';
 import { generateDataset } from './generate.ts';
+import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
 import { fairnessSection } from './fairness.ts';
+import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
 import { rlsSection } from './rls.ts';
 import { compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
@@ -35,7 +37,9 @@ import type { Section } from './stats.ts';
 export const SECTIONS: Record<string, BenchSection> = {
   rls: rlsSection,
   audit: auditSection,
+  api: apiSection,
   fairness: fairnessSection,
+  memory: memorySection,
   plans: plansSection,
 };
 
