@@ -182,6 +182,9 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
     JWT_SECRET: db.jwtSecret,
     WORKER_INLINE: 'false',
     SEED_DEMO_DATA: 'false',
+    // Required in production; no email is sent here (no worker in this process).
+    SMTP_URL: 'smtp://127.0.0.1:2525',
+    APP_URL: `http://127.0.0.1:${port}`,
   };
   const child: ChildProcess = spawn(process.execPath, [...execArgv, path.join(ROOT, 'src/cli.ts'), 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -214,7 +217,7 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
     async stop() {
       const started = Date.now();
       if (!gone) child.kill('SIGTERM');
-      const timeout = sleep(40_000).then(() => undefined);
+      const timeout = sleep(40_000, undefined, { ref: false }).then(() => undefined);
       const result = await Promise.race([exited, timeout]);
       if (!result) {
         child.kill('SIGKILL');
