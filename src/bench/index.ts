@@ -24,6 +24,7 @@ import { ROOT } from '../paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
 import { generateDataset } from './generate.ts';
 import { auditSection } from './audit.ts';
+import { jobsSection } from './jobs.ts';
 import { plansSection } from './plans.ts';
 import { rlsSection } from './rls.ts';
 import { compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
@@ -33,6 +34,7 @@ import type { Section } from './stats.ts';
 export const SECTIONS: Record<string, BenchSection> = {
   rls: rlsSection,
   audit: auditSection,
+  jobs: jobsSection,
   plans: plansSection,
 };
 
