@@ -97,6 +97,13 @@ interface Measured {
   commitMs: number[];
 }
 
+/**
+ * The most jobs the producers keep queued: enough to keep the worker busy, and few in the smoke
+ * run, where pg-boss with one job per fetch drains slowly (one job per worker per poll once
+ * the NOTIFYs stop).
+ */
+const backlogCap = (ctx: BenchContext) => (ctx.options.smoke ? 50 : Math.max(500, 200 * ctx.config.worker.concurrency));
+
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -138,17 +145,19 @@ async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (line
   const failed = exited.then((code) => {
     throw new Error(`worker process ${args.join(' ')} exited (${code}) before it was ready:\n${stderr.join('').slice(-2000)}`);
   });
-  const timeout = sleep(120_000).then(() => {
-    throw new Error(`worker process ${args.join(' ')} not ready after 120 s:\n${stderr.join('').slice(-2000)}`);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`worker process ${args.join(' ')} not ready after 120 s:\n${stderr.join('').slice(-2000)}`)), 120_000);
   });
   try {
     await Promise.race([ready, failed, timeout]);
   } catch (error) {
     child.kill('SIGKILL');
     throw error;
+  } finally {
+    clearTimeout(timer);
   }
   failed.catch(() => undefined);
-  timeout.catch(() => undefined);
   return {
     child,
     tracker,
@@ -157,7 +166,9 @@ async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (line
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(30_000).then(() => 'timeout' as const)]);
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 30_000)))]);
+      clearTimeout(timer);
       if (code === 'timeout') {
         child.kill('SIGKILL');
         await exited;
@@ -299,7 +310,7 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
 
     // Load: producers keep a backlog of jobs queued (topping it up in transactions of BATCH
     // jobs), while a probe queues a quiet tenant's job every PROBE_EVERY_MS.
-    const cap = Math.max(500, 200 * ctx.config.worker.concurrency);
+    const cap = backlogCap(ctx);
     const durationMs = options.durationSeconds * 1000;
     const started = now();
     const until = started + durationMs;
@@ -457,7 +468,7 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
       `pg-boss (npm pg-boss ${PGBOSS_VERSION}, schema ${PGBOSS_SCHEMA}): useListenNotify with a notify queue, ${concurrency} workers (localConcurrency), pollingInterval 0.5 s (its minimum). Batch 1: one job per fetch, as graphile-worker; between jobs a worker waits for a NOTIFY or the next poll. Batch 10 with burstWhenBatchFull: pg-boss's throughput setting (up to ${concurrency * 10} jobs in flight, fetched and completed 10 at a time).`,
       `Latency: from the moment the producer's COMMIT is acknowledged (the job is committed; the NOTIFY leaves with it) to the worker starting the task, wall-clock ms on both sides (1 ms resolution of the log lines). Counted from the moment COMMIT was sent instead, p50s are: ours ${fromSent(ours)}; ${baselines.map((m, i) => `${systems[i + 1]!.label} ${fromSent(m)}`).join('; ')} — the commit itself (a WAL flush: durable settings) took p50 ${probeCommit.p50.toFixed(2)} ms for the probes and ${loadCommit.p50.toFixed(2)} ms for the load's producers.`,
       `Idle: ${ours.idle.length} jobs one at a time, 20 ms apart. Under load: a quiet tenant (the smallest organization, queuing nothing else) queues one job every ${PROBE_EVERY_MS} ms during the throughput run. Atrium's fair priorities (app_private.fair_job_priority) put it ahead of the busy tenants' backlog; pg-boss has no such thing, so its probe jobs get priority 1 (the busy ones 0) for the same effect. Atrium's p95/p99 under load show a limit of those fair priorities: they count jobs per tenant per calendar minute, so when a minute starts every busy tenant's count is 0 again and the quiet tenant's job waits behind up to 100 jobs of each busy tenant (${Math.max(1, ctx.dataset.orgs.length - 1)} here) at the same priority. A sliding window (e.g. also counting the previous minute) would remove that; not changed here.`,
-      `Throughput: ${PRODUCERS} producers queue jobs in transactions of ${BATCH} (Atrium: app_private.enqueue_job, as other services do; pg-boss: insert() in the producer's transaction), keeping a backlog of up to ${Math.max(500, 200 * concurrency)} jobs, for ${options.durationSeconds} s; jobs finished in that window ÷ its length. Then the queue drains and every job is counted by key (lost: queued, never started; duplicated: started more than once).`,
+      `Throughput: ${PRODUCERS} producers queue jobs in transactions of ${BATCH} (Atrium: app_private.enqueue_job, as other services do; pg-boss: insert() in the producer's transaction), keeping a backlog of up to ${backlogCap(ctx)} jobs, for ${options.durationSeconds} s; jobs finished in that window ÷ its length. Then the queue drains and every job is counted by key (lost: queued, never started; duplicated: started more than once).`,
       `Why ours is behind pg-boss batch 10: graphile-worker without a local queue spends two transactions per job (take it; record it done), each ending in a WAL flush on this durable server (the producers' commits took p50 ${loadCommit.p50.toFixed(1)} ms under load here; the worker's were not timed), while pg-boss batch 10 spends two per 10 jobs. Closing that gap would take graphile-worker's batching in src/worker/index.ts — preset.worker.localQueue (size ≈ 10 × concurrency) and completeJobBatchDelay of a few ms — at the cost it documents: a local queue does not see a newly queued higher-priority job until it is exhausted, which weakens the fair priorities measured above, and jobs stay locked longer after a crash (our heartbeats free them within WORKER_STALE_AFTER_MS). Not changed here: it is a product decision, to measure with this section (change the preset, rerun \`npm run bench -- --only jobs\`).`,
       `Peak RSS: VmHWM of the worker process from /proc over its whole life (start, idle, load, drain). RSS once ready, before the measured jobs: ours ${ours.readyRssMb.toFixed(1)} MB, ${baselines.map((m, i) => `${systems[i + 1]!.label} ${m.readyRssMb.toFixed(1)} MB`).join(', ')}. Atrium's worker process loads the whole application at start (src/index.ts imports the API's modules too, and graphile-migrate runs); what its growth under load is made of has not been analysed yet (heap snapshot to do).`,
     );
