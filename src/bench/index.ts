@@ -27,6 +27,7 @@ import { generateDataset } from './generate.ts';
 import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
 import { fairnessSection } from './fairness.ts';
+import { jobsSection } from './jobs.ts';
 import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
 import { rlsSection } from './rls.ts';
@@ -38,6 +39,7 @@ export const SECTIONS: Record<string, BenchSection> = {
   rls: rlsSection,
   audit: auditSection,
   api: apiSection,
+  jobs: jobsSection,
   fairness: fairnessSection,
   memory: memorySection,
   plans: plansSection,
