@@ -1,1 +1,3 @@
--- Enter migration here
+-- Fair job priorities count the previous minute too, so a busy organization's backlog does not
+-- jump back to priority 0 at each new minute (sql/functions/jobs.sql).
+--!include functions/jobs.sql

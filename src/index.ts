@@ -3,15 +3,11 @@
 // running ones finish, close pools, and stop the embedded PostgreSQL last.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createTokenService } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/bootstrap.ts';
 import { pendingMigrations, runMigrations } from './db/migrations.ts';
 import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.ts';
 import { configureEmail } from './email/service.ts';
-import { createApp } from './http/app.ts';
-import { ErrorCatalog } from './http/errors.ts';
-import { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset } from './http/postgraphile.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type WorkerHandle } from './worker/index.ts';
 
@@ -67,6 +63,13 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     let url: string | undefined;
     let worker: WorkerHandle | undefined;
     if (options.api) {
+      // Loaded only where the API runs: a worker process does without PostGraphile and Express.
+      const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }] = await Promise.all([
+        import('./auth/tokens.ts'),
+        import('./http/app.ts'),
+        import('./http/errors.ts'),
+        import('./http/postgraphile.ts'),
+      ]);
       const errors = await ErrorCatalog.load(db.ownerUrl);
       const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
       const pool = createApiPool(db, log);

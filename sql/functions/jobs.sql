@@ -20,8 +20,8 @@ insert into app_private.producer_tasks (task, description) values
 on conflict (task) do update set description = excluded.description;
 
 -- Fairness: how many jobs each organization queued in the current minute. A job's priority is
--- that count / 100 (graphile-worker runs lower numbers first), so an organization that queues
--- 10,000 jobs at once sends the first 100 at priority 0, the next 100 at 1, and so on, while
+-- that count (plus the previous minute's) / 100 (graphile-worker runs lower numbers first), so an
+-- organization that queues 10,000 jobs at once sends the first 100 at priority 0, the next 100 at 1, and so on, while
 -- another organization's single job still gets priority 0 and runs after at most ~100 of them.
 create table if not exists app_private.job_enqueue_counts (
   organization_id uuid not null,
@@ -39,15 +39,21 @@ set search_path = pg_catalog
 as $$
 declare
   v_before integer;
+  v_previous integer;
 begin
   insert into app_private.job_enqueue_counts as c (organization_id, minute, jobs)
   values (fair_job_priority.organization_id, date_trunc('minute', now()), fair_job_priority.jobs)
   on conflict on constraint job_enqueue_counts_pkey do update set jobs = c.jobs + excluded.jobs
   returning c.jobs - fair_job_priority.jobs into v_before;
+  -- The previous minute counts too: a busy organization does not start again at priority 0 when
+  -- the clock passes a minute (its backlog is still queued), while a quiet one stays at 0.
+  select coalesce(sum(c.jobs), 0) into v_previous
+  from app_private.job_enqueue_counts c
+  where c.organization_id = fair_job_priority.organization_id and c.minute = date_trunc('minute', now()) - interval '1 minute';
   if random() < 0.001 then
     delete from app_private.job_enqueue_counts c where c.minute < now() - interval '1 day';
   end if;
-  return least(v_before / 100, 32000);
+  return least((v_before + v_previous) / 100, 32000);
 end
 $$;
 revoke all on function app_private.fair_job_priority(uuid, integer) from public;

@@ -190,6 +190,9 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
           NODE_ENV: 'production',
+          // Required in production; the benchmark's jobs send no email.
+          SMTP_URL: 'smtp://127.0.0.1:2525',
+          APP_URL: 'http://127.0.0.1:3000',
           LOG_LEVEL: 'info',
           LOG_FORMAT: 'json',
           DATABASE_URL: db.ownerUrl,
