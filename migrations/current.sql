@@ -1,3 +1,1 @@
--- Fair job priorities count the previous minute too, so a busy organization's backlog does not
--- jump back to priority 0 at each new minute (sql/functions/jobs.sql).
---!include functions/jobs.sql
+-- Enter migration here
