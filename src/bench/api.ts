@@ -14,6 +14,7 @@
 //                    under load — unlike markInvoiceViewed, which only writes the first time
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -148,7 +149,15 @@ async function freePort(): Promise<number> {
  * --max-semi-space-size=16"), to measure heap settings; none by default (Node's defaults).
  */
 export function serverNodeOptions(): string[] {
-  return (process.env.BENCH_SERVER_NODE_OPTIONS ?? '').split(/\s+/).filter((f) => f.startsWith('--'));
+  const flags = process.env.BENCH_SERVER_NODE_OPTIONS ?? scriptNodeFlags('start');
+  return flags.split(/\s+/).filter((f) => f.startsWith('--'));
+}
+
+/** The Node flags of an npm script (`npm start`, `npm run worker`): the bench runs what production runs. */
+export function scriptNodeFlags(script: string): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const command = pkg.scripts[script] ?? '';
+  return command.split(/\s+/).filter((part) => part.startsWith('--')).join(' ');
 }
 
 const passwordOf = (url: string) => decodeURIComponent(new URL(url).password);

@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { PgBoss, type Db } from 'pg-boss';
 import { ROOT } from '../paths.ts';
+import { scriptNodeFlags } from './api.ts';
 import type { BenchContext } from './context.ts';
 import { stats, type Row, type Section, type Stats } from './stats.ts';
 
@@ -185,7 +186,7 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
     label: 'Atrium (graphile-worker)',
     start: () =>
       spawnWorker(
-        [path.join(ROOT, 'src', 'cli.ts'), 'worker'],
+        [...scriptNodeFlags('worker').split(/\s+/).filter(Boolean), path.join(ROOT, 'src', 'cli.ts'), 'worker'],
         {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
