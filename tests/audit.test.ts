@@ -2,7 +2,8 @@
 // with the right actor and organization; secrets are never copied; the log is immutable for
 // every role the app uses; and each change enqueues its outbox job in the same transaction.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { asVisitor, closePools, pgError, pool, roleName, sessionOf, signUp, createOrganization, addMember, type User } from './support/db.ts';
+import pg from 'pg';
+import { asVisitor, closePools, pgError, pool, roleName, sessionOf, signUp, createOrganization, addMember, urlFor, type User } from './support/db.ts';
 
 let owner: User;
 let viewer: User;
@@ -187,5 +188,43 @@ describe('outbox: the job is enqueued in the same transaction as the change', ()
     }); // asVisitor rolls back by default
     expect(await jobsFor(txid)).toEqual([]);
     expect((await pool('owner').query(`select 1 from app_public.client_companies where name = 'Never'`)).rowCount).toBe(0);
+  });
+});
+
+describe('bulk updates stay linear after single-row updates on the same connection', () => {
+  // PL/pgSQL keeps the audit statement's plan for the session. Planned while updates changed one
+  // row each, a nested loop pairing old and new rows would make a 1,000-row update pair them in
+  // n² steps; the trigger plans that statement without nested loops (sql/functions/triggers.sql).
+  test("the audit trigger's pairing of old and new rows is never a nested loop", async () => {
+    const client = new pg.Client({ connectionString: urlFor('superuser') });
+    await client.connect();
+    const notices: string[] = [];
+    client.on('notice', (notice) => notices.push(notice.message ?? ''));
+    try {
+      await client.query('begin');
+      await client.query('create schema audit_plan_probe');
+      await client.query(`create table audit_plan_probe.items (
+        organization_id uuid not null references app_public.organizations, id uuid not null default gen_random_uuid(),
+        n integer not null default 0, created_at timestamptz not null default now(), updated_at timestamptz not null default now(),
+        primary key (organization_id, id))`);
+      await client.query(`call app_private.attach_audit('audit_plan_probe.items')`);
+      await client.query(`insert into audit_plan_probe.items (organization_id) select $1 from generate_series(1, 1000)`, [orgId]);
+      const one = (await client.query('select id from audit_plan_probe.items limit 1')).rows[0].id;
+      for (let i = 0; i < 8; i++) await client.query('update audit_plan_probe.items set n = n + 1 where id = $1', [one]);
+      await client.query(`load 'auto_explain'`);
+      await client.query(`select set_config(name, value, true) from (values ('auto_explain.log_min_duration', '0'), ('auto_explain.log_nested_statements', 'on'), ('auto_explain.log_level', 'notice'), ('client_min_messages', 'notice')) s(name, value)`);
+      const updated = await client.query('update audit_plan_probe.items set n = n + 1');
+      await client.query(`set local auto_explain.log_min_duration = -1`);
+      expect(updated.rowCount).toBe(1000);
+      const plan = notices.find((n) => n.includes('with pairs as materialized'));
+      expect(plan).toBeDefined();
+      expect(plan).toMatch(/Merge Join|Hash Join/);
+      expect(plan).not.toMatch(/Nested Loop/);
+      const events = await client.query(`select count(*)::int as n from app_public.activity_events where table_name = 'items' and transaction_id = pg_current_xact_id()::text::bigint and action = 'update'`);
+      expect(events.rows[0].n).toBe(1000 + 8);
+    } finally {
+      await client.query('rollback').catch(() => undefined);
+      await client.end();
+    }
   });
 });

@@ -52,6 +52,48 @@ describe('producers: one SQL call, their own role', () => {
     expect((await pgError(asProducer((c) => c.query(`select app_private.enqueue_job('echo', gen_random_uuid())`)))).code).toBe('22023');
   });
 
+  test('enqueue_jobs queues many jobs in one call, priorities rising as if queued one by one', async () => {
+    const org = await createOrganization(await signUp('jobs-bulk'), 'jobs-bulk');
+    const payloads = Array.from({ length: 250 }, (_, i) => JSON.stringify({ n: i }));
+    const ids: string[] = await asProducer(async (c) => (await c.query(`select id from app_private.enqueue_jobs('echo', $1, $2::jsonb[], run_at => now() + interval '1 hour') id`, [org, payloads])).rows.map((r) => r.id));
+    expect(ids).toHaveLength(250);
+    const { rows } = await pool('worker').query(`select (payload->>'n')::int as n, payload->>'organization_id' as org, priority, max_attempts from graphile_worker._private_jobs where id = any($1::bigint[]) order by 1`, [ids]);
+    expect(rows.map((r) => r.n)).toEqual(payloads.map((_, i) => i));
+    expect(new Set(rows.map((r) => r.org))).toEqual(new Set([org]));
+    // 100 per priority level: 0 for the first hundred, 1 for the next, 2 for the rest.
+    expect(rows.map((r) => r.priority)).toEqual(rows.map((r) => Math.floor(r.n / 100)));
+    expect(rows.every((r) => r.max_attempts === 10)).toBe(true);
+    // The next single job of the same organization continues the count.
+    const next = await asProducer(async (c) => (await c.query(`select app_private.enqueue_job('echo', $1, run_at => now() + interval '1 hour') as id`, [org])).rows[0].id);
+    expect((await job(next)).priority).toBe(2);
+    await pool('worker').query(`delete from graphile_worker._private_jobs where id = any($1::bigint[])`, [[...ids, next]]);
+  });
+
+  test('enqueue_jobs: keys collapse duplicates, the batch is part of the transaction, bad input is refused', async () => {
+    const keyed = (keys: Array<string | null>) =>
+      asProducer(async (c) => (await c.query(`select id from app_private.enqueue_jobs('echo', $1, $2::jsonb[], run_at => now() + interval '1 hour', job_keys => $3::text[]) id`, [orgA, keys.map(() => '{}'), keys])).rows.map((r) => r.id));
+    const first = await keyed(['bulk-1', null, 'bulk-2']);
+    expect(first).toHaveLength(3);
+    const again = await keyed(['bulk-1', 'bulk-2']);
+    expect([...again].sort()).toEqual([first[0], first[2]].sort()); // the jobs already queued under those keys
+    expect((await pool('worker').query(`select count(*)::int as n from graphile_worker._private_jobs where key like 'echo:%:bulk-%'`)).rows[0].n).toBe(2);
+    const rolledBack = await asProducer(async (c) => (await c.query(`select id from app_private.enqueue_jobs('echo', $1, array['{}', '{}']::jsonb[]) id`, [orgA])).rows.map((r) => r.id), false);
+    expect((await pool('worker').query(`select count(*)::int as n from graphile_worker._private_jobs where id = any($1::bigint[])`, [rolledBack])).rows[0].n).toBe(0);
+    expect(await asProducer(async (c) => (await c.query(`select count(*)::int as n from app_private.enqueue_jobs('echo', $1, '{}'::jsonb[])`, [orgA])).rows[0].n)).toBe(0);
+    for (const [sql, params] of [
+      [`select app_private.enqueue_jobs('echo', $1, array['{}', '[1]']::jsonb[])`, [orgA]],
+      [`select app_private.enqueue_jobs('echo', $1, array['{}', null]::jsonb[])`, [orgA]],
+      [`select app_private.enqueue_jobs('echo', $1, array['{}', '{}']::jsonb[], job_keys => array['a'])`, [orgA]],
+      [`select app_private.enqueue_jobs('echo', $1, array['{}', '{}']::jsonb[], job_keys => array['a', 'a'])`, [orgA]],
+      [`select app_private.enqueue_jobs('echo', $1, array_fill('{}'::jsonb, array[10001]))`, [orgA]],
+      [`select app_private.enqueue_jobs('echo', gen_random_uuid(), array['{}']::jsonb[])`, []],
+    ] as const) {
+      expect({ sql, code: (await pgError(asProducer((c) => c.query(sql, [...params])))).code }).toEqual({ sql, code: '22023' });
+    }
+    expect((await pgError(asProducer((c) => c.query(`select app_private.enqueue_jobs('deliver_webhook', $1, array['{}']::jsonb[])`, [orgA])))).code).toBe('AT472');
+    await pool('worker').query(`delete from graphile_worker._private_jobs where key like 'echo:%:bulk-%'`);
+  });
+
   test('the producer role reads no tenant data and cannot use the queue directly', async () => {
     for (const sql of ['select 1 from app_public.invoices limit 1', 'select 1 from app_public.organizations limit 1', `select graphile_worker.add_job('echo')`, 'select 1 from graphile_worker._private_jobs limit 1']) {
       expect({ sql, code: (await pgError(asProducer((c) => c.query(sql)))).code }).toEqual({ sql, code: '42501' });

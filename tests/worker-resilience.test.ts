@@ -179,6 +179,32 @@ describe('graceful shutdown', () => {
     const rows = await pool('worker').query('select 1 from app_private.worker_heartbeats');
     expect(rows.rows).toEqual([]);
   }, 120_000);
+
+  test('SIGTERM: jobs taken into the local queue but not started are handed back at once, attempt included', async () => {
+    receiver.answer('/held', { status: 200, delayMs: 1500 });
+    const endpoint = await endpointFor('/held');
+    // Queued before the worker starts: its first fetch takes them all (local queue of
+    // 10 × concurrency); two run, the rest wait in the worker's memory.
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await ping(endpoint));
+    const worker = await spawnWorker();
+    await receiver.waitFor('/held', 1, 30_000);
+    worker.process.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    const outcomes = await Promise.all(ids.map(async (id) => ({ delivery: await delivery(id), job: await jobOf(id) })));
+    const done = outcomes.filter((o) => o.delivery.status === 'succeeded');
+    const held = outcomes.filter((o) => o.delivery.status !== 'succeeded');
+    expect(done.length).toBeGreaterThanOrEqual(1);
+    expect(done.length).toBeLessThanOrEqual(2); // concurrency 2: nothing new was started after SIGTERM
+    expect(held.length).toBeGreaterThanOrEqual(4);
+    for (const o of held) {
+      expect(o.delivery).toEqual({ status: 'pending', attempts: 0 });
+      expect(o.job).toMatchObject({ attempts: 0, locked_by: null, locked_at: null });
+    }
+    // graphile-worker's own complaint about releasing a local queue that holds jobs is not an error
+    // of ours: nothing at error level.
+    expect(worker.lines.filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
+  }, 120_000);
 });
 
 describe('PostgreSQL restarted under load', () => {

@@ -2,8 +2,8 @@
 -- organizations, and how operators see and retry what failed. The engine is graphile-worker
 -- (schema graphile_worker, owned by the worker role); tasks are in src/worker/tasks/.
 -- docs/DATA_FLOWS.md ("Producing jobs", "Fairness", "Failures") explains each with examples.
--- Idempotent; re-included by later migrations. (plpgsql throughout: the queue's own schema is
--- installed after the migrations run.)
+-- Idempotent; re-included by later migrations. (Functions that name the queue's own schema are
+-- plpgsql: that schema is installed after the migrations run.)
 
 -- Tasks other services may queue with app_private.enqueue_job (the rest are queued by Atrium's
 -- own triggers and functions).
@@ -33,7 +33,9 @@ alter table app_private.job_enqueue_counts enable row level security;
 alter table app_private.job_enqueue_counts force row level security;
 comment on table app_private.job_enqueue_counts is 'Jobs queued per organization per minute: the basis of fair priorities (app_private.fair_job_priority). Rows older than a day are removed by the same function.';
 
-create or replace function app_private.fair_job_priority(organization_id uuid, jobs integer default 1) returns integer
+-- Counts `jobs` more jobs of the organization in the current minute and returns how many it had
+-- queued before them, this minute and the previous one: the basis of their fair priorities.
+create or replace function app_private.count_queued_jobs(organization_id uuid, jobs integer default 1) returns integer
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
@@ -42,26 +44,106 @@ declare
   v_previous integer;
 begin
   insert into app_private.job_enqueue_counts as c (organization_id, minute, jobs)
-  values (fair_job_priority.organization_id, date_trunc('minute', now()), fair_job_priority.jobs)
+  values (count_queued_jobs.organization_id, date_trunc('minute', now()), count_queued_jobs.jobs)
   on conflict on constraint job_enqueue_counts_pkey do update set jobs = c.jobs + excluded.jobs
-  returning c.jobs - fair_job_priority.jobs into v_before;
+  returning c.jobs - count_queued_jobs.jobs into v_before;
   -- The previous minute counts too: a busy organization does not start again at priority 0 when
   -- the clock passes a minute (its backlog is still queued), while a quiet one stays at 0.
   select coalesce(sum(c.jobs), 0) into v_previous
   from app_private.job_enqueue_counts c
-  where c.organization_id = fair_job_priority.organization_id and c.minute = date_trunc('minute', now()) - interval '1 minute';
+  where c.organization_id = count_queued_jobs.organization_id and c.minute = date_trunc('minute', now()) - interval '1 minute';
   if random() < 0.001 then
     delete from app_private.job_enqueue_counts c where c.minute < now() - interval '1 day';
   end if;
-  return least((v_before + v_previous) / 100, 32000);
+  return v_before + v_previous;
 end
 $$;
-revoke all on function app_private.fair_job_priority(uuid, integer) from public;
-comment on function app_private.fair_job_priority(uuid, integer) is 'The priority for the next job(s) of an organization: jobs it queued this minute / 100 (lower runs first).';
+revoke all on function app_private.count_queued_jobs(uuid, integer) from public;
+comment on function app_private.count_queued_jobs(uuid, integer) is 'Adds `jobs` to the organization''s count of queued jobs this minute; returns the jobs it queued before them (this minute and the previous one).';
 
--- The producers' API: queue `task` for `organization_id`. The payload (a JSON object) gets the
--- organization_id; `job_key` collapses duplicates (graphile-worker's job_key, prefixed with the
--- organization so tenants never collide). Returns the job id.
+-- The fair priority of the organization's next job(s) (the first of them, when several).
+create or replace function app_private.fair_job_priority(organization_id uuid, jobs integer default 1) returns integer
+language sql volatile security definer
+set search_path = pg_catalog
+as $$
+  select least(app_private.count_queued_jobs(organization_id, jobs) / 100, 32000)
+$$;
+revoke all on function app_private.fair_job_priority(uuid, integer) from public;
+comment on function app_private.fair_job_priority(uuid, integer) is 'The priority for the next job(s) of an organization: jobs it queued this minute and the previous one / 100 (lower runs first).';
+
+-- The producers' API, for many jobs of one task and one organization in one call (one fair-priority
+-- count and one insert for all of them: what a service queuing in bulk should use). Each payload
+-- (a JSON object) gets the organization_id; job_keys, when given, has one key or null per payload
+-- (graphile-worker's job_key, prefixed with task and organization so tenants never collide; keys
+-- must differ within a call). The jobs' priorities rise through the batch exactly as if they had
+-- been queued one by one. Returns the ids of the jobs (for keys already queued: the existing job's).
+create or replace function app_private.enqueue_jobs(
+  task text,
+  organization_id uuid,
+  payloads jsonb[],
+  run_at timestamptz default null,
+  job_keys text[] default null,
+  max_attempts integer default 10
+) returns setof bigint
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_count integer := coalesce(cardinality(payloads), 0);
+  v_before integer;
+begin
+  if not exists (select from app_private.producer_tasks t where t.task = enqueue_jobs.task) then
+    perform app_private.fail('UNKNOWN_TASK', format('Other services may not queue %L; see app_private.producer_tasks for the tasks they may.', task));
+  end if;
+  if not exists (select from app_public.organizations o where o.id = enqueue_jobs.organization_id) then
+    raise exception 'no organization %', organization_id using errcode = '22023';
+  end if;
+  if max_attempts is null or max_attempts not between 1 and 25 then
+    raise exception 'max_attempts must be from 1 to 25' using errcode = '22023';
+  end if;
+  if v_count > 10000 then
+    raise exception 'at most 10,000 jobs per call (got %)', v_count using errcode = '22023';
+  end if;
+  if exists (select from unnest(payloads) p where p is null or jsonb_typeof(p) <> 'object') then
+    raise exception 'payload must be a JSON object (every one of them)' using errcode = '22023';
+  end if;
+  if job_keys is not null then
+    if cardinality(job_keys) <> v_count then
+      raise exception 'job_keys has % entries for % payloads: give one key (or null) per payload', cardinality(job_keys), v_count using errcode = '22023';
+    end if;
+    if (select count(k) <> count(distinct k) from unnest(job_keys) k) then
+      raise exception 'job_keys must differ within one call' using errcode = '22023';
+    end if;
+  end if;
+  if v_count = 0 then
+    return;
+  end if;
+  v_before := app_private.count_queued_jobs(organization_id, v_count);
+  return query
+  select j.id
+  from graphile_worker.add_jobs(array(
+    select row(
+      task,
+      (p.payload || jsonb_build_object('organization_id', organization_id))::json,
+      null,
+      run_at,
+      max_attempts,
+      case when job_keys[p.n] is null then null else format('%s:%s:%s', task, organization_id, job_keys[p.n]) end,
+      least((v_before + p.n - 1) / 100, 32000),
+      null
+    )::graphile_worker.job_spec
+    from unnest(payloads) with ordinality as p(payload, n)
+    order by p.n
+  )) j;
+end
+$$;
+revoke all on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) from public;
+grant execute on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) to :DATABASE_PRODUCER, :DATABASE_WORKER;
+comment on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) is 'Queues many jobs of one task for one organization in one call (other services, role DATABASE_PRODUCER): fair priorities as if queued one by one, optional job keys. Returns the job ids.';
+
+-- The producers' API for one job: queue `task` for `organization_id`. The payload (a JSON object)
+-- gets the organization_id; `job_key` collapses duplicates (graphile-worker's job_key, prefixed
+-- with the organization so tenants never collide). Returns the job id.
 create or replace function app_private.enqueue_job(
   task text,
   organization_id uuid,
@@ -70,39 +152,14 @@ create or replace function app_private.enqueue_job(
   job_key text default null,
   max_attempts integer default 10
 ) returns bigint
-language plpgsql volatile security definer
+language sql volatile security definer
 set search_path = pg_catalog
 as $$
-declare
-  v_id bigint;
-begin
-  if not exists (select from app_private.producer_tasks t where t.task = enqueue_job.task) then
-    perform app_private.fail('UNKNOWN_TASK', format('Other services may not queue %L; see app_private.producer_tasks for the tasks they may.', task));
-  end if;
-  if payload is null or jsonb_typeof(payload) <> 'object' then
-    raise exception 'payload must be a JSON object' using errcode = '22023';
-  end if;
-  if not exists (select from app_public.organizations o where o.id = enqueue_job.organization_id) then
-    raise exception 'no organization %', organization_id using errcode = '22023';
-  end if;
-  if max_attempts is null or max_attempts not between 1 and 25 then
-    raise exception 'max_attempts must be from 1 to 25' using errcode = '22023';
-  end if;
-  select j.id into v_id
-  from graphile_worker.add_job(
-    task,
-    (payload || jsonb_build_object('organization_id', organization_id))::json,
-    run_at => run_at,
-    job_key => case when job_key is null then null else format('%s:%s:%s', task, organization_id, job_key) end,
-    max_attempts => max_attempts,
-    priority => app_private.fair_job_priority(organization_id)
-  ) j;
-  return v_id;
-end
+  select app_private.enqueue_jobs(task, organization_id, array[payload], run_at, case when job_key is null then null else array[job_key] end, max_attempts)
 $$;
 revoke all on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) from public;
 grant execute on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) to :DATABASE_PRODUCER, :DATABASE_WORKER;
-comment on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) is 'Queues a job for other services (role DATABASE_PRODUCER): a task from app_private.producer_tasks, for one organization, with a fair priority. Returns the job id.';
+comment on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) is 'Queues a job for other services (role DATABASE_PRODUCER): a task from app_private.producer_tasks, for one organization, with a fair priority. Returns the job id. Many jobs at once: app_private.enqueue_jobs.';
 grant usage on schema app_private to :DATABASE_PRODUCER;
 
 -- Operators: the queue at a glance, and what failed for good --------------------------------------

@@ -34,6 +34,7 @@ declare
   v_actor uuid := app_public.current_user_id();
   v_txid bigint := pg_current_xact_id()::text::bigint;
   v_orgs uuid[];
+  v_nestloop text;
 begin
   if tg_op = 'INSERT' then
     with events as (
@@ -52,6 +53,13 @@ begin
     )
     select array_agg(distinct organization_id) into v_orgs from events;
   else
+    -- Old and new rows are paired by id. PL/pgSQL keeps this statement's plan for the session: a
+    -- plan made while updates changed one row each (a nested loop over the two transition tables)
+    -- would pair a later 1,000-row update in n² steps (6× the time of the whole update, measured).
+    -- Planned without nested loops, the pairing is a merge or hash join whatever the size; the
+    -- setting is this transaction's and goes back right after.
+    v_nestloop := current_setting('enable_nestloop');
+    perform set_config('enable_nestloop', 'off', true);
     with pairs as materialized (
       select to_jsonb(old_rows.*) as o, to_jsonb(new_rows.*) as n
       from old_rows join new_rows on new_rows.id = old_rows.id
@@ -70,6 +78,7 @@ begin
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
+    perform set_config('enable_nestloop', v_nestloop, true);
   end if;
 
   if v_orgs is not null then

@@ -42,7 +42,7 @@ begin
   end if;
   alter role :DATABASE_WORKER with login inherit nosuperuser nocreatedb nocreaterole noreplication nobypassrls;
 
-  -- producer: other services that queue jobs with app_private.enqueue_job() (docs/DATA_FLOWS.md).
+  -- producer: other services that queue jobs with app_private.enqueue_job() or enqueue_jobs() (docs/DATA_FLOWS.md).
   -- NOLOGIN: grant it to the login role of each such service (`grant atrium_producer to billing_svc`).
   -- It may call that one function and nothing else: no table, no row of any tenant.
   if not exists (select from pg_roles where rolname = ':DATABASE_PRODUCER') then

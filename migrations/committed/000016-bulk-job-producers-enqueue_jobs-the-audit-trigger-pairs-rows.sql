@@ -1,0 +1,353 @@
+--! Previous: sha1:8eefa640b1baed70724c44ced6a7a1cc372d6545
+--! Hash: sha1:af481d95b1aae4f0e50161017200536bd0d4d3e1
+--! Message: Bulk job producers (enqueue_jobs); the audit trigger pairs rows without nested loops
+
+-- Producers queue many jobs in one call: app_private.enqueue_jobs (one fair-priority count and one
+-- insert for the lot, priorities as if queued one by one); enqueue_job is now that call for one
+-- job (sql/functions/jobs.sql).
+--! Included functions/jobs.sql
+-- The job queue seen from SQL: how producers queue work, how it is shared fairly between
+-- organizations, and how operators see and retry what failed. The engine is graphile-worker
+-- (schema graphile_worker, owned by the worker role); tasks are in src/worker/tasks/.
+-- docs/DATA_FLOWS.md ("Producing jobs", "Fairness", "Failures") explains each with examples.
+-- Idempotent; re-included by later migrations. (Functions that name the queue's own schema are
+-- plpgsql: that schema is installed after the migrations run.)
+
+-- Tasks other services may queue with app_private.enqueue_job (the rest are queued by Atrium's
+-- own triggers and functions).
+create table if not exists app_private.producer_tasks (
+  task text primary key check (task ~ '^[a-z_]+$'),
+  description text not null
+);
+alter table app_private.producer_tasks enable row level security;
+alter table app_private.producer_tasks force row level security;
+comment on table app_private.producer_tasks is 'Tasks other services may queue with app_private.enqueue_job().';
+
+insert into app_private.producer_tasks (task, description) values
+  ('echo', 'Diagnostics: logs its payload (checks the path from a producer to the worker; used to measure the queue).')
+on conflict (task) do update set description = excluded.description;
+
+-- Fairness: how many jobs each organization queued in the current minute. A job's priority is
+-- that count (plus the previous minute's) / 100 (graphile-worker runs lower numbers first), so an
+-- organization that queues 10,000 jobs at once sends the first 100 at priority 0, the next 100 at 1, and so on, while
+-- another organization's single job still gets priority 0 and runs after at most ~100 of them.
+create table if not exists app_private.job_enqueue_counts (
+  organization_id uuid not null,
+  minute timestamptz not null,
+  jobs integer not null default 0,
+  primary key (organization_id, minute)
+);
+alter table app_private.job_enqueue_counts enable row level security;
+alter table app_private.job_enqueue_counts force row level security;
+comment on table app_private.job_enqueue_counts is 'Jobs queued per organization per minute: the basis of fair priorities (app_private.fair_job_priority). Rows older than a day are removed by the same function.';
+
+-- Counts `jobs` more jobs of the organization in the current minute and returns how many it had
+-- queued before them, this minute and the previous one: the basis of their fair priorities.
+create or replace function app_private.count_queued_jobs(organization_id uuid, jobs integer default 1) returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_before integer;
+  v_previous integer;
+begin
+  insert into app_private.job_enqueue_counts as c (organization_id, minute, jobs)
+  values (count_queued_jobs.organization_id, date_trunc('minute', now()), count_queued_jobs.jobs)
+  on conflict on constraint job_enqueue_counts_pkey do update set jobs = c.jobs + excluded.jobs
+  returning c.jobs - count_queued_jobs.jobs into v_before;
+  -- The previous minute counts too: a busy organization does not start again at priority 0 when
+  -- the clock passes a minute (its backlog is still queued), while a quiet one stays at 0.
+  select coalesce(sum(c.jobs), 0) into v_previous
+  from app_private.job_enqueue_counts c
+  where c.organization_id = count_queued_jobs.organization_id and c.minute = date_trunc('minute', now()) - interval '1 minute';
+  if random() < 0.001 then
+    delete from app_private.job_enqueue_counts c where c.minute < now() - interval '1 day';
+  end if;
+  return v_before + v_previous;
+end
+$$;
+revoke all on function app_private.count_queued_jobs(uuid, integer) from public;
+comment on function app_private.count_queued_jobs(uuid, integer) is 'Adds `jobs` to the organization''s count of queued jobs this minute; returns the jobs it queued before them (this minute and the previous one).';
+
+-- The fair priority of the organization's next job(s) (the first of them, when several).
+create or replace function app_private.fair_job_priority(organization_id uuid, jobs integer default 1) returns integer
+language sql volatile security definer
+set search_path = pg_catalog
+as $$
+  select least(app_private.count_queued_jobs(organization_id, jobs) / 100, 32000)
+$$;
+revoke all on function app_private.fair_job_priority(uuid, integer) from public;
+comment on function app_private.fair_job_priority(uuid, integer) is 'The priority for the next job(s) of an organization: jobs it queued this minute and the previous one / 100 (lower runs first).';
+
+-- The producers' API, for many jobs of one task and one organization in one call (one fair-priority
+-- count and one insert for all of them: what a service queuing in bulk should use). Each payload
+-- (a JSON object) gets the organization_id; job_keys, when given, has one key or null per payload
+-- (graphile-worker's job_key, prefixed with task and organization so tenants never collide; keys
+-- must differ within a call). The jobs' priorities rise through the batch exactly as if they had
+-- been queued one by one. Returns the ids of the jobs (for keys already queued: the existing job's).
+create or replace function app_private.enqueue_jobs(
+  task text,
+  organization_id uuid,
+  payloads jsonb[],
+  run_at timestamptz default null,
+  job_keys text[] default null,
+  max_attempts integer default 10
+) returns setof bigint
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_count integer := coalesce(cardinality(payloads), 0);
+  v_before integer;
+begin
+  if not exists (select from app_private.producer_tasks t where t.task = enqueue_jobs.task) then
+    perform app_private.fail('UNKNOWN_TASK', format('Other services may not queue %L; see app_private.producer_tasks for the tasks they may.', task));
+  end if;
+  if not exists (select from app_public.organizations o where o.id = enqueue_jobs.organization_id) then
+    raise exception 'no organization %', organization_id using errcode = '22023';
+  end if;
+  if max_attempts is null or max_attempts not between 1 and 25 then
+    raise exception 'max_attempts must be from 1 to 25' using errcode = '22023';
+  end if;
+  if v_count > 10000 then
+    raise exception 'at most 10,000 jobs per call (got %)', v_count using errcode = '22023';
+  end if;
+  if exists (select from unnest(payloads) p where p is null or jsonb_typeof(p) <> 'object') then
+    raise exception 'payload must be a JSON object (every one of them)' using errcode = '22023';
+  end if;
+  if job_keys is not null then
+    if cardinality(job_keys) <> v_count then
+      raise exception 'job_keys has % entries for % payloads: give one key (or null) per payload', cardinality(job_keys), v_count using errcode = '22023';
+    end if;
+    if (select count(k) <> count(distinct k) from unnest(job_keys) k) then
+      raise exception 'job_keys must differ within one call' using errcode = '22023';
+    end if;
+  end if;
+  if v_count = 0 then
+    return;
+  end if;
+  v_before := app_private.count_queued_jobs(organization_id, v_count);
+  return query
+  select j.id
+  from graphile_worker.add_jobs(array(
+    select row(
+      task,
+      (p.payload || jsonb_build_object('organization_id', organization_id))::json,
+      null,
+      run_at,
+      max_attempts,
+      case when job_keys[p.n] is null then null else format('%s:%s:%s', task, organization_id, job_keys[p.n]) end,
+      least((v_before + p.n - 1) / 100, 32000),
+      null
+    )::graphile_worker.job_spec
+    from unnest(payloads) with ordinality as p(payload, n)
+    order by p.n
+  )) j;
+end
+$$;
+revoke all on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) from public;
+grant execute on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) to :DATABASE_PRODUCER, :DATABASE_WORKER;
+comment on function app_private.enqueue_jobs(text, uuid, jsonb[], timestamptz, text[], integer) is 'Queues many jobs of one task for one organization in one call (other services, role DATABASE_PRODUCER): fair priorities as if queued one by one, optional job keys. Returns the job ids.';
+
+-- The producers' API for one job: queue `task` for `organization_id`. The payload (a JSON object)
+-- gets the organization_id; `job_key` collapses duplicates (graphile-worker's job_key, prefixed
+-- with the organization so tenants never collide). Returns the job id.
+create or replace function app_private.enqueue_job(
+  task text,
+  organization_id uuid,
+  payload jsonb default '{}',
+  run_at timestamptz default null,
+  job_key text default null,
+  max_attempts integer default 10
+) returns bigint
+language sql volatile security definer
+set search_path = pg_catalog
+as $$
+  select app_private.enqueue_jobs(task, organization_id, array[payload], run_at, case when job_key is null then null else array[job_key] end, max_attempts)
+$$;
+revoke all on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) from public;
+grant execute on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) to :DATABASE_PRODUCER, :DATABASE_WORKER;
+comment on function app_private.enqueue_job(text, uuid, jsonb, timestamptz, text, integer) is 'Queues a job for other services (role DATABASE_PRODUCER): a task from app_private.producer_tasks, for one organization, with a fair priority. Returns the job id. Many jobs at once: app_private.enqueue_jobs.';
+grant usage on schema app_private to :DATABASE_PRODUCER;
+
+-- Operators: the queue at a glance, and what failed for good --------------------------------------
+
+-- Per task: jobs waiting (run_at passed), scheduled (run_at ahead), running (locked),
+-- retrying (failed at least once, attempts left) and failed (no attempts left).
+create or replace function app_private.job_queue_depth()
+returns table (task text, waiting bigint, scheduled bigint, running bigint, retrying bigint, failed bigint)
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+begin
+  return query
+    select t.identifier::text,
+      count(*) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at <= now()),
+      count(*) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at > now()),
+      count(*) filter (where j.locked_at is not null),
+      count(*) filter (where j.locked_at is null and j.attempts > 0 and j.attempts < j.max_attempts),
+      count(*) filter (where j.locked_at is null and j.attempts >= j.max_attempts)
+    from graphile_worker._private_jobs j
+    join graphile_worker._private_tasks t on t.id = j.task_id
+    group by t.identifier
+    order by 1;
+end
+$$;
+revoke all on function app_private.job_queue_depth() from public;
+grant execute on function app_private.job_queue_depth() to :DATABASE_WORKER;
+
+-- Jobs that used up their attempts, with their last error: they stay in the queue, visible here,
+-- until retried (app_private.retry_failed_jobs) or removed.
+create or replace function app_private.failed_jobs()
+returns table (id bigint, task text, organization_id uuid, attempts integer, max_attempts integer, last_error text, created_at timestamptz, updated_at timestamptz, payload json)
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+begin
+  return query
+    select j.id, t.identifier::text, (j.payload ->> 'organization_id')::uuid, j.attempts::integer, j.max_attempts::integer,
+      j.last_error, j.created_at, j.updated_at, j.payload
+    from graphile_worker._private_jobs j
+    join graphile_worker._private_tasks t on t.id = j.task_id
+    where j.attempts >= j.max_attempts and j.locked_at is null
+    order by j.updated_at desc, j.id;
+end
+$$;
+revoke all on function app_private.failed_jobs() from public;
+grant execute on function app_private.failed_jobs() to :DATABASE_WORKER;
+
+-- Runs failed jobs again now, with a fresh set of attempts: the given ids, or every failed job
+-- when `ids` is null. Returns the ids retried.
+create or replace function app_private.retry_failed_jobs(ids bigint[] default null) returns setof bigint
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_ids bigint[];
+begin
+  select array_agg(f.id) into v_ids from app_private.failed_jobs() f where ids is null or f.id = any (ids);
+  if v_ids is null then
+    return;
+  end if;
+  return query select r.id from graphile_worker.reschedule_jobs(v_ids, run_at => now(), attempts => 0) r order by r.id;
+end
+$$;
+revoke all on function app_private.retry_failed_jobs(bigint[]) from public;
+grant execute on function app_private.retry_failed_jobs(bigint[]) to :DATABASE_WORKER;
+--! EndIncluded functions/jobs.sql
+
+-- The audit trigger pairs the old and new rows of an update without nested loops, whatever plan
+-- the session cached for it: a 1,000-row update after single-row ones took 6× as long
+-- (sql/functions/triggers.sql).
+--! Included functions/triggers.sql
+-- Trigger functions shared by every tenant table. They are attached by the procedures in
+-- sql/functions/tenant_tables.sql, never by hand.
+
+-- BEFORE UPDATE, per row: updated_at is the time of the last change, whatever the client sent.
+create or replace function app_private.tg__updated_at() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+-- AFTER INSERT/UPDATE/DELETE, per statement, with transition tables old_rows/new_rows:
+-- writes one app_public.activity_events row per changed row (who, organization, what,
+-- before/after, when, transaction), then enqueues the outbox job `dispatch_activity` in the
+-- same transaction: one per organization and transaction (job_key collapses the statements of
+-- one transaction), so a rolled-back change never produces a job and a committed one always does.
+-- Arguments: TG_ARGV[0] = the column holding the organization id ('organization_id', or 'id'
+-- on app_public.organizations); TG_ARGV[1..] = secret columns, never copied into the event.
+-- An UPDATE that changes nothing but updated_at writes no event.
+-- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
+-- table has a column named like the alias), in a materialized step the event columns then read.
+-- SECURITY DEFINER: the acting role (the visitor) has no privilege on activity_events or
+-- on the job queue; only this function writes there.
+create or replace function app_private.tg__audit() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_org_column text := tg_argv[0];
+  v_secret text[] := coalesce(tg_argv[1:], '{}');
+  v_actor uuid := app_public.current_user_id();
+  v_txid bigint := pg_current_xact_id()::text::bigint;
+  v_orgs uuid[];
+  v_nestloop text;
+begin
+  if tg_op = 'INSERT' then
+    with events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, r.j - v_secret, v_txid
+      from (select to_jsonb(new_rows.*) as j from new_rows) as r
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+  elsif tg_op = 'DELETE' then
+    with events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, r.j - v_secret, null, v_txid
+      from (select to_jsonb(old_rows.*) as j from old_rows) as r
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+  else
+    -- Old and new rows are paired by id. PL/pgSQL keeps this statement's plan for the session: a
+    -- plan made while updates changed one row each (a nested loop over the two transition tables)
+    -- would pair a later 1,000-row update in n² steps (6× the time of the whole update, measured).
+    -- Planned without nested loops, the pairing is a merge or hash join whatever the size; the
+    -- setting is this transaction's and goes back right after.
+    v_nestloop := current_setting('enable_nestloop');
+    perform set_config('enable_nestloop', 'off', true);
+    with pairs as materialized (
+      select to_jsonb(old_rows.*) as o, to_jsonb(new_rows.*) as n
+      from old_rows join new_rows on new_rows.id = old_rows.id
+    ),
+    events as (
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      select (p.n ->> v_org_column)::uuid, v_actor,
+        case
+          when p.o ->> 'deleted_at' is null and p.n ->> 'deleted_at' is not null then 'soft_delete'
+          when p.o ->> 'deleted_at' is not null and p.n ->> 'deleted_at' is null then 'restore'
+          else 'update'
+        end,
+        tg_table_name, (p.n ->> 'id')::uuid, p.o - v_secret, p.n - v_secret, v_txid
+      from pairs p
+      where (p.o - 'updated_at') is distinct from (p.n - 'updated_at')
+      returning organization_id
+    )
+    select array_agg(distinct organization_id) into v_orgs from events;
+    perform set_config('enable_nestloop', v_nestloop, true);
+  end if;
+
+  if v_orgs is not null then
+    perform graphile_worker.add_jobs(array(
+      select row(
+        'dispatch_activity',
+        json_build_object('organization_id', org, 'transaction_id', v_txid),
+        null, null, null,
+        format('dispatch_activity:%s:%s', org, v_txid),
+        null, null
+      )::graphile_worker.job_spec
+      from unnest(v_orgs) as org
+    ));
+  end if;
+  return null;
+end
+$$;
+
+-- BEFORE UPDATE/DELETE per row and BEFORE TRUNCATE on append-only tables (activity_events):
+-- a second lock behind the revoked privileges, for any role that might get them back.
+create or replace function app_private.tg__append_only() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name
+    using errcode = '42501';
+end
+$$;
+--! EndIncluded functions/triggers.sql
