@@ -3,7 +3,8 @@
 // the same trivial task, the same concurrency and the same producers:
 //   * commit→task-start latency, idle (one job at a time, spaced) and under load (a quiet
 //     tenant's job while the throughput run saturates the queue);
-//   * sustained throughput of trivial jobs while producers enqueue continuously, every job
+//   * sustained throughput of trivial jobs while producers enqueue continuously (never letting the
+//     backlog run dry, so the worker sets the pace), every job
 //     counted: lost (enqueued, never run) and duplicated (run more than once);
 //   * the worker process's peak RSS (VmHWM) over all of it.
 // The workers report each job's start and end on stdout: Atrium's worker in its production log
@@ -17,6 +18,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { PgBoss, type Db } from 'pg-boss';
 import { ROOT } from '../paths.ts';
+import { LOCAL_QUEUE_PER_WORKER } from '../worker/index.ts';
 import { scriptNodeFlags } from './api.ts';
 import type { BenchContext } from './context.ts';
 import { stats, type Row, type Section, type Stats } from './stats.ts';
@@ -24,9 +26,12 @@ import { stats, type Row, type Section, type Stats } from './stats.ts';
 const PGBOSS_SCHEMA = 'bench_pgboss';
 const PGBOSS_QUEUE = 'bench_echo';
 const PGBOSS_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'pg-boss', 'package.json'), 'utf8')) as { version: string }).version;
-/** Jobs per producer transaction, and producers (connections) enqueueing at once. */
+/** Jobs per producer transaction (the smoke run's; the full run's), and producers (connections) enqueueing at once. */
 const BATCH = 20;
+const BULK_BATCH = 500;
 const PRODUCERS = 2;
+/** The most jobs the producers keep queued, however fast the worker. */
+const MAX_BACKLOG = 40_000;
 /** The quiet tenant's pace during the load: one job every so many ms. */
 const PROBE_EVERY_MS = 200;
 
@@ -95,13 +100,16 @@ interface Measured {
   peakRssMb: number;
   readyRssMb: number;
   minBacklog: number;
+  /** The largest backlog the producers were asked to keep (two seconds of the worker's pace). */
+  maxBacklogKept: number;
   commitMs: number[];
 }
 
 /**
- * The most jobs the producers keep queued: enough to keep the worker busy, and few in the smoke
- * run, where pg-boss with one job per fetch drains slowly (one job per worker per poll once
- * the NOTIFYs stop).
+ * The fewest jobs the producers keep queued: few in the smoke run, where pg-boss with one job per
+ * fetch drains slowly (one job per worker per poll once the NOTIFYs stop). During the run the
+ * backlog kept grows to two seconds of what the worker finishes (up to MAX_BACKLOG), so a fast
+ * worker does not run dry and a slow one is not buried under jobs it then takes minutes to drain.
  */
 const backlogCap = (ctx: BenchContext) => (ctx.options.smoke ? 50 : Math.max(500, 200 * ctx.config.worker.concurrency));
 
@@ -314,11 +322,14 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
 
     // Load: producers keep a backlog of jobs queued (topping it up in transactions of BATCH
     // jobs), while a probe queues a quiet tenant's job every PROBE_EVERY_MS.
-    const cap = backlogCap(ctx);
+    const floor = backlogCap(ctx);
+    let cap = floor;
+    const batch = options.smoke ? BATCH : BULK_BATCH;
     const durationMs = options.durationSeconds * 1000;
     const started = now();
     const until = started + durationMs;
     let minBacklog = Infinity;
+    let maxCap = cap;
     const backlog = () => enqueued.length - tracker.doneTimes.length;
     const producers = clients.slice(1, 1 + PRODUCERS).map(async (client, p) => {
       for (let i = 0; now() < until; i++) {
@@ -326,7 +337,7 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
           await sleep(2);
           continue;
         }
-        await produce(client, BATCH, loadOrgs[(i * PRODUCERS + p) % loadOrgs.length]!, false);
+        await produce(client, batch, loadOrgs[(i * PRODUCERS + p) % loadOrgs.length]!, false);
       }
     });
     const loadedKeys: string[] = [];
@@ -338,9 +349,17 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
       }
     })();
     const sampler = (async () => {
-      await sleep(Math.min(1000, durationMs / 4));
+      const warmUpUntil = started + Math.min(1000, durationMs / 4);
+      const recent: Array<[number, number]> = []; // [time, jobs done] over the last second
       while (now() < until) {
-        minBacklog = Math.min(minBacklog, backlog());
+        const t = now();
+        recent.push([t, tracker.doneTimes.length]);
+        while (recent.length > 2 && recent[0]![0] < t - 1000) recent.shift();
+        const [t0, done0] = recent[0]!;
+        const rate = t > t0 ? ((tracker.doneTimes.length - done0) / (t - t0)) * 1000 : 0;
+        cap = Math.min(MAX_BACKLOG, Math.max(floor, Math.round(2 * rate)));
+        maxCap = Math.max(maxCap, cap);
+        if (t >= warmUpUntil) minBacklog = Math.min(minBacklog, backlog());
         await sleep(100);
       }
     })();
@@ -377,6 +396,7 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
       peakRssMb: worker.peakRssMb(),
       readyRssMb: worker.readyRssMb,
       minBacklog: Number.isFinite(minBacklog) ? minBacklog : 0,
+      maxBacklogKept: maxCap,
       commitMs,
     };
   } finally {
@@ -468,11 +488,11 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
     const loadCommit = stats(ours.commitMs);
     const fromSent = (m: Measured) => `idle ${stats(m.idleFromSent).p50.toFixed(2)}, under load ${stats(m.loadedFromSent).p50.toFixed(2)}`;
     notes.push(
-      `Each worker runs in a process of its own with concurrency ${concurrency} (WORKER_CONCURRENCY). Atrium's is \`src/cli.ts worker\` with NODE_ENV=production and LOG_LEVEL=info, as in production: pollInterval 1 s, new jobs announced by LISTEN/NOTIFY, a local queue of ${10 * concurrency} jobs taken in one query, successes recorded in batches (completeJobBatchDelay 2 ms), one log line at each job's start and end.`,
+      `Each worker runs in a process of its own with concurrency ${concurrency} (WORKER_CONCURRENCY). Atrium's is \`src/cli.ts worker\` with NODE_ENV=production and LOG_LEVEL=info, as in production: pollInterval 1 s, new jobs announced by LISTEN/NOTIFY, a local queue of ${LOCAL_QUEUE_PER_WORKER * concurrency} jobs taken in one query, successes recorded in batches (completeJobBatchDelay 2 ms), one log line at each job's start and end.`,
       `pg-boss (npm pg-boss ${PGBOSS_VERSION}, schema ${PGBOSS_SCHEMA}): useListenNotify with a notify queue, ${concurrency} workers (localConcurrency), pollingInterval 0.5 s (its minimum). Batch 1: one job per fetch, as graphile-worker; between jobs a worker waits for a NOTIFY or the next poll. Batch 10 with burstWhenBatchFull: pg-boss's throughput setting (up to ${concurrency * 10} jobs in flight, fetched and completed 10 at a time).`,
       `Latency: from the moment the producer's COMMIT is acknowledged (the job is committed; the NOTIFY leaves with it) to the worker starting the task, wall-clock ms on both sides (1 ms resolution of the log lines). Counted from the moment COMMIT was sent instead, p50s are: ours ${fromSent(ours)}; ${baselines.map((m, i) => `${systems[i + 1]!.label} ${fromSent(m)}`).join('; ')} — the commit itself (a WAL flush: durable settings) took p50 ${probeCommit.p50.toFixed(2)} ms for the probes and ${loadCommit.p50.toFixed(2)} ms for the load's producers.`,
       `Idle: ${ours.idle.length} jobs one at a time, 20 ms apart. Under load: a quiet tenant (the smallest organization, queuing nothing else) queues one job every ${PROBE_EVERY_MS} ms during the throughput run. Atrium's fair priorities (app_private.fair_job_priority) put it ahead of the busy tenants' backlog; pg-boss has no such thing, so its probe jobs get priority 1 (the busy ones 0) for the same effect. Limits of Atrium's: the quiet tenant's own jobs count too (${Math.round(60000 / PROBE_EVERY_MS)} a minute here), so at times it shares a priority level with busy tenants (${Math.max(1, ctx.dataset.orgs.length - 1)} here) and waits its turn among them; and a job queued at a better priority waits for the jobs the worker has already taken into its local queue.`,
-      `Throughput: ${PRODUCERS} producers queue jobs in transactions of ${BATCH}, one call each (Atrium: app_private.enqueue_jobs, as a service queuing in bulk does; pg-boss: insert() in the producer's transaction), keeping a backlog of up to ${backlogCap(ctx)} jobs, for ${options.durationSeconds} s; jobs finished in that window ÷ its length. A lowest backlog of 0 means the worker ran out of work at times: the producers, sharing the machine, set the pace, and the figure is a lower bound. Then the queue drains and every job is counted by key (lost: queued, never started; duplicated: started more than once).`,
+      `Throughput: ${PRODUCERS} producers queue jobs in transactions of ${options.smoke ? BATCH : BULK_BATCH}, one call each (Atrium: app_private.enqueue_jobs, as a service queuing in bulk does; pg-boss: insert() in the producer's transaction), for ${options.durationSeconds} s, keeping a backlog of at least ${backlogCap(ctx)} jobs and of two seconds of what the worker finishes (at most ${MAX_BACKLOG}; the most asked: ours ${ours.maxBacklogKept}, ${baselines.map((m, i) => `${systems[i + 1]!.label} ${m.maxBacklogKept}`).join(', ')}); jobs finished in that window ÷ its length. A lowest backlog of 0 means the worker ran out of work at times: the producers, sharing the machine, set the pace, and the figure is a lower bound. Then the queue drains and every job is counted by key (lost: queued, never started; duplicated: started more than once).`,
       `Peak RSS: VmHWM of the worker process from /proc over its whole life (start, idle, load, drain). RSS once ready, before the measured jobs: ours ${ours.readyRssMb.toFixed(1)} MB, ${baselines.map((m, i) => `${systems[i + 1]!.label} ${m.readyRssMb.toFixed(1)} MB`).join(', ')}. Growth under load is V8's heap sizing within the bounds \`npm run worker\` sets (package.json).`,
     );
   } finally {

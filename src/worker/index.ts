@@ -32,6 +32,9 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
+/** Jobs the pool takes from the database per worker slot in one query (graphile-worker's localQueue). */
+export const LOCAL_QUEUE_PER_WORKER = 10;
+
 export const DEFAULT_WEBHOOK_OPTIONS: DeliveryOptions = { timeoutMs: 10_000, allowPrivateNetworks: false };
 
 /** The job's facts for a log line. */
@@ -107,7 +110,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     // fetch (docs/PERFORMANCE.md). The price: a job queued meanwhile at a better priority waits
     // for the local batch (at most 10 × concurrency jobs), and a killed worker holds that batch
     // until the heartbeat sweep frees it.
-    preset: { worker: { completeJobBatchDelay: 2, failJobBatchDelay: 0, localQueue: { size: 10 * options.concurrency } } },
+    preset: { worker: { completeJobBatchDelay: 2, failJobBatchDelay: 0, localQueue: { size: LOCAL_QUEUE_PER_WORKER * options.concurrency } } },
   };
   const startRunner = async (): Promise<{ runner: Runner; id: string }> => {
     workerId = undefined;
