@@ -46,6 +46,8 @@ export interface Config {
     heartbeatIntervalMs: number;
     /** A worker silent this long is dead: the jobs it held are unlocked and run again. */
     staleAfterMs: number;
+    /** A busy worker vacuums the job table after finishing this many jobs (0: leave it to autovacuum). */
+    queueVacuumAfterJobs: number;
   };
   webhooks: {
     /** How long one delivery attempt may take (connect + answer). */
@@ -225,6 +227,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
       heartbeatIntervalMs: int('WORKER_HEARTBEAT_INTERVAL_MS', 10_000, 100, 600_000),
       staleAfterMs: int('WORKER_STALE_AFTER_MS', 45_000, 500, 3_600_000),
+      queueVacuumAfterJobs: int('WORKER_QUEUE_VACUUM_AFTER_JOBS', 1000, 0, 100_000_000),
     },
     webhooks: {
       timeoutMs: int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),

@@ -120,6 +120,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         webhooks: config.webhooks,
         heartbeatIntervalMs: config.worker.heartbeatIntervalMs,
         staleAfterMs: config.worker.staleAfterMs,
+        queueVacuum: { intervalMs: 1000, afterJobs: config.worker.queueVacuumAfterJobs },
       });
       worker = handle;
       closers.push({ name: 'worker', close: () => handle.stop() });

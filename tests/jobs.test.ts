@@ -193,6 +193,29 @@ describe('failed jobs: visible, and retried by SQL or the CLI', () => {
   });
 });
 
+describe('a busy worker keeps the job table vacuumed', () => {
+  test('after its threshold of finished jobs it vacuums graphile-worker\'s job table; below it, never', async () => {
+    const vacuums = async () => Number((await pool('worker').query(`select vacuum_count from pg_stat_user_tables where schemaname = 'graphile_worker' and relname = '_private_jobs'`)).rows[0].vacuum_count);
+    const before = await vacuums();
+    const log = createLogger('warn', 'test-worker');
+    const options = { connectionString: urlFor('worker'), concurrency: 2, log, crontab: false } as const;
+    const busy = await startWorker({ ...options, queueVacuum: { intervalMs: 50, afterJobs: 30 } });
+    const idle = await startWorker({ ...options, queueVacuum: { intervalMs: 50, afterJobs: 1_000_000 } });
+    try {
+      await asProducer((c) => c.query(`select app_private.enqueue_jobs('echo', $1, array_fill('{}'::jsonb, array[600]))`, [orgB]));
+      const deadline = Date.now() + 30_000;
+      while (busy.queueVacuums() === 0 && Date.now() < deadline) await sleep(50);
+      expect(busy.queueVacuums()).toBeGreaterThanOrEqual(1);
+      expect(idle.queueVacuums()).toBe(0);
+      // PostgreSQL counted it too.
+      while ((await vacuums()) === before && Date.now() < deadline) await sleep(50);
+      expect(await vacuums()).toBeGreaterThan(before);
+    } finally {
+      await Promise.all([busy.stop(), idle.stop()]);
+    }
+  }, 60_000);
+});
+
 describe('makeWorkerUtils', () => {
   test('Node code with the worker role queues jobs with graphile-worker\'s own API', async () => {
     const { makeWorkerUtils } = await import('graphile-worker');

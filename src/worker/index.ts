@@ -2,7 +2,8 @@
 // It connects as the worker role (see sql/setup/roles.sql); tasks are in ./tasks/.
 // Every job start, success, failure and permanent failure is logged as one structured line with
 // job id, task, organization, attempt and duration. A heartbeat (./heartbeat.ts) lets other
-// workers free this one's jobs if it dies.
+// workers free this one's jobs if it dies. While busy it vacuums graphile-worker's job table
+// (./queue-vacuum.ts).
 import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, run, type Job, type Runner, type WorkerEvents } from 'graphile-worker';
 import pg from 'pg';
@@ -10,6 +11,7 @@ import { graphileLogFactory, type Logger } from '../log.ts';
 import type { DeliveryOptions } from '../webhooks/deliver.ts';
 import { crontab } from './crontab.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
+import { startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
 import { createTaskList } from './tasks/index.ts';
 
 export interface WorkerOptions {
@@ -21,6 +23,8 @@ export interface WorkerOptions {
   staleAfterMs?: number;
   /** Run the crontab (default true). */
   crontab?: boolean;
+  /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default at most every second, after 1,000 jobs. */
+  queueVacuum?: QueueVacuumOptions;
 }
 
 export interface WorkerHandle {
@@ -30,6 +34,8 @@ export interface WorkerHandle {
   health(): { state: 'running' | 'restarting' | 'stopped'; lastHeartbeatAt: Date | null; restarts: number };
   /** Finish running jobs (bounded by graphile-worker's graceful shutdown), take no new ones. */
   stop(): Promise<void>;
+  /** How many times this worker vacuumed the job table. */
+  queueVacuums(): number;
 }
 
 /** Jobs the pool takes from the database per worker slot in one query (graphile-worker's localQueue). */
@@ -72,6 +78,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     started.delete(job.id);
     return t === undefined ? undefined : Date.now() - t;
   };
+  const queueVacuum = startQueueVacuum(pgPool, options.queueVacuum ?? { intervalMs: 1000, afterJobs: 1000 }, log);
+  events.on('job:complete', () => queueVacuum.jobFinished());
   events.on('job:success', ({ job }) => jobLog.info({ ...jobFacts(job), durationMs: took(job) }, 'job succeeded'));
   events.on('job:error', ({ job, error }) => {
     const final = job.attempts >= job.max_attempts;
@@ -177,6 +185,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   return {
     workerId: () => current.id,
     health: () => ({ state, lastHeartbeatAt: heartbeat.lastBeatAt(), restarts }),
+    queueVacuums: () => queueVacuum.runs(),
     stop: () =>
       (stopping ??= (async () => {
         stopRequested = true;
@@ -190,6 +199,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           .query('update graphile_worker._private_jobs set attempts = greatest(0, attempts - 1), locked_by = null, locked_at = null where locked_by = $1', [current.id])
           .catch((error: Error) => log.warn({ err: error, workerId: current.id }, 'could not return the jobs this worker held; the heartbeat sweep of another worker frees them'));
         state = 'stopped';
+        await queueVacuum.stop();
         await heartbeat.stop();
         await pgPool.end();
       })()),
