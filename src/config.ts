@@ -1,6 +1,7 @@
 // Configuration: read once from the environment, validated, frozen.
 // Every variable is listed in .env.example; every problem names its variable.
 import path from 'node:path';
+import { DEFAULT_QUEUE_VACUUM } from './worker/queue-vacuum.ts';
 
 export type NodeEnv = 'development' | 'production' | 'test';
 
@@ -227,7 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
       heartbeatIntervalMs: int('WORKER_HEARTBEAT_INTERVAL_MS', 10_000, 100, 600_000),
       staleAfterMs: int('WORKER_STALE_AFTER_MS', 45_000, 500, 3_600_000),
-      queueVacuumAfterJobs: int('WORKER_QUEUE_VACUUM_AFTER_JOBS', 1000, 0, 100_000_000),
+      queueVacuumAfterJobs: int('WORKER_QUEUE_VACUUM_AFTER_JOBS', DEFAULT_QUEUE_VACUUM.afterJobs, 0, 100_000_000),
     },
     webhooks: {
       timeoutMs: int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),

@@ -10,6 +10,7 @@ import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.t
 import { configureEmail } from './email/service.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type WorkerHandle } from './worker/index.ts';
+import { DEFAULT_QUEUE_VACUUM } from './worker/queue-vacuum.ts';
 
 export interface Atrium {
   db: Database;
@@ -120,7 +121,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         webhooks: config.webhooks,
         heartbeatIntervalMs: config.worker.heartbeatIntervalMs,
         staleAfterMs: config.worker.staleAfterMs,
-        queueVacuum: { intervalMs: 1000, afterJobs: config.worker.queueVacuumAfterJobs },
+        queueVacuum: { ...DEFAULT_QUEUE_VACUUM, afterJobs: config.worker.queueVacuumAfterJobs },
       });
       worker = handle;
       closers.push({ name: 'worker', close: () => handle.stop() });

@@ -26,7 +26,7 @@ import { stats, type Row, type Section, type Stats } from './stats.ts';
 const PGBOSS_SCHEMA = 'bench_pgboss';
 const PGBOSS_QUEUE = 'bench_echo';
 const PGBOSS_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'pg-boss', 'package.json'), 'utf8')) as { version: string }).version;
-/** Jobs per producer transaction (the smoke run's; the full run's), and producers (connections) enqueueing at once. */
+/** Jobs per producer transaction in the smoke run, and in the full run; producers (connections) enqueueing at once. */
 const BATCH = 20;
 const BULK_BATCH = 500;
 const PRODUCERS = 2;

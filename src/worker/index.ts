@@ -11,7 +11,7 @@ import { graphileLogFactory, type Logger } from '../log.ts';
 import type { DeliveryOptions } from '../webhooks/deliver.ts';
 import { crontab } from './crontab.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
-import { startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
+import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
 import { createTaskList } from './tasks/index.ts';
 
 export interface WorkerOptions {
@@ -23,7 +23,7 @@ export interface WorkerOptions {
   staleAfterMs?: number;
   /** Run the crontab (default true). */
   crontab?: boolean;
-  /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default at most every second, after 1,000 jobs. */
+  /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default DEFAULT_QUEUE_VACUUM. */
   queueVacuum?: QueueVacuumOptions;
 }
 
@@ -78,7 +78,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     started.delete(job.id);
     return t === undefined ? undefined : Date.now() - t;
   };
-  const queueVacuum = startQueueVacuum(pgPool, options.queueVacuum ?? { intervalMs: 1000, afterJobs: 1000 }, log);
+  const queueVacuum = startQueueVacuum(pgPool, options.queueVacuum ?? DEFAULT_QUEUE_VACUUM, log);
   events.on('job:complete', () => queueVacuum.jobFinished());
   events.on('job:success', ({ job }) => jobLog.info({ ...jobFacts(job), durationMs: took(job) }, 'job succeeded'));
   events.on('job:error', ({ job, error }) => {
@@ -114,10 +114,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports
     // a pool:fatalError (handled below: a fresh pool) where the direct path would leave an
     // unhandled promise rejection, which ends the process. Successes are batched over 2 ms, and
-    // the pool takes jobs 10 per worker at a time (localQueue): 2.3× the throughput of one job per
-    // fetch (docs/PERFORMANCE.md). The price: a job queued meanwhile at a better priority waits
-    // for the local batch (at most 10 × concurrency jobs), and a killed worker holds that batch
-    // until the heartbeat sweep frees it.
+    // the pool takes LOCAL_QUEUE_PER_WORKER jobs per worker slot at a time (localQueue): 2.3× the
+    // throughput of one job per fetch (docs/PERFORMANCE.md). The price: a job queued meanwhile at a
+    // better priority waits for the local batch, and a killed worker holds that batch until the
+    // heartbeat sweep frees it.
     preset: { worker: { completeJobBatchDelay: 2, failJobBatchDelay: 0, localQueue: { size: LOCAL_QUEUE_PER_WORKER * options.concurrency } } },
   };
   const startRunner = async (): Promise<{ runner: Runner; id: string }> => {

@@ -24,6 +24,9 @@ export interface QueueVacuum {
   stop(): Promise<void>;
 }
 
+/** What `npm start` / `npm run worker` use (WORKER_QUEUE_VACUUM_AFTER_JOBS overrides afterJobs). */
+export const DEFAULT_QUEUE_VACUUM: QueueVacuumOptions = { intervalMs: 1000, afterJobs: 1000 };
+
 /** Advisory lock key: one vacuum of the job table at a time across workers ("atrium-qv"). */
 const LOCK_KEY = 0x61747169;
 
