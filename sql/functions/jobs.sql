@@ -20,9 +20,12 @@ insert into app_private.producer_tasks (task, description) values
 on conflict (task) do update set description = excluded.description;
 
 -- Fairness: how many jobs each organization queued in the current minute. A job's priority is
--- that count (plus the previous minute's) / 100 (graphile-worker runs lower numbers first), so an
--- organization that queues 10,000 jobs at once sends the first 100 at priority 0, the next 100 at 1, and so on, while
--- another organization's single job still gets priority 0 and runs after at most ~100 of them.
+-- that count (plus the previous minute's; graphile-worker runs lower numbers first), so each
+-- organization's n-th recent job gets priority n: the worker takes the organizations' first jobs,
+-- then their second ones, and so on (round robin between organizations, however deep the backlog).
+-- An organization that queues 10,000 jobs at once sends them at priorities 0 to 9,999, while another
+-- organization's single job still gets priority 0 and runs next. (Capped at 32,000: the column is
+-- a smallint.)
 create table if not exists app_private.job_enqueue_counts (
   organization_id uuid not null,
   minute timestamptz not null,
@@ -66,10 +69,10 @@ create or replace function app_private.fair_job_priority(organization_id uuid, j
 language sql volatile security definer
 set search_path = pg_catalog
 as $$
-  select least(app_private.count_queued_jobs(organization_id, jobs) / 100, 32000)
+  select least(app_private.count_queued_jobs(organization_id, jobs), 32000)
 $$;
 revoke all on function app_private.fair_job_priority(uuid, integer) from public;
-comment on function app_private.fair_job_priority(uuid, integer) is 'The priority for the next job(s) of an organization: jobs it queued this minute and the previous one / 100 (lower runs first).';
+comment on function app_private.fair_job_priority(uuid, integer) is 'The priority for the next job(s) of an organization: the number of jobs it queued this minute and the previous one (lower runs first; at most 32,000).';
 
 -- The producers' API, for many jobs of one task and one organization in one call (one fair-priority
 -- count and one insert for all of them: what a service queuing in bulk should use). Each payload
@@ -129,7 +132,7 @@ begin
       run_at,
       max_attempts,
       case when job_keys[p.n] is null then null else format('%s:%s:%s', task, organization_id, job_keys[p.n]) end,
-      least((v_before + p.n - 1) / 100, 32000),
+      least(v_before + p.n - 1, 32000),
       null
     )::graphile_worker.job_spec
     from unnest(payloads) with ordinality as p(payload, n)

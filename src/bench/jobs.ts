@@ -83,6 +83,8 @@ interface System {
   start(): Promise<WorkerProcess>;
   /** Queues jobs with these sequence numbers in one transaction on `client`; returns their keys (in order). */
   enqueue(client: pg.Client, seqs: number[], org: string, probe: boolean): Promise<string[]>;
+  /** The benchmark's jobs in the database not finished yet (waiting or running). */
+  queued(client: pg.Client): Promise<number>;
 }
 
 interface Measured {
@@ -231,6 +233,13 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
       });
       return rows.map((r) => r.id);
     },
+    async queued(client) {
+      const { rows } = await client.query<{ n: number }>({
+        name: 'bench_queued_echo',
+        text: `select count(*)::int as n from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'echo'`,
+      });
+      return rows[0]!.n;
+    },
   };
 }
 
@@ -263,16 +272,27 @@ function pgbossSystem(ctx: BenchContext, boss: PgBoss, concurrency: number, batc
       await boss.insert(PGBOSS_QUEUE, seqs.map((seq) => ({ data: { seq }, priority: probe ? 1 : 0 })), { db: on(client) });
       return seqs.map(String);
     },
+    async queued(client) {
+      const { rows } = await client.query<{ n: number }>({
+        name: 'bench_queued_pgboss',
+        text: `select count(*)::int as n from ${PGBOSS_SCHEMA}.job where name = $1 and state < 'completed'`,
+        values: [PGBOSS_QUEUE],
+      });
+      return rows[0]!.n;
+    },
   };
 }
 
 /** Runs one system's worker through the idle, load and drain phases. */
-async function measure(ctx: BenchContext, system: System, clients: pg.Client[], firstSeq: number): Promise<Measured> {
+async function measure(ctx: BenchContext, system: System, clients: pg.Client[], sampler: pg.Client, firstSeq: number): Promise<Measured> {
   const { options } = ctx;
   const orgs = ctx.dataset.orgs;
-  // The quiet tenant of the latency probes: the smallest; the load comes from the others.
+  // The idle probes' organization: the smallest. The quiet tenant of the load: the next smallest,
+  // which queues nothing else (the idle probes' jobs would count towards its fair priority for two
+  // minutes). The load comes from the others.
   const probeOrg = orgs[orgs.length - 1]!.id;
-  const loadOrgs = orgs.length > 1 ? orgs.slice(0, -1).map((o) => o.id) : [probeOrg];
+  const quietOrg = orgs.length > 2 ? orgs[orgs.length - 2]!.id : probeOrg;
+  const loadOrgs = orgs.length > 2 ? orgs.slice(0, -2).map((o) => o.id) : orgs.length > 1 ? orgs.slice(0, -1).map((o) => o.id) : [probeOrg];
   let seq = firstSeq;
   const enqueued: string[] = [];
   const commitAt = new Map<string, number>();
@@ -330,7 +350,13 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
     const until = started + durationMs;
     let minBacklog = Infinity;
     let maxCap = cap;
-    const backlog = () => enqueued.length - tracker.doneTimes.length;
+    // The backlog is read from the database (by the sampler below, every 100 ms) plus what the
+    // producers queued since: the worker's log lines can reach this process late (it logs
+    // asynchronously and this process parses every line on the same cores), and counting from
+    // them would make a fast worker look behind and hold the producers back.
+    let queuedAtSample = 0;
+    let enqueuedAtSample = enqueued.length;
+    const backlog = () => queuedAtSample + (enqueued.length - enqueuedAtSample);
     const producers = clients.slice(1, 1 + PRODUCERS).map(async (client, p) => {
       for (let i = 0; now() < until; i++) {
         if (backlog() > cap) {
@@ -344,26 +370,30 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
     const probe = (async () => {
       await sleep(Math.min(1000, durationMs / 4)); // once the queue is full
       while (now() < until - 100) {
-        loadedKeys.push(...(await produce(clients[0]!, 1, probeOrg, true)));
+        loadedKeys.push(...(await produce(clients[0]!, 1, quietOrg, true)));
         await sleep(PROBE_EVERY_MS);
       }
     })();
-    const sampler = (async () => {
+    const sampling = (async () => {
       const warmUpUntil = started + Math.min(1000, durationMs / 4);
       const recent: Array<[number, number]> = []; // [time, jobs done] over the last second
       while (now() < until) {
+        const before = enqueued.length;
+        const queued = await system.queued(sampler);
         const t = now();
-        recent.push([t, tracker.doneTimes.length]);
+        [queuedAtSample, enqueuedAtSample] = [queued, before];
+        const done = before - queued;
+        recent.push([t, done]);
         while (recent.length > 2 && recent[0]![0] < t - 1000) recent.shift();
         const [t0, done0] = recent[0]!;
-        const rate = t > t0 ? ((tracker.doneTimes.length - done0) / (t - t0)) * 1000 : 0;
+        const rate = t > t0 ? ((done - done0) / (t - t0)) * 1000 : 0;
         cap = Math.min(MAX_BACKLOG, Math.max(floor, Math.round(2 * rate)));
         maxCap = Math.max(maxCap, cap);
         if (t >= warmUpUntil) minBacklog = Math.min(minBacklog, backlog());
         await sleep(100);
       }
     })();
-    await Promise.all([...producers, probe, sampler]);
+    await Promise.all([...producers, probe, sampling]);
     const ended = now();
     const completed = tracker.doneTimes.filter((t) => t >= started && t <= ended).length;
     const throughput = completed / ((ended - started) / 1000);
@@ -410,7 +440,8 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
   const rows: Row[] = [];
   const notes: string[] = [];
   const clients = Array.from({ length: 1 + PRODUCERS }, () => new pg.Client({ connectionString: db.ownerUrl }));
-  await Promise.all(clients.map((c) => c.connect()));
+  const sampler = new pg.Client({ connectionString: db.ownerUrl });
+  await Promise.all([...clients, sampler].map((c) => c.connect()));
   const boss = new PgBoss({ connectionString: db.ownerUrl, schema: PGBOSS_SCHEMA, supervise: false, schedule: false, max: 2 });
   boss.on('error', (error: Error) => ctx.log.warn({ err: error }, 'pg-boss (producer side) error'));
   try {
@@ -420,7 +451,7 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
     const results: Measured[] = [];
     for (const [i, system] of systems.entries()) {
       ctx.log.info({ system: system.label }, 'jobs benchmark: measuring');
-      results.push(await measure(ctx, system, clients, i * 10_000_000));
+      results.push(await measure(ctx, system, clients, sampler, i * 10_000_000));
     }
     const [ours, ...baselines] = results as [Measured, ...Measured[]];
     const ratio = (a: Stats, b: Stats) => ({ p50: a.p50 / b.p50, p95: a.p95 / b.p95 });
@@ -491,7 +522,7 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
       `Each worker runs in a process of its own with concurrency ${concurrency} (WORKER_CONCURRENCY). Atrium's is \`src/cli.ts worker\` with NODE_ENV=production and LOG_LEVEL=info, as in production: pollInterval 1 s, new jobs announced by LISTEN/NOTIFY, a local queue of ${LOCAL_QUEUE_PER_WORKER * concurrency} jobs taken in one query, successes recorded in batches (completeJobBatchDelay 2 ms), one log line at each job's start and end.`,
       `pg-boss (npm pg-boss ${PGBOSS_VERSION}, schema ${PGBOSS_SCHEMA}): useListenNotify with a notify queue, ${concurrency} workers (localConcurrency), pollingInterval 0.5 s (its minimum). Batch 1: one job per fetch, as graphile-worker; between jobs a worker waits for a NOTIFY or the next poll. Batch 10 with burstWhenBatchFull: pg-boss's throughput setting (up to ${concurrency * 10} jobs in flight, fetched and completed 10 at a time).`,
       `Latency: from the moment the producer's COMMIT is acknowledged (the job is committed; the NOTIFY leaves with it) to the worker starting the task, wall-clock ms on both sides (1 ms resolution of the log lines). Counted from the moment COMMIT was sent instead, p50s are: ours ${fromSent(ours)}; ${baselines.map((m, i) => `${systems[i + 1]!.label} ${fromSent(m)}`).join('; ')} — the commit itself (a WAL flush: durable settings) took p50 ${probeCommit.p50.toFixed(2)} ms for the probes and ${loadCommit.p50.toFixed(2)} ms for the load's producers.`,
-      `Idle: ${ours.idle.length} jobs one at a time, 20 ms apart. Under load: a quiet tenant (the smallest organization, queuing nothing else) queues one job every ${PROBE_EVERY_MS} ms during the throughput run. Atrium's fair priorities (app_private.fair_job_priority) put it ahead of the busy tenants' backlog; pg-boss has no such thing, so its probe jobs get priority 1 (the busy ones 0) for the same effect. Limits of Atrium's: the quiet tenant's own jobs count too (${Math.round(60000 / PROBE_EVERY_MS)} a minute here), so at times it shares a priority level with busy tenants (${Math.max(1, ctx.dataset.orgs.length - 1)} here) and waits its turn among them; and a job queued at a better priority waits for the jobs the worker has already taken into its local queue.`,
+      `Idle: ${ours.idle.length} jobs one at a time, 20 ms apart. Under load: a quiet tenant (the second smallest organization, queuing nothing else; the idle jobs are the smallest one's) queues one job every ${PROBE_EVERY_MS} ms during the throughput run, while the producers queue for the ${Math.max(1, ctx.dataset.orgs.length - 2)} others. Atrium's fair priorities (app_private.fair_job_priority) put it ahead of the busy tenants' backlog; pg-boss has no such thing, so its probe jobs get priority 1 (the busy ones 0) for the same effect. Limits of Atrium's: the quiet tenant's own jobs count too (${Math.round(60000 / PROBE_EVERY_MS)} a minute here; its n-th job goes at priority n, after at most one job per busy tenant at each better level, and a busy tenant the producers turn to for the first time starts at level 0); and a job queued at a better priority waits for the jobs the worker has already taken into its local queue.`,
       `Throughput: ${PRODUCERS} producers queue jobs in transactions of ${options.smoke ? BATCH : BULK_BATCH}, one call each (Atrium: app_private.enqueue_jobs, as a service queuing in bulk does; pg-boss: insert() in the producer's transaction), for ${options.durationSeconds} s, keeping a backlog of at least ${backlogCap(ctx)} jobs and of two seconds of what the worker finishes (at most ${MAX_BACKLOG}; the most asked: ours ${ours.maxBacklogKept}, ${baselines.map((m, i) => `${systems[i + 1]!.label} ${m.maxBacklogKept}`).join(', ')}); jobs finished in that window ÷ its length. A lowest backlog of 0 means the worker ran out of work at times: the producers, sharing the machine, set the pace, and the figure is a lower bound. Then the queue drains and every job is counted by key (lost: queued, never started; duplicated: started more than once).`,
       `Peak RSS: VmHWM of the worker process from /proc over its whole life (start, idle, load, drain). RSS once ready, before the measured jobs: ours ${ours.readyRssMb.toFixed(1)} MB, ${baselines.map((m, i) => `${systems[i + 1]!.label} ${m.readyRssMb.toFixed(1)} MB`).join(', ')}. Growth under load is V8's heap sizing within the bounds \`npm run worker\` sets (package.json).`,
     );
@@ -500,7 +531,7 @@ export async function jobsSection(ctx: BenchContext): Promise<Section> {
     const owner = clients[0]!;
     await owner.query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = 'echo'`).catch(() => undefined);
     await owner.query(`drop schema if exists ${PGBOSS_SCHEMA} cascade`).catch(() => undefined);
-    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+    await Promise.all([...clients, sampler].map((c) => c.end().catch(() => undefined)));
   }
   return { id: 'jobs', title: '4. Jobs: Atrium\'s worker (graphile-worker) vs pg-boss on the same database', rows, notes };
 }

@@ -3,14 +3,15 @@
 // Every job start, success, failure and permanent failure is logged as one structured line with
 // job id, task, organization, attempt and duration. A heartbeat (./heartbeat.ts) lets other
 // workers free this one's jobs if it dies. While busy it vacuums graphile-worker's job table
-// (./queue-vacuum.ts).
+// (./queue-vacuum.ts). The jobs of each batch it takes start in priority order (./job-order.ts).
 import { EventEmitter } from 'node:events';
-import { Logger as WorkerLogger, run, type Job, type Runner, type WorkerEvents } from 'graphile-worker';
+import { Logger as WorkerLogger, run, type Job, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import pg from 'pg';
 import { graphileLogFactory, type Logger } from '../log.ts';
 import type { DeliveryOptions } from '../webhooks/deliver.ts';
 import { crontab } from './crontab.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
+import { orderFetchedJobs } from './job-order.ts';
 import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
 import { createTaskList } from './tasks/index.ts';
 
@@ -25,6 +26,8 @@ export interface WorkerOptions {
   crontab?: boolean;
   /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default DEFAULT_QUEUE_VACUUM. */
   queueVacuum?: QueueVacuumOptions;
+  /** Tasks to run besides Atrium's own (./tasks/): tests and benchmarks whose jobs no other worker may take. */
+  extraTasks?: TaskList;
 }
 
 export interface WorkerHandle {
@@ -62,7 +65,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // (Only the message and code: pg-pool attaches the whole client to the error.)
   const onError = (error: Error) => log.warn({ error: error.message, code: (error as { code?: string }).code }, 'worker database connection lost');
   pgPool.on('error', onError);
-  pgPool.on('connect', (client) => client.on('error', onError));
+  pgPool.on('connect', (client) => {
+    client.on('error', onError);
+    // Each batch the local queue takes starts in priority order (./job-order.ts).
+    orderFetchedJobs(client);
+  });
 
   const events = new EventEmitter() as WorkerEvents;
   let workerId: string | undefined;
@@ -108,7 +115,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     crontab: options.crontab === false ? '' : crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
-    taskList: createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }),
+    taskList: { ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }) },
     logger: new WorkerLogger(workerLogFactory as never),
     events,
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports

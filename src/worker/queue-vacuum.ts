@@ -42,7 +42,9 @@ export function startQueueVacuum(pool: Pool, options: QueueVacuumOptions, log: L
       try {
         const jobs = finished;
         const started = Date.now();
-        await client.query('vacuum graphile_worker._private_jobs');
+        // Without truncating the table's empty end: that needs an exclusive lock, which would stop every
+        // fetch, insert and completion while it is waited for and held.
+        await client.query('vacuum (truncate false) graphile_worker._private_jobs');
         finished -= jobs;
         runs++;
         log.debug({ jobs, durationMs: Date.now() - started }, 'vacuumed the job table');

@@ -11,21 +11,24 @@ export interface TenantScope {
 }
 
 export async function withTenant<T>(helpers: JobHelpers, scope: TenantScope, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  return helpers.withPgClient(async (client) => {
-    await client.query('begin');
-    try {
-      await client.query(
-        "select set_config('app.org_id', $1, true), set_config('app.user_id', coalesce($2, ''), true)",
-        [scope.organizationId, scope.actorId ?? null],
-      );
-      const result = await fn(client as PoolClient);
-      await client.query('commit');
-      return result;
-    } catch (error) {
-      await client.query('rollback');
-      throw error;
-    }
-  });
+  return helpers.withPgClient((client) => inTenantTransaction(client as PoolClient, scope, () => fn(client as PoolClient)));
+}
+
+/** One transaction on `client` inside the organization (withTenant, and tasks that hold their own connection). */
+export async function inTenantTransaction<T>(client: PoolClient, scope: TenantScope, fn: () => Promise<T>): Promise<T> {
+  await client.query('begin');
+  try {
+    await client.query(
+      "select set_config('app.org_id', $1, true), set_config('app.user_id', coalesce($2, ''), true)",
+      [scope.organizationId, scope.actorId ?? null],
+    );
+    const result = await fn();
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  }
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

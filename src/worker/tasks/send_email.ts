@@ -21,6 +21,7 @@ import { emailService, type EmailService } from '../../email/service.ts';
 import { renderTemplate, TemplateError } from '../../email/templates.ts';
 import { messageIdFor } from '../../email/transport.ts';
 import { failPermanently } from '../permanent.ts';
+import { inTenantTransaction } from '../tenant.ts';
 
 export interface SendEmailPayload {
   organization_id?: string;
@@ -46,20 +47,6 @@ export function payloadProblems(payload: unknown): string[] {
   return problems;
 }
 
-/** One transaction on `client` inside the organization (or none), as the worker. */
-async function inScope<T>(client: PoolClient, organizationId: string | undefined, fn: () => Promise<T>): Promise<T> {
-  await client.query('begin');
-  try {
-    await client.query("select set_config('app.org_id', $1, true), set_config('app.user_id', '', true)", [organizationId ?? '']);
-    const result = await fn();
-    await client.query('commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback');
-    throw error;
-  }
-}
-
 export function makeSendEmail(service: () => EmailService = emailService): Task {
   return async (rawPayload, helpers: JobHelpers) => {
     const problems = payloadProblems(rawPayload);
@@ -83,7 +70,7 @@ export function makeSendEmail(service: () => EmailService = emailService): Task 
       const client = pgClient as PoolClient;
       await client.query('select pg_advisory_lock(hashtextextended($1, 0))', [`send_email:${messageKey}`]);
       try {
-        const attempt = await inScope(client, organizationId, async () => {
+        const attempt = await inTenantTransaction(client, { organizationId: organizationId ?? '' }, async () => {
           const { rows } = await client.query<{ attempt: number | null }>('select app_private.claim_email($1, $2, $3) as attempt', [messageKey, payload.template, payload.to]);
           return rows[0].attempt;
         });
@@ -100,7 +87,7 @@ export function makeSendEmail(service: () => EmailService = emailService): Task 
           messageId,
           headers: { 'X-Atrium-Template': payload.template },
         });
-        await inScope(client, organizationId, () =>
+        await inTenantTransaction(client, { organizationId: organizationId ?? '' }, () =>
           client.query('select app_private.record_email_sent($1, $2, $3, $4)', [messageKey, delivery.messageId, delivery.transport, delivery.detail]),
         );
         helpers.logger.info('email sent', { ...context, attempt, transport: delivery.transport, detail: delivery.detail });
