@@ -35,6 +35,10 @@ const MAX_BACKLOG = 40_000;
 /** The quiet tenant's pace during the load: one job every so many ms. */
 const PROBE_EVERY_MS = 200;
 
+const PINO_TIME = /"time":(\d+)/;
+const PINO_JOB_ID = /"jobId":"(\d+)"/;
+const PGBOSS_LINE = /^\{"e":"(start|done|ready)"(?:,"key":"([^"]*)","t":(\d+))?/;
+
 /** What one worker process reported: every start and end of every job, by key. */
 class Tracker {
   readonly starts = new Map<string, number[]>();
@@ -129,10 +133,12 @@ function rssMb(pid: number | undefined, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): num
 }
 
 /**
- * Starts `args` with Node (the same binary as this process) and feeds each stdout line to `onLine`;
- * resolves once `ready` has seen its line.
+ * Starts `args` with Node (the same binary as this process) and feeds each stdout line to `onLine`
+ * (which returns true on the line saying the worker is ready); resolves once that line came. The
+ * lines are read as text, not parsed as JSON: this process reads two lines per job from a worker
+ * doing thousands of jobs a second, on the same cores as the worker and PostgreSQL.
  */
-async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (line: Record<string, unknown>, tracker: Tracker) => boolean): Promise<WorkerProcess> {
+async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (text: string, tracker: Tracker) => boolean): Promise<WorkerProcess> {
   const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const tracker = new Tracker();
   const stderr: string[] = [];
@@ -144,14 +150,7 @@ async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (line
   let readyResolve: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => (readyResolve = resolve));
   createInterface({ input: child.stdout! }).on('line', (text) => {
-    if (!text.startsWith('{')) return;
-    let line: Record<string, unknown>;
-    try {
-      line = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    if (onLine(line, tracker)) readyResolve();
+    if (text.startsWith('{') && onLine(text, tracker)) readyResolve();
   });
   const failed = exited.then((code) => {
     throw new Error(`worker process ${args.join(' ')} exited (${code}) before it was ready:\n${stderr.join('').slice(-2000)}`);
@@ -218,11 +217,14 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
           SEED_DEMO_DATA: 'false',
           WORKER_CONCURRENCY: String(concurrency),
         },
-        (line, tracker) => {
-          const msg = line.msg;
-          if (msg === 'job started' && line.task === 'echo') tracker.start(String(line.jobId), Number(line.time));
-          else if (msg === 'job succeeded' && line.task === 'echo') tracker.done(Number(line.time));
-          return msg === 'job worker running';
+        (text, tracker) => {
+          // pino's lines: {"level":30,"time":…,…,"jobId":"…","task":"echo",…,"msg":"job started"}
+          if (text.includes('"task":"echo"')) {
+            if (text.endsWith('"msg":"job started"}')) tracker.start(PINO_JOB_ID.exec(text)![1]!, Number(PINO_TIME.exec(text)![1]));
+            else if (text.endsWith('"msg":"job succeeded"}')) tracker.done(Number(PINO_TIME.exec(text)![1]));
+            return false;
+          }
+          return text.endsWith('"msg":"job worker running"}');
         },
       ),
     async enqueue(client, seqs, org) {
@@ -261,10 +263,12 @@ function pgbossSystem(ctx: BenchContext, boss: PgBoss, concurrency: number, batc
           PGBOSS_CONCURRENCY: String(concurrency),
           PGBOSS_BATCH_SIZE: String(batchSize),
         },
-        (line, tracker) => {
-          if (line.e === 'start') tracker.start(String(line.key), Number(line.t));
-          else if (line.e === 'done') tracker.done(Number(line.t));
-          return line.e === 'ready';
+        (text, tracker) => {
+          // src/bench/pgboss-worker.ts's lines: {"e":"start","key":"…","t":…}, {"e":"done",…}, {"e":"ready"}
+          const line = PGBOSS_LINE.exec(text);
+          if (line?.[1] === 'start') tracker.start(line[2]!, Number(line[3]));
+          else if (line?.[1] === 'done') tracker.done(Number(line[3]));
+          return line?.[1] === 'ready';
         },
       ),
     async enqueue(client, seqs, _org, probe) {

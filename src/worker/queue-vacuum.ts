@@ -1,10 +1,14 @@
-// Keeps graphile-worker's job table lean while jobs stream through it. Every job leaves dead row
-// versions behind (taken: updated; done: deleted), and their index entries sit exactly where the
-// worker fetches — at the head of (priority, run_at). Until VACUUM removes them each fetch walks
-// past all of them: with a backlog of ~150,000 jobs a fetch of 50 read ~3,000 pages (6 ms),
-// and throughput fell to ~2,300 jobs/s; vacuuming every 2 s kept it at ~7,900 (docs/PERFORMANCE.md).
-// Autovacuum wakes up once a minute at best, too late for a queue, so a busy worker vacuums the
-// table itself: at most every `intervalMs`, once it has finished `afterJobs` jobs since the last
+// Keeps graphile-worker's job table lean, and its statistics current, while jobs stream through it.
+// Every job leaves dead row versions behind (taken: updated; done: deleted), and their index
+// entries sit exactly where the worker fetches — at the head of (priority, run_at). Until VACUUM
+// removes them each fetch walks past all of them: with a backlog of ~150,000 jobs a fetch of 50
+// read ~3,000 pages (6 ms), and throughput fell to ~2,300 jobs/s; vacuuming every 2 s kept it at
+// ~7,900 (docs/PERFORMANCE.md). And the planner must know how many jobs are waiting: with
+// statistics from a quiet moment (few jobs, most of them taken) it expected ~50 available jobs
+// among 17,000 and fetched each batch by reading and sorting the whole table (7–8 ms per fetch
+// instead of ~0.5 ms through the index), so the vacuum analyzes the table too.
+// Autovacuum wakes up once a minute at best, too late for a queue, so a busy worker does both
+// itself: at most every `intervalMs`, once it has finished `afterJobs` jobs since the last
 // time, one worker at a time (an advisory lock; the others skip their turn).
 import type { Pool } from 'pg';
 import type { Logger } from '../log.ts';
@@ -44,7 +48,7 @@ export function startQueueVacuum(pool: Pool, options: QueueVacuumOptions, log: L
         const started = Date.now();
         // Without truncating the table's empty end: that needs an exclusive lock, which would stop every
         // fetch, insert and completion while it is waited for and held.
-        await client.query('vacuum (truncate false) graphile_worker._private_jobs');
+        await client.query('vacuum (analyze, truncate false) graphile_worker._private_jobs');
         finished -= jobs;
         runs++;
         log.debug({ jobs, durationMs: Date.now() - started }, 'vacuumed the job table');
