@@ -2,8 +2,8 @@
 // terminal outside production, the same events as readable lines (pino-pretty).
 //
 // JSON lines go to stdout in batches: written once 4 KB have gathered, or 25 ms after a line at
-// the latest, and when the process exits. The worker logs two lines per job, and one write system
-// call per line was a fifth of its CPU time (docs/PERFORMANCE.md, "Jobs"). Writes block: when
+// the latest, and when the process exits. The worker logs two lines per job, and a write system
+// call per line was about 13% of its CPU profile (docs/DATA_FLOWS.md, "Observability"). Writes block: when
 // whatever reads stdout falls behind, the process waits for it (memory stays bounded). Node leaves
 // a pipe or socket on stdout non-blocking, and pino's writer then sleeps 100 ms at every "try
 // again", so stdout is made blocking first.
@@ -34,10 +34,11 @@ export function createLogger(level: string, name = 'atrium'): Logger {
 /** A log factory for the @graphile/logger based libraries (graphile-worker, graphile-migrate). */
 export function graphileLogFactory(logger: Logger) {
   return (scope: Record<string, unknown>) => {
-    const child = logger.child(scope);
+    // Made on first use: graphile-worker makes a scope for every job, and most jobs log nothing.
+    let child: Logger | undefined;
     return (level: string, message: string, meta?: Record<string, unknown>) => {
       const method = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
-      child[method](meta ?? {}, message);
+      (child ??= logger.child(scope))[method](meta ?? {}, message);
     };
   };
 }
