@@ -5,10 +5,9 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import pino from 'pino';
 import { createLogger } from '../src/log.ts';
 import { runJobsCommand } from '../src/worker/admin.ts';
-import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
+import { jobStartRecorder, startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, closePools, createOrganization, inTransaction, pgError, pool, roleName, sessionOf, signUp, urlFor, type User } from './support/db.ts';
 
 let alice: User;
@@ -144,16 +143,11 @@ describe('fairness: one organization\'s 10,000 jobs do not starve another\'s one
     expect(singlePriority).toBeLessThan(20);
 
     // The worker's "job started" lines, in order.
-    const startedIds: string[] = [];
-    const log = pino({ level: 'info' }, {
-      write(text: string) {
-        const line = JSON.parse(text) as { msg?: string; jobId?: string };
-        if (line.msg === 'job started') startedIds.push(String(line.jobId));
-      },
-    });
+    const { log, started: starts } = jobStartRecorder();
+    const startedIds = () => starts.map((s) => s.jobId);
     worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 4, log, crontab: false, extraTasks: { [TASK]: async () => undefined } });
     const started = Date.now();
-    while (!startedIds.includes(single)) {
+    while (!startedIds().includes(single)) {
       if (Date.now() - started > 60_000) throw new Error('the single job did not start within 60 s');
       await sleep(5);
     }
@@ -162,7 +156,8 @@ describe('fairness: one organization\'s 10,000 jobs do not starve another\'s one
     // first), start before it — even though the worker's first fetch takes 40 jobs at once, in
     // whatever order the database returns them (src/worker/job-order.ts).
     const floodIds = new Set(flood);
-    const floodBefore = startedIds.slice(0, startedIds.indexOf(single)).filter((id) => floodIds.has(id)).length;
+    const order = startedIds();
+    const floodBefore = order.slice(0, order.indexOf(single)).filter((id) => floodIds.has(id)).length;
     expect(floodBefore).toBeLessThanOrEqual(Math.max(0, singlePriority - min + 1));
   }, 120_000);
 });

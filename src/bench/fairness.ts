@@ -4,8 +4,7 @@
 // in the same run: the same jobs through graphile_worker.add_job (no priorities: first come,
 // first served).
 import pg from 'pg';
-import pino from 'pino';
-import { startWorker } from '../worker/index.ts';
+import { jobStartRecorder, startWorker } from '../worker/index.ts';
 import type { BenchContext } from './context.ts';
 import type { Row, Section } from './stats.ts';
 
@@ -42,33 +41,20 @@ async function scenario(ctx: BenchContext, flood: number, fair: boolean): Promis
     const singleId = (await su.query<{ id: string }>(enqueue, [small.id, 1])).rows[0]!.id;
     await su.query('commit');
 
-    // The worker's log lines, read in process: the order in which it started the jobs, and when.
-    const startedIds: string[] = [];
-    let firstStartedAt: number | undefined;
-    let singleStartedAt: number | undefined;
-    const log = pino(
-      { level: 'info' },
-      {
-        write(text: string) {
-          const line = JSON.parse(text) as { msg?: string; jobId?: string; time: number };
-          if (line.msg !== 'job started' || line.jobId === undefined) return;
-          startedIds.push(String(line.jobId));
-          firstStartedAt ??= line.time;
-          if (String(line.jobId) === singleId) singleStartedAt ??= line.time;
-        },
-      },
-    );
+    // The order in which the worker started the jobs, and when (its "job started" lines).
+    const { log, started } = jobStartRecorder();
     const worker = await startWorker({ connectionString: ctx.db.workerUrl, concurrency: CONCURRENCY, log, crontab: false });
-    const started = Date.now();
+    const since = Date.now();
     try {
-      while (singleStartedAt === undefined) {
-        if (Date.now() - started > 600_000) throw new Error('the single job did not start within 10 minutes');
+      let single: number;
+      while ((single = started.findIndex((s) => s.jobId === singleId)) < 0) {
+        if (Date.now() - since > 600_000) throw new Error('the single job did not start within 10 minutes');
         await new Promise((r) => setTimeout(r, 5));
       }
       const floodIdSet = new Set(floodIds);
       return {
-        waitMs: singleStartedAt - firstStartedAt!,
-        floodStartedBefore: startedIds.slice(0, startedIds.indexOf(singleId)).filter((id) => floodIdSet.has(id)).length,
+        waitMs: started[single]!.time - started[0]!.time,
+        floodStartedBefore: started.slice(0, single).filter((s) => floodIdSet.has(s.jobId)).length,
       };
     } finally {
       await worker.stop();

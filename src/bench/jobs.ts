@@ -296,7 +296,8 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
   // minutes). The load comes from the others.
   const probeOrg = orgs[orgs.length - 1]!.id;
   const quietOrg = orgs.length > 2 ? orgs[orgs.length - 2]!.id : probeOrg;
-  const loadOrgs = orgs.length > 2 ? orgs.slice(0, -2).map((o) => o.id) : orgs.length > 1 ? orgs.slice(0, -1).map((o) => o.id) : [probeOrg];
+  const others = orgs.map((o) => o.id).filter((id) => id !== probeOrg && id !== quietOrg);
+  const loadOrgs = others.length > 0 ? others : [probeOrg];
   let seq = firstSeq;
   const enqueued: string[] = [];
   const commitAt = new Map<string, number>();
@@ -355,9 +356,9 @@ async function measure(ctx: BenchContext, system: System, clients: pg.Client[], 
     let minBacklog = Infinity;
     let maxCap = cap;
     // The backlog is read from the database (by the sampler below, every 100 ms) plus what the
-    // producers queued since: the worker's log lines can reach this process late (it logs
-    // asynchronously and this process parses every line on the same cores), and counting from
-    // them would make a fast worker look behind and hold the producers back.
+    // producers queued since: the worker's log lines reach this process late (written in
+    // batches, and read by this process on the same cores), and counting from them would make a
+    // fast worker look behind and hold the producers back.
     let queuedAtSample = 0;
     let enqueuedAtSample = enqueued.length;
     const backlog = () => queuedAtSample + (enqueued.length - enqueuedAtSample);

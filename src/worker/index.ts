@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, run, type Job, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import pg from 'pg';
+import pino from 'pino';
 import { graphileLogFactory, type Logger } from '../log.ts';
 import type { DeliveryOptions } from '../webhooks/deliver.ts';
 import { crontab } from './crontab.ts';
@@ -46,6 +47,23 @@ export const LOCAL_QUEUE_PER_WORKER = 10;
 
 export const DEFAULT_WEBHOOK_OPTIONS: DeliveryOptions = { timeoutMs: 10_000, allowPrivateNetworks: false };
 
+const JOB_STARTED = 'job started';
+
+/**
+ * A logger (level info) for startWorker that keeps, in order, the jobs the worker started (its
+ * "job started" lines) and logs nothing else: for tests and benchmarks that check the order.
+ */
+export function jobStartRecorder(): { log: Logger; started: Array<{ jobId: string; time: number }> } {
+  const started: Array<{ jobId: string; time: number }> = [];
+  const log = pino({ level: 'info' }, {
+    write(text: string) {
+      const line = JSON.parse(text) as { msg?: string; jobId?: string; time: number };
+      if (line.msg === JOB_STARTED && line.jobId !== undefined) started.push({ jobId: String(line.jobId), time: line.time });
+    },
+  });
+  return { log, started };
+}
+
 /** The job's facts for a log line. */
 function jobFacts(job: Job) {
   const payload = job.payload as { organization_id?: unknown } | null;
@@ -78,7 +96,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const jobLog = log.child({ component: 'job' });
   events.on('job:start', ({ job }) => {
     started.set(job.id, Date.now());
-    jobLog.info(jobFacts(job), 'job started');
+    jobLog.info(jobFacts(job), JOB_STARTED);
   });
   const took = (job: Job) => {
     const t = started.get(job.id);

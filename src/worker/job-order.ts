@@ -19,12 +19,12 @@ interface JobRow {
 const byId = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
 /** graphile-worker's job order: lower priority first, then earlier run_at, then lower id. */
-export function compareJobs(a: JobRow, b: JobRow): number {
+function compareJobs(a: JobRow, b: JobRow): number {
   return a.priority - b.priority || a.run_at.getTime() - b.run_at.getTime() || byId(String(a.id), String(b.id));
 }
 
 /** True when `text` is graphile-worker's batch fetch. */
-export function isJobFetch(text: unknown): boolean {
+function isJobFetch(text: unknown): boolean {
   return typeof text === 'string' && FETCH_JOBS.test(text);
 }
 
