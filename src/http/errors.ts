@@ -15,6 +15,30 @@ export interface ErrorCode {
   description: string;
 }
 
+/**
+ * Codes the API edge itself answers with (HTTP and GraphQL layers, never raised by SQL), with
+ * their HTTP status. docs/ERRORS.md lists them ("From the HTTP layer", "From the GraphQL layer");
+ * tests/docs.test.ts checks the lists agree.
+ */
+export const EDGE_ERRORS = {
+  /** The document is not valid GraphQL syntax. */
+  GRAPHQL_PARSE_FAILED: 400,
+  /** The document does not fit the schema (unknown field, missing argument, wrong literal type, …). */
+  GRAPHQL_VALIDATION_FAILED: 400,
+} as const satisfies Record<string, number>;
+
+export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
+
+/** The extensions of an edge error: its code and HTTP status, plus any details. */
+export const edgeExtensions = (code: EdgeErrorCode, details: Record<string, unknown> = {}) => ({ code, httpStatus: EDGE_ERRORS[code], ...details });
+
+/**
+ * A GraphQL error raised before any resolver ran (no originalError, or a GraphQLError thrown by a
+ * scalar's parser): a variable whose value does not fit its type is INVALID_VALUE (the message
+ * names the variable and the path inside it); anything else is a document the schema refuses.
+ */
+const VARIABLE_VALUE = /^Variable "\$[^"]+" (?:got invalid value|of required type|of non-null type)/;
+
 export class ErrorCatalog {
   readonly #byCode: Map<string, ErrorCode>;
   readonly #bySqlstate: Map<string, ErrorCode>;
@@ -85,7 +109,14 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
   return (error: GraphQLError): GraphQLError => {
     const original = error.originalError;
     const options = { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, originalError: original };
-    if (!original || original instanceof GraphQLError) return error; // validation and the like
+    if (!original || original instanceof GraphQLError) {
+      if (typeof error.extensions?.code === 'string') return error;
+      if (VARIABLE_VALUE.test(error.message)) {
+        const invalid = catalog.byCode('INVALID_VALUE');
+        return new GraphQLError(error.message, { ...options, extensions: { ...error.extensions, code: invalid.code, httpStatus: invalid.httpStatus } });
+      }
+      return new GraphQLError(error.message, { ...options, extensions: { ...error.extensions, ...edgeExtensions('GRAPHQL_VALIDATION_FAILED') } });
+    }
     if (isSafeError(original)) {
       return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
     }
