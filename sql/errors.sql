@@ -81,3 +81,10 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('RESET_TOKEN_EXPIRED', 'AT416', 400, 'The password-reset token has expired; ask for a new one.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
+
+-- The API edge: a request's statements run at most STATEMENT_TIMEOUT_MS (set per transaction
+-- by the API, src/http/auth.ts); PostgreSQL cancels a longer one with 57014.
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('QUERY_TIMEOUT', '57014', 503, 'The request ran longer than the server allows (STATEMENT_TIMEOUT_MS) and was stopped; ask for less, or retry later.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

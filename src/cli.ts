@@ -1,7 +1,8 @@
 // Atrium's command line. `npm start` runs `start`; the other commands have npm scripts too.
 //
 //   start                  PostgreSQL (embedded unless DATABASE_URL), migrations, API, worker
-//   worker                 the job worker alone (set WORKER_INLINE=false on the API then)
+//   worker                 the job worker alone (set WORKER_INLINE=false on the API then);
+//                          `npm start` runs it as its own child process (src/worker/process.ts)
 //   migrate <args...>      the graphile-migrate CLI with connections and role names filled in
 //   db:setup [--print]     create/update roles and database as a superuser (or print the SQL)
 //   install-worker-schema  install/upgrade the job queue schema (run by graphile-migrate hooks)
@@ -24,20 +25,28 @@ const commands: Record<string, Command> = {
   async start(config, log) {
     const { startAtrium } = await import('./index.ts');
     const { GRAPHIQL_PATH, GRAPHQL_PATH } = await import('./http/postgraphile.ts');
-    const atrium = await startAtrium(config, log, { api: true, worker: config.worker.inline, handleSignals: true });
+    const { inline, sameProcess } = config.worker;
+    const atrium = await startAtrium(config, log, { api: true, worker: inline && sameProcess, workerProcess: inline && !sameProcess, handleSignals: true });
     if (atrium.demo) process.stdout.write(`\n${(await import('./db/seed.ts')).formatCredentials(atrium.demo)}`);
     process.stdout.write(
       `\nAtrium is running.\n  GraphQL:  ${atrium.url}${GRAPHQL_PATH}\n` +
         (config.graphiql ? `  GraphiQL: ${atrium.url}${GRAPHIQL_PATH}\n` : '') +
         `  Health:   ${atrium.url}/healthz  ${atrium.url}/readyz\n` +
-        (atrium.worker ? '  Jobs:     the worker runs in this process\n' : '  Jobs:     no worker here (WORKER_INLINE=false): run `npm run worker`\n') +
+        (atrium.worker
+          ? '  Jobs:     the worker runs in this process\n'
+          : atrium.workerProcess
+            ? `  Jobs:     the worker runs in its own process (pid ${atrium.workerProcess.pid()})\n`
+            : '  Jobs:     no worker here (WORKER_INLINE=false): run `npm run worker`\n') +
         '  Press Ctrl-C to stop.\n\n',
     );
   },
 
-  async worker(config, log) {
+  async worker(config, log, args) {
     const { startAtrium } = await import('./index.ts');
-    await startAtrium(config, log, { api: false, worker: true, handleSignals: true });
+    // --supervised: started by `npm start` (src/worker/process.ts), which has migrated already.
+    const supervised = args.includes('--supervised');
+    const atrium = await startAtrium(config, log, { api: false, worker: true, handleSignals: true, migrate: !supervised });
+    if (supervised) (await import('./worker/process.ts')).superviseFromParent(atrium.worker!, atrium.stop);
   },
 
   async migrate(config, log, args) {

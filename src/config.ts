@@ -40,8 +40,10 @@ export interface Config {
     refreshTokenTtlSeconds: number;
   };
   worker: {
-    /** Run graphile-worker inside `npm start`. */
+    /** `npm start` runs a job worker (in a child process of its own, unless sameProcess). */
     inline: boolean;
+    /** Run that worker inside the API's process instead (one heap for both). */
+    sameProcess: boolean;
     concurrency: number;
     /** How often each worker process records that it is alive (src/worker/heartbeat.ts). */
     heartbeatIntervalMs: number;
@@ -68,6 +70,35 @@ export interface Config {
   corsOrigins: string[];
   logLevel: string;
   email: EmailConfig;
+  /** The GraphQL edge: what one request may ask for, and what the API serves (src/http/graphql-edge.ts). */
+  graphql: GraphQLEdgeConfig;
+}
+
+/** Limits and switches of the GraphQL edge (GRAPHQL_*; .env.example explains each). */
+export interface GraphQLEdgeConfig {
+  maxTokens: number;
+  maxDepth: number;
+  maxAliases: number;
+  maxDirectives: number;
+  maxFields: number;
+  maxCollections: number;
+  maxRows: number;
+  maxBodyBytes: number;
+  maxResponseBytes: number;
+  /** Documents (and their operation plans) kept parsed and planned. */
+  documentCacheSize: number;
+  /** GraphQL requests in progress at once; more wait in a bounded queue (src/http/concurrency.ts). */
+  maxConcurrent: number;
+  maxQueued: number;
+  queueTimeoutMs: number;
+  /** Introspection and "Did you mean …?" suggestions (default: off in production). */
+  introspection: boolean;
+  /** statement_timeout of every request's transaction, in ms. */
+  statementTimeoutMs: number;
+  /** A folder of `<sha256>.graphql` files or a JSON manifest { id: document }: the registered operations. */
+  persistedOperations: string | undefined;
+  /** With persistedOperations: also accept documents that are not registered. */
+  allowUnpersistedOperations: boolean;
 }
 
 /** Transactional email (src/email/, task send_email). */
@@ -203,6 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     problems.push('APP_URL is required when NODE_ENV=production (the links in emails point at it)');
   }
 
+  const persistedOperations = str('PERSISTED_OPERATIONS');
   const config: Config = {
     nodeEnv,
     host,
@@ -225,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     worker: {
       inline: bool('WORKER_INLINE', true),
+      sameProcess: bool('WORKER_SAME_PROCESS', false),
       concurrency: int('WORKER_CONCURRENCY', 5, 1, 100),
       heartbeatIntervalMs: int('WORKER_HEARTBEAT_INTERVAL_MS', 10_000, 100, 600_000),
       staleAfterMs: int('WORKER_STALE_AFTER_MS', 45_000, 500, 3_600_000),
@@ -245,7 +278,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       from: emailFrom,
       appUrl: (appUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     },
+    graphql: {
+      maxTokens: int('GRAPHQL_MAX_TOKENS', 5_000, 50, 1_000_000),
+      maxDepth: int('GRAPHQL_MAX_DEPTH', 10, 2, 100),
+      maxAliases: int('GRAPHQL_MAX_ALIASES', 20, 0, 10_000),
+      maxDirectives: int('GRAPHQL_MAX_DIRECTIVES', 20, 0, 10_000),
+      maxFields: int('GRAPHQL_MAX_FIELDS', 300, 10, 100_000),
+      maxCollections: int('GRAPHQL_MAX_COLLECTIONS', 20, 1, 10_000),
+      maxRows: int('GRAPHQL_MAX_ROWS', 5_000, 1, 10_000_000),
+      maxBodyBytes: int('GRAPHQL_MAX_BODY_BYTES', 256 * 1024, 1024, 100 * 1024 * 1024),
+      maxResponseBytes: int('GRAPHQL_MAX_RESPONSE_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      documentCacheSize: int('GRAPHQL_DOCUMENT_CACHE_SIZE', 50, 0, 100_000),
+      maxConcurrent: int('GRAPHQL_MAX_CONCURRENT', 8, 1, 10_000),
+      maxQueued: int('GRAPHQL_MAX_QUEUED', 100, 0, 100_000),
+      queueTimeoutMs: int('GRAPHQL_QUEUE_TIMEOUT_MS', 10_000, 10, 600_000),
+      introspection: bool('GRAPHQL_INTROSPECTION', !production),
+      statementTimeoutMs: int('STATEMENT_TIMEOUT_MS', 5_000, 100, 3_600_000),
+      persistedOperations: persistedOperations === undefined ? undefined : path.resolve(cwd, persistedOperations),
+      allowUnpersistedOperations: bool('ALLOW_UNPERSISTED_OPERATIONS', persistedOperations === undefined),
+    },
   };
+  if (config.graphql.maxRows < config.pageSizeMax) problems.push(`GRAPHQL_MAX_ROWS (${config.graphql.maxRows}) must be at least PAGE_SIZE_MAX (${config.pageSizeMax}): one full page must fit`);
   if (config.worker.staleAfterMs < 3 * config.worker.heartbeatIntervalMs) {
     problems.push('WORKER_STALE_AFTER_MS must be at least 3 × WORKER_HEARTBEAT_INTERVAL_MS (a worker that misses one heartbeat is not dead)');
   }

@@ -10,6 +10,7 @@ import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.t
 import { configureEmail } from './email/service.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type WorkerHandle } from './worker/index.ts';
+import { startWorkerProcess, type WorkerProcess } from './worker/process.ts';
 import { DEFAULT_QUEUE_VACUUM } from './worker/queue-vacuum.ts';
 
 export interface Atrium {
@@ -17,6 +18,8 @@ export interface Atrium {
   /** Base URL of the HTTP server (when the API runs). */
   url: string | undefined;
   worker: WorkerHandle | undefined;
+  /** The job worker's own process, when this one supervises it (`npm start`). */
+  workerProcess: WorkerProcess | undefined;
   /** Sign-ins of the demo data loaded at this start (an empty embedded database), if any. */
   demo: DemoCredentials[] | undefined;
   stop(): Promise<void>;
@@ -24,7 +27,12 @@ export interface Atrium {
 
 export interface StartOptions {
   api: boolean;
+  /** Run the job worker in this process. */
   worker: boolean;
+  /** Run the job worker in a process of its own, supervised by this one (src/worker/process.ts). */
+  workerProcess?: boolean;
+  /** Apply migrations (and load the demo data into an empty embedded database); default true. */
+  migrate?: boolean;
   /** Install SIGINT/SIGTERM handlers that stop everything (the CLI does; tests do not). */
   handleSignals?: boolean;
   /** Passed to openDatabase (tests use a fresh database name). */
@@ -54,15 +62,17 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     }
   };
   try {
-    await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+    const migrate = options.migrate !== false;
+    if (migrate) await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
     let demo: DemoCredentials[] | undefined;
-    if (config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
+    if (migrate && config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
       log.info('empty embedded database: loading the demo data (SEED_DEMO_DATA=false to skip)');
       demo = (await seedDemoData(db, log)).credentials;
     }
 
     let url: string | undefined;
     let worker: WorkerHandle | undefined;
+    let workerProcess: WorkerProcess | undefined;
     if (options.api) {
       // Loaded only where the API runs: a worker process does without PostGraphile and Express.
       const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }] = await Promise.all([
@@ -89,7 +99,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
             await pool.query('select 1');
           },
           pendingMigrations: cached(5000, () => pendingMigrations(db, log)),
-          worker: options.worker ? () => workerHealth(worker, config.worker.staleAfterMs) : undefined,
+          worker: options.worker || options.workerProcess ? () => workerHealth(worker ?? workerProcess, config.worker.staleAfterMs) : undefined,
         },
       });
       server.on('request', app);
@@ -128,11 +138,28 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       log.info({ concurrency: config.worker.concurrency }, 'job worker running');
     }
 
+    if (options.workerProcess) {
+      const password = (url: string) => decodeURIComponent(new URL(url).password);
+      const child = startWorkerProcess({
+        log,
+        env: {
+          ...process.env,
+          DATABASE_URL: db.ownerUrl,
+          DATABASE_AUTHENTICATOR_PASSWORD: password(db.authenticatorUrl),
+          DATABASE_WORKER_PASSWORD: password(db.workerUrl),
+          JWT_SECRET: db.jwtSecret,
+        },
+      });
+      workerProcess = child;
+      closers.push({ name: 'worker process', close: () => child.stop() });
+    }
+
     let stopping: Promise<void> | undefined;
     const atrium: Atrium = {
       db,
       url,
       worker,
+      workerProcess,
       demo,
       stop: () => (stopping ??= stopAll()),
     };
@@ -174,7 +201,7 @@ function installSignalHandlers(atrium: Atrium, log: Logger): void {
 }
 
 /** The worker's readiness: running, with a heartbeat recorded within the stale window. */
-function workerHealth(worker: WorkerHandle | undefined, staleAfterMs: number): string {
+function workerHealth(worker: Pick<WorkerHandle, 'health'> | Pick<WorkerProcess, 'health'> | undefined, staleAfterMs: number): string {
   if (!worker) return 'stopped';
   const { state, lastHeartbeatAt } = worker.health();
   if (state !== 'running') return state;

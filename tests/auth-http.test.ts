@@ -214,7 +214,8 @@ describe('tokens', () => {
     expect(out.data?.logout.loggedOut).toBe(true);
     const after = await gql(url, '{ viewer { rowId } currentOrgId clientCompanies { totalCount } }', {}, owner.token);
     expect(after.data).toEqual({ viewer: null, currentOrgId: null, clientCompanies: { totalCount: 0 } });
-    expect(errorCode(await addClient(owner.token, 'After logout'))).toBe('FORBIDDEN');
+    // The session is gone: adding a record asks to sign in (sql/functions/require_organization.sql).
+    expect(errorCode(await addClient(owner.token, 'After logout'))).toBe('UNAUTHENTICATED');
     expect(errorCode(await gql(url, `mutation($t: String!) { refresh(input: { refreshToken: $t }) { accessToken } }`, { t: owner.refreshToken }))).toBe('INVALID_REFRESH_TOKEN');
   });
 });

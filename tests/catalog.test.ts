@@ -90,6 +90,7 @@ describe('each check reports a table that breaks its rule', () => {
       `${GOOD_TABLE} delete from app_private.activity_read_rules where table_name = 'check_probe';`,
     ],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
+    ['tenant_tables_require_organization.sql', 'no NO_ORGANIZATION trigger', `${GOOD_TABLE} drop trigger tg_check_probe__require_organization on app_public.check_probe;`],
     [
       'security_definer_search_path.sql',
       'a definer function without search_path',

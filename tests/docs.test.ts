@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from '@jest/globals';
+import { EDGE_ERRORS } from '../src/http/errors.ts';
 import { ROOT, SQL_DIR, MIGRATIONS_DIR } from '../src/paths.ts';
 import { closePools, pool, roleName } from './support/db.ts';
 
@@ -64,4 +65,14 @@ test('every error raised by name in sql/ and migrations/ is in the catalogue', a
   const used = new Set(files.flatMap((f) => [...fs.readFileSync(f, 'utf8').matchAll(/app_private\.fail\('([A-Z_]+)'/g)].map((m) => m[1])));
   expect(used.size).toBeGreaterThan(5);
   expect([...used].filter((c) => !known.has(c))).toEqual([]);
+});
+
+test('docs/ERRORS.md lists exactly the codes of the API edge (src/http/errors.ts EDGE_ERRORS, and the token, page-size and fallback codes) with their HTTP status', () => {
+  const text = read('docs/ERRORS.md');
+  const edgeTables = text.slice(text.indexOf('## From the HTTP layer'));
+  const documented = [...edgeTables.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1], Number(m[2])] as const);
+  const others: Array<readonly [string, number]> = [['INVALID_TOKEN', 401], ['TOKEN_EXPIRED', 401], ['NOT_FOUND', 404], ['INTERNAL', 500], ['PAGE_SIZE_TOO_LARGE', 400]];
+  const expected = [...Object.entries(EDGE_ERRORS), ...others];
+  const sort = (list: ReadonlyArray<readonly [string, number]>) => [...list].sort((x, y) => x[0].localeCompare(y[0]));
+  expect(sort(documented)).toEqual(sort(expected));
 });

@@ -47,7 +47,8 @@ as $$
   select array['organization_id', 'id', 'created_at', 'created_by', 'updated_at', 'deleted_at']
 $$;
 
--- Checks the shape every tenant table must have and sets its tenant defaults.
+-- Checks the shape every tenant table must have and sets its tenant defaults (and the trigger
+-- that answers NO_ORGANIZATION for a row added without one).
 create or replace procedure app_private.assert_tenant_shape(tbl regclass)
 language plpgsql
 set search_path = pg_catalog
@@ -73,6 +74,8 @@ begin
   if exists (select from pg_attribute where attrelid = tbl and attname = 'created_by' and not attisdropped) then
     execute format('alter table %s alter column created_by set default app_public.current_user_id()', tbl);
   end if;
+  -- A row without an organization is refused with NO_ORGANIZATION (sql/functions/require_organization.sql).
+  call app_private.attach_require_organization(tbl);
 end
 $$;
 

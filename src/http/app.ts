@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import type { Logger } from '../log.ts';
 import { authenticate, sendJsonError } from './auth.ts';
+import { concurrencyGate } from './concurrency.ts';
 import { installHealth, type ReadinessChecks } from './health.ts';
 import { GRAPHQL_PATH } from './postgraphile.ts';
 
@@ -43,6 +44,8 @@ export async function createApp(options: {
   installHealth(app, readiness);
   app.use(cors(config.corsOrigins));
   app.use(GRAPHQL_PATH, authenticate(tokens));
+  const { maxConcurrent, maxQueued, queueTimeoutMs } = config.graphql;
+  app.use(GRAPHQL_PATH, concurrencyGate({ maxConcurrent, maxQueued, queueTimeoutMs }).middleware);
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
   app.use((_req: Request, res: Response) => sendJsonError(res, 404, 'NOT_FOUND', `Nothing here; the GraphQL endpoint is ${GRAPHQL_PATH}.`));

@@ -44,6 +44,8 @@ export function authenticate(tokens: TokenService) {
 export function pgSettingsFor(config: Config, claims: AccessClaims | undefined): Record<string, string> {
   const settings: Record<string, string> = {
     role: config.database.roles.visitor,
+    // No statement of a request runs longer (QUERY_TIMEOUT); the transaction is rolled back.
+    statement_timeout: String(config.graphql.statementTimeoutMs),
     'app.refresh_token_ttl_seconds': String(config.auth.refreshTokenTtlSeconds),
   };
   if (claims) {

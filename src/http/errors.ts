@@ -23,8 +23,28 @@ export interface ErrorCode {
 export const EDGE_ERRORS = {
   /** The document is not valid GraphQL syntax. */
   GRAPHQL_PARSE_FAILED: 400,
-  /** The document does not fit the schema (unknown field, missing argument, wrong literal type, …). */
+  /** The document does not fit the schema (unknown field, missing argument, …). */
   GRAPHQL_VALIDATION_FAILED: 400,
+  /** The document is above a limit of src/http/document-limits.ts. */
+  QUERY_TOO_COMPLEX: 400,
+  /** A subscription: this API has none. */
+  OPERATION_NOT_SUPPORTED: 400,
+  /** Only registered (persisted) operations are accepted, and the request names none of them. */
+  PERSISTED_OPERATION_REQUIRED: 400,
+  /** The response is above GRAPHQL_MAX_RESPONSE_BYTES. */
+  RESPONSE_TOO_LARGE: 400,
+  /** The request cannot be read (not JSON, no query, …). */
+  BAD_REQUEST: 400,
+  /** The body is above GRAPHQL_MAX_BODY_BYTES. */
+  REQUEST_TOO_LARGE: 413,
+  /** A media type other than application/json or application/graphql. */
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  /** GraphQL is spoken over POST. */
+  METHOD_NOT_ALLOWED: 405,
+  /** The Accept header allows no JSON answer. */
+  NOT_ACCEPTABLE: 406,
+  /** Too many requests in progress and waiting (src/http/concurrency.ts); retry after Retry-After. */
+  SERVICE_UNAVAILABLE: 503,
 } as const satisfies Record<string, number>;
 
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
@@ -118,7 +138,13 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       return new GraphQLError(error.message, { ...options, extensions: { ...error.extensions, ...edgeExtensions('GRAPHQL_VALIDATION_FAILED') } });
     }
     if (isSafeError(original)) {
-      return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
+      const extensions = original.extensions ?? {};
+      if (typeof extensions.code === 'string') return new GraphQLError(original.message, { ...options, extensions });
+      // Grafast's own refusal of a plan that took too long (grafast.timeouts.planning).
+      if (Object.getOwnPropertySymbols(extensions).some((s) => s.description === 'timeout')) {
+        return new GraphQLError(`${original.message} (it took longer than the planning limit)`, { ...options, extensions: edgeExtensions('QUERY_TOO_COMPLEX', { limit: 'planning' }) });
+      }
+      return new GraphQLError(original.message, { ...options, extensions: edgeExtensions('BAD_REQUEST') });
     }
     if (FILTER_INPUT_ERRORS.has(original.message)) {
       const invalid = catalog.byCode('INVALID_VALUE');

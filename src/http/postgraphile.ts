@@ -15,10 +15,18 @@ import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
 import { makePageSizePlugin } from './page-size.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
+import { makeEdgePlugin } from './graphql-edge.ts';
+import { persistedOperationsPreset } from './persisted-operations.ts';
 import type { Logger } from '../log.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
+
+/** Longest time Grafast may spend planning one operation (ms). */
+export const PLANNING_TIMEOUT_MS = 2_000;
+
+/** Average document length the document cache is sized for (characters). */
+export const DOCUMENT_CACHE_CHARACTERS_PER_ENTRY = 4_000;
 
 export interface ApiDatabase {
   authenticatorUrl: string;
@@ -28,14 +36,71 @@ export interface ApiDatabase {
 export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
   const pool = new pg.Pool({ connectionString: db.authenticatorUrl, max: 20 });
   // A connection dropped by the server (restart, failover) is replaced by the next checkout.
-  pool.on('error', (error) => log.warn({ err: error }, 'API database connection lost'));
+  // (Only the message and code: pg attaches the whole client, with its statements, to the error.)
+  pool.on('error', (error) => log.warn({ error: error.message, code: (error as { code?: string }).code }, 'API database connection lost'));
   return pool;
 }
 
-export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
+/**
+ * Grafast keeps OPERATION_PLANS_PER_DOCUMENT operation plan for each of the last
+ * GRAPHQL_DOCUMENT_CACHE_SIZE operations (a document whose plan depends on its variables'
+ * values, e.g. `@include(if: $x)`, is planned again when they change); the parsed documents, their
+ * keys, are kept as long (src/http/graphql-edge.ts). Bounded together so that the plans of every
+ * cached document fit the heap: docs/SECURITY.md, "Memory".
+ */
+export const OPERATION_PLANS_PER_DOCUMENT = 1;
+
+/** Sets Grafast's operation-plan cache bounds on the schema it builds. */
+function planCachePlugin(documents: number): GraphileConfig.Plugin {
   return {
-    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
-    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors)],
+    name: 'AtriumPlanCachePlugin',
+    version: '1.0.0',
+    description: 'Bounds Grafast\'s operation-plan cache',
+    schema: {
+      hooks: {
+        GraphQLSchema(schema) {
+          const extensions = (schema.extensions ?? {}) as Record<string, unknown> & { grafast?: Record<string, unknown> };
+          return {
+            ...schema,
+            extensions: {
+              ...extensions,
+              grafast: { ...extensions.grafast, operationsCacheMaxLength: Math.max(1, documents), operationOperationPlansCacheMaxLength: OPERATION_PLANS_PER_DOCUMENT },
+            },
+          };
+        },
+      },
+    },
+  };
+}
+
+export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
+  const edge = config.graphql;
+  return {
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset, persistedOperationsPreset(edge)],
+    plugins: [
+      makeAuthPlugin(tokens, errors),
+      MutationResultNamePlugin,
+      makePageSizePlugin(config.pageSizeMax, errors),
+      planCachePlugin(edge.documentCacheSize),
+      makeEdgePlugin({
+        limits: {
+          maxTokens: edge.maxTokens,
+          maxDepth: edge.maxDepth,
+          maxAliases: edge.maxAliases,
+          maxDirectives: edge.maxDirectives,
+          maxFields: edge.maxFields,
+          maxCollections: edge.maxCollections,
+          maxRows: edge.maxRows,
+          pageSize: config.pageSizeMax,
+        },
+        introspection: edge.introspection,
+        // A document's syntax tree and validation take about 40 bytes per character of its text
+        // (docs/SECURITY.md, "Memory"); GRAPHQL_DOCUMENT_CACHE_SIZE average-sized documents fit.
+        documentCache: { maxDocuments: edge.documentCacheSize, maxCharacters: edge.documentCacheSize * DOCUMENT_CACHE_CHARACTERS_PER_ENTRY },
+        maxResponseBytes: edge.maxResponseBytes,
+        log,
+      }),
+    ],
     // No filtering through relations (EXISTS subqueries over other tables, `every`/`none`):
     // postgraphile-plugin-connection-filter 4.0.1 adds them whatever connectionFilterRelations says.
     disablePlugins: ['PgConnectionArgFilterBackwardRelationsPlugin', 'PgConnectionArgFilterForwardRelationsPlugin'],
@@ -73,6 +138,9 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       connectionFilterAllowEmptyObjectInput: false,
     },
     grafast: {
+      // Planning is synchronous (it blocks the event loop): a plan that takes longer is refused
+      // (QUERY_TOO_COMPLEX). The document limits keep legitimate plans far below this.
+      timeouts: { planning: PLANNING_TIMEOUT_MS },
       context(requestContext) {
         const req = (requestContext as { expressv4?: { req: Request } }).expressv4?.req;
         return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined) };
@@ -84,7 +152,9 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       graphiqlOnGraphQLGET: false,
       graphiqlPath: GRAPHIQL_PATH,
       websockets: false,
-      maxRequestLength: 1_000_000,
+      maxRequestLength: edge.maxBodyBytes,
+      // Parsing and validation are cached by src/http/graphql-edge.ts (bounded by count and size).
+      parseAndValidateCacheSize: 0,
       maskError: makeMaskError(errors, log),
     },
   };

@@ -30,3 +30,10 @@ export function errorCode(response: GraphQLResponse): string | undefined {
   if (!response.errors?.length) throw new Error(`expected an error, got ${JSON.stringify(response.data)}`);
   return response.errors[0].extensions?.code;
 }
+
+/** An access token for `user`'s session, scoped to `orgId` (signed as the API signs them). */
+export async function tokenFor(user: { userId: string; sessionId: string }, orgId: string | null = null): Promise<string> {
+  const { createTokenService } = await import('../../src/auth/tokens.ts');
+  const { token } = await createTokenService(process.env.JWT_SECRET!, 900).sign({ userId: user.userId, sessionId: user.sessionId, organizationId: orgId });
+  return token;
+}
