@@ -30,6 +30,8 @@ async function stopped(server: ApiServer, notes: string[]): Promise<void> {
   if (s.code !== 0) notes.push(`The soak's server did not stop cleanly on SIGTERM (${s.signal ?? `exit ${s.code}`}):\n${server.output()}`);
 }
 
+// A latency, or '-' when no answer came back in the window (a smoke run on a loaded machine).
+const ms = (n: number | null | undefined) => (typeof n === 'number' && Number.isFinite(n) ? n.toFixed(1) : '-');
 const mb = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(1));
 const pgText = (f: PostgresFootprint | undefined) => (f ? `${f.processes} processes, PSS ${mb(f.pssMB)} MB, RSS sum ${mb(f.rssMB)} MB` : '-');
 
@@ -137,7 +139,7 @@ export async function memorySection(ctx: BenchContext): Promise<Section> {
       ours: result.requestsPerSecond,
       target: '0 errors',
       pass: result.errors === 0,
-      note: `${result.requests} answers, ${result.errors} errors, p50/p95/p99 ${result.latency.p50.toFixed(1)}/${result.latency.p95.toFixed(1)}/${result.latency.p99.toFixed(1)} ms${result.errorSamples.length ? `; e.g. ${result.errorSamples[0]}` : ''}`,
+      note: `${result.requests} answers, ${result.errors} errors, p50/p95/p99 ${ms(result.latency.p50)}/${ms(result.latency.p95)}/${ms(result.latency.p99)} ms${result.errorSamples.length ? `; e.g. ${result.errorSamples[0]}` : ''}`,
     });
     rows.push({
       name: `soak ${soakSeconds} s: PostgreSQL footprint, end vs start (${postgresEnd?.pssMB !== undefined ? 'PSS' : 'RSS'} sum)`,
