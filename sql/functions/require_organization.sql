@@ -2,7 +2,8 @@
 -- NO_ORGANIZATION (UNAUTHENTICATED when nobody is signed in), not with row-level security's
 -- generic FORBIDDEN. A tenant table's organization_id defaults to the request's organization
 -- (app_public.current_org_id(), null when none is chosen or the user is not a member), so the
--- row reaches this BEFORE INSERT trigger with a null organization_id exactly then; the trigger's
+-- row reaches this BEFORE INSERT trigger with a null organization_id exactly then (a
+-- client-portal user's row is left to row-level security, which refuses it); the trigger's
 -- WHEN clause keeps every other insert free of it. Row-level security still decides everything
 -- else (BEFORE triggers run before its checks). Attached to every tenant table by
 -- app_private.assert_tenant_shape (sql/functions/tenant_tables.sql); a catalog check
@@ -16,6 +17,11 @@ as $$
 begin
   if app_public.current_user_id() is null and not app_private.is_worker_session() then
     perform app_private.fail('UNAUTHENTICATED', format('Sign in to add %s.', replace(tg_table_name, '_', ' ')));
+  end if;
+  if app_public.current_portal_org_id() is not null then
+    -- A client-portal user is in an organization, not as a member: row-level security decides
+    -- (portal users add only the rows their table's portal_insert rule allows).
+    return new;
   end if;
   perform app_private.fail('NO_ORGANIZATION', format('Choose an organization first (switchOrganization) to add %s.', replace(tg_table_name, '_', ' ')));
   return null;
