@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { Atrium } from '../src/index.ts';
 import { pgSettingsFor } from '../src/http/auth.ts';
 import { ErrorCatalog, makeMaskError } from '../src/http/errors.ts';
-import { operationId } from '../src/http/persisted-operations.ts';
+import { loadPersistedOperations, operationId } from '../src/http/persisted-operations.ts';
 import { createLogger } from '../src/log.ts';
 import { GraphQLError } from 'postgraphile/graphql';
 import { closePools, createOrganization, inTransaction, pgError, signUp, testConfig, urlFor, type User } from './support/db.ts';
@@ -232,6 +232,25 @@ describe('production closes the doors', () => {
       expect(firstError(unknown).extensions).toMatchObject({ code: 'PERSISTED_OPERATION_REQUIRED' });
     } finally {
       await persisted.stop();
+    }
+  });
+});
+
+describe('registered operations are read once, and checked', () => {
+  test('a JSON manifest (as GraphQL Codegen or Relay write it) and a folder load; a document under another document\'s SHA-256 is refused at start', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-manifest-'));
+    try {
+      const good = 'query A { __typename }';
+      const manifest = path.join(dir, 'persisted-documents.json');
+      fs.writeFileSync(manifest, JSON.stringify({ [operationId(good)]: good, 'relay-style-id': 'query B { viewer { name } }' }));
+      expect([...loadPersistedOperations(manifest).keys()].sort()).toEqual([operationId(good), 'relay-style-id'].sort());
+      fs.writeFileSync(manifest, JSON.stringify({ [operationId(good)]: 'mutation Evil { logout { loggedOut } }' }));
+      expect(() => loadPersistedOperations(manifest)).toThrow(/is not the SHA-256 of its document/);
+      fs.writeFileSync(manifest, '[]');
+      expect(() => loadPersistedOperations(manifest)).toThrow(/JSON object/);
+      expect(() => loadPersistedOperations(path.join(dir, 'missing'))).toThrow(/does not exist/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
