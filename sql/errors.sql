@@ -81,3 +81,9 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('RESET_TOKEN_EXPIRED', 'AT416', 400, 'The password-reset token has expired; ask for a new one.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
+
+-- Permissions that cannot be used to gain more (sql/functions/permissions.sql, sql/functions/copies.sql).
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('PERMISSION_NOT_HELD', 'AT541', 403, 'This would pass on permissions (or data) you do not hold yourself: through roles and webhooks you may grant only what you hold.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
