@@ -1,12 +1,14 @@
 -- Enter migration here
 
 -- Permissions that cannot be used to gain more; no cross-tenant existence oracles (issue 11,
--- points 8 and 6): roles pass on only what their maker holds, and copies of rows (webhook
+-- points 8 and 6): roles pass on only what their maker holds, copies of rows (webhook
 -- deliveries and their endpoints, activity events of copies) are read only by the readers of
--- their source.
+-- their source, and organization slugs are made by the server with a random suffix.
 --!include errors.sql
 --!include functions/tenant_tables.sql
 --!include functions/activity.sql
 --!include functions/permissions.sql
 --!include functions/webhooks.sql
 --!include functions/copies.sql
+--!include functions/organization_slugs.sql
+--!include functions/auth.sql
