@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { addMember, asVisitor, closePools, pool, roleName, sessionOf, type Session, type User } from './support/db.ts';
 import { commitAs, oneTenant, one, type Tenant } from './support/fixtures.ts';
-import { appPublicFunctions, callIn, combinations, plainValue, rowIds, type DbFunction, type Outcome } from './support/functions.ts';
+import { appPublicFunctions, callIn, lifecycleStates, rowIds, workingArguments, type DbFunction, type Outcome, type Working } from './support/functions.ts';
 
 const owner = pool('owner');
 const { rows: permissionRows } = await owner.query<{ key: string }>('select key from app_public.permissions order by key');
@@ -89,32 +89,7 @@ beforeAll(async () => {
      where w.organization_id = $1`,
     [t.orgId],
   );
-  // Rows in the states the lifecycle functions start from, so that most calls work for the owner:
-  // a sent proposal, a draft and a sent contract, billable time, an approved bill, an enabled
-  // endpoint (for an event that nothing here commits) with a failed delivery.
-  const hook = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
-    const sentProposal = async () => {
-      const p = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Phase 2') returning id`, [t.clientId]);
-      await c.query(`insert into app_public.proposal_line_items (proposal_id, description, unit_price) values ($1, 'More', 900)`, [p.id]);
-      await c.query('select app_public.send_proposal($1)', [p.id]);
-      return p.id;
-    };
-    await sentProposal();
-    const sentContract = await one<{ id: string }>(c, 'select id from app_public.accept_proposal($1)', [await sentProposal()]);
-    await c.query('select app_public.send_contract($1)', [sentContract.id]);
-    await c.query('select app_public.accept_proposal($1)', [await sentProposal()]);
-    await c.query(
-      `insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) select $1, m.id, '2026-01-08', 60 from app_public.organization_members m where m.user_id = $2`,
-      [t.engagementId, t.owner.userId],
-    );
-    const bill = await one<{ id: string }>(c, `insert into app_public.bills (vendor_id, reference, amount, due_on) select id, 'SP-2', 120, '2030-01-01' from app_public.vendors limit 1 returning id`);
-    await c.query('select app_public.approve_bill($1)', [bill.id]);
-    return one<{ endpoint_id: string }>(c, `select endpoint_id from app_public.create_webhook_endpoint('https://hooks.example.test/areas', array['bill.paid'])`);
-  });
-  await owner.query(
-    `insert into app_public.webhook_deliveries (organization_id, endpoint_id, event_type, payload, status) values ($1, $2, 'ping', '{"type": "ping"}', 'failed')`,
-    [t.orgId, hook.endpoint_id],
-  );
+  await lifecycleStates(t);
   // One member per permission, whose only custom role grants exactly that permission.
   for (let i = 0; i < PERMISSIONS.length; i += 6) {
     await Promise.all(PERMISSIONS.slice(i, i + 6).map(async (permission) => {
@@ -282,34 +257,10 @@ const FUNCTIONS = await appPublicFunctions();
 /** Refusals: the call did nothing and said no. */
 const REFUSALS = ['AT403', '42501', 'AT404', 'AT541'];
 
-interface Baseline {
-  values: Record<string, unknown>;
-  outcome: Outcome;
-}
-const baselines = new Map<string, Baseline>();
+const baselines = new Map<string, Working>();
 
 beforeAll(async () => {
-  // Arguments that work for the owner (every uuid argument tried with each of the organization's
-  // rows of its table), or the owner's own failure when none do.
-  await asVisitor(sessionOf(t.owner, t.orgId), async (c) => {
-    for (const fn of FUNCTIONS) {
-      const candidates: Record<string, unknown[]> = {};
-      for (const arg of fn.args) {
-        const table = fn.argTables[arg.name];
-        candidates[arg.name] = table ? (await rowIds(table, t.orgId)).concat(randomUUID()) : [await plainValue(arg)];
-      }
-      let first: Baseline | undefined;
-      for (const values of combinations(candidates)) {
-        const outcome = await callIn(c, fn, values);
-        first ??= { values, outcome };
-        if (!outcome.code) {
-          first = { values, outcome };
-          break;
-        }
-      }
-      baselines.set(fn.signature, first!);
-    }
-  });
+  for (const [signature, working] of await workingArguments(t.owner, t.orgId, FUNCTIONS)) baselines.set(signature, working);
 }, 300_000);
 
 function judge(permission: string, fn: DbFunction, outcome: Outcome, baseline: Outcome): string[] {

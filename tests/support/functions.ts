@@ -10,7 +10,8 @@
 // Other arguments get a plain valid value of their type (an email for `email`, a URL for `url`).
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { pool, unique } from './db.ts';
+import { asVisitor, pool, sessionOf, unique } from './db.ts';
+import { commitAs, one, type Tenant } from './fixtures.ts';
 
 export interface DbArg {
   name: string;
@@ -183,4 +184,68 @@ export function* combinations(candidates: Record<string, unknown[]>, limit = 64)
     for (const value of candidates[names[i]]) yield* walk(i + 1, { ...acc, [names[i]]: value });
   }
   yield* walk(0, {});
+}
+
+export interface Working {
+  values: Record<string, unknown>;
+  outcome: Outcome;
+}
+
+/**
+ * For each function, arguments that work for `orgId`'s owner (every uuid argument tried with each
+ * of the organization's rows of its table, and a random id), or the first failure when none do.
+ */
+export async function workingArguments(owner: Tenant['owner'], orgId: string, functions: DbFunction[]): Promise<Map<string, Working>> {
+  const found = new Map<string, Working>();
+  await asVisitor(sessionOf(owner, orgId), async (c) => {
+    for (const fn of functions) {
+      const candidates: Record<string, unknown[]> = {};
+      for (const arg of fn.args) {
+        const table = fn.argTables[arg.name];
+        candidates[arg.name] = table ? (await rowIds(table, orgId)).concat(randomUUID()) : [await plainValue(arg)];
+      }
+      let first: Working | undefined;
+      for (const values of combinations(candidates)) {
+        const outcome = await callIn(c, fn, values);
+        first ??= { values, outcome };
+        if (!outcome.code) {
+          first = { values, outcome };
+          break;
+        }
+      }
+      found.set(fn.signature, first!);
+    }
+  });
+  return found;
+}
+
+/**
+ * Rows in the states the lifecycle functions start from, so that most calls work for the owner: a
+ * sent proposal, a draft and a sent contract, billable time, an approved bill, and an enabled
+ * endpoint (for an event nothing in the tests commits) with a failed delivery.
+ */
+export async function lifecycleStates(t: Tenant): Promise<void> {
+  const hook = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
+    const sentProposal = async () => {
+      const p = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Phase 2') returning id`, [t.clientId]);
+      await c.query(`insert into app_public.proposal_line_items (proposal_id, description, unit_price) values ($1, 'More', 900)`, [p.id]);
+      await c.query('select app_public.send_proposal($1)', [p.id]);
+      return p.id;
+    };
+    await sentProposal();
+    const sentContract = await one<{ id: string }>(c, 'select id from app_public.accept_proposal($1)', [await sentProposal()]);
+    await c.query('select app_public.send_contract($1)', [sentContract.id]);
+    await c.query('select app_public.accept_proposal($1)', [await sentProposal()]);
+    await c.query(
+      `insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) select $1, m.id, '2026-01-08', 60 from app_public.organization_members m where m.user_id = $2`,
+      [t.engagementId, t.owner.userId],
+    );
+    const bill = await one<{ id: string }>(c, `insert into app_public.bills (vendor_id, reference, amount, due_on) select id, 'SP-2', 120, '2030-01-01' from app_public.vendors limit 1 returning id`);
+    await c.query('select app_public.approve_bill($1)', [bill.id]);
+    return one<{ endpoint_id: string }>(c, `select endpoint_id from app_public.create_webhook_endpoint('https://hooks.example.test/states', array['bill.paid'])`);
+  });
+  await pool('owner').query(
+    `insert into app_public.webhook_deliveries (organization_id, endpoint_id, event_type, payload, status) values ($1, $2, 'ping', '{"type": "ping"}', 'failed')`,
+    [t.orgId, hook.endpoint_id],
+  );
 }
