@@ -120,11 +120,12 @@ const singular = (table: string) => table.replace(/ies$/, 'y').replace(/(?<!s)s$
 
 let schemaTypes: Map<string, IntrospectedType>;
 let mutations: RootField[];
+let queries: RootField[];
 
 async function introspect(token: string): Promise<void> {
   const res = await gql<any>(
     app.url!,
-    `{ __schema { types { name kind inputFields { name type { ...T } } enumValues { name } } mutationType { fields { name args { name type { ...T } } } } } }
+    `{ __schema { types { name kind inputFields { name type { ...T } } enumValues { name } } mutationType { fields { name args { name type { ...T } } } } queryType { fields { name args { name type { ...T } } } } } }
      fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }`,
     {},
     token,
@@ -132,6 +133,7 @@ async function introspect(token: string): Promise<void> {
   expect(res.errors).toBeUndefined();
   schemaTypes = new Map(res.data.__schema.types.map((type: IntrospectedType) => [type.name, type]));
   mutations = res.data.__schema.mutationType.fields;
+  queries = res.data.__schema.queryType.fields;
 }
 
 /** A plain value of a GraphQL input type, or undefined when there is none to give. */
@@ -173,6 +175,38 @@ describe('over GraphQL', () => {
     token = await tokenFor(a.owner, a.orgId);
     await introspect(token);
   });
+
+  test('reading another tenant\'s row by id (each table\'s field, and node) answers null, exactly as a random id', async () => {
+    const tables = (await owner.query<{ name: string }>(`select relname::text as name from pg_class where relnamespace = 'app_public'::regnamespace and relkind in ('r', 'p')`)).rows.map((r) => r.name);
+    const differences: unknown[] = [];
+    let read = 0;
+    for (const table of tables) {
+      const typeName = pascal(singular(table));
+      const field = queries.find((q) => q.name === camel(singular(table)) && q.args.some((arg) => arg.name === 'rowId'));
+      if (!field) continue;
+      const global = !field.args.some((arg) => arg.name === 'organizationId');
+      const [theirs] = table === 'users' ? [b.owner.userId] : await rowIds(table, b.orgId);
+      const random = randomUUID();
+      const byRowId = (org: string, id: string) =>
+        global
+          ? gql(app.url!, `query($r: UUID!) { ${field.name}(rowId: $r) { __typename } }`, { r: id }, token)
+          : gql(app.url!, `query($o: UUID!, $r: UUID!) { ${field.name}(organizationId: $o, rowId: $r) { __typename } }`, { o: org, r: id }, token);
+      const byNode = (org: string, id: string) =>
+        gql(app.url!, 'query($n: ID!) { node(id: $n) { __typename } }', { n: Buffer.from(JSON.stringify(global ? [typeName, id] : [typeName, org, id])).toString('base64') }, token);
+      const answers = {
+        theirs: await byRowId(b.orgId, theirs),
+        theirsInMyOrg: await byRowId(a.orgId, theirs),
+        random: await byRowId(a.orgId, random),
+        theirNode: await byNode(b.orgId, theirs),
+        randomNode: await byNode(a.orgId, random),
+      };
+      read++;
+      const expected = (res: GraphQLResponse) => JSON.stringify(res) === JSON.stringify({ status: 200, data: { [res.data && 'node' in res.data ? 'node' : field.name]: null } });
+      if (!Object.values(answers).every(expected)) differences.push({ table, answers });
+    }
+    expect(read).toBeGreaterThanOrEqual(30);
+    expect(differences).toEqual([]);
+  }, 120_000);
 
   test('every generated update and delete mutation answers NOT_FOUND for another tenant\'s row, exactly as for a random one', async () => {
     const tables = (await owner.query<{ name: string }>(`select relname::text as name from pg_class where relnamespace = 'app_public'::regnamespace and relkind in ('r', 'p')`)).rows.map((r) => r.name);
