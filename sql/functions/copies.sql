@@ -65,7 +65,8 @@ begin
      or (tg_op = 'UPDATE' and new.url = old.url and new.event_types = old.event_types) then
     return new;
   end if;
-  select string_agg(distinct coalesce(rr.permission, format('the %s role', rr.min_role), r.table_name), ', ') into v_missing
+  select string_agg(distinct coalesce(rr.permission, format('the %s role', rr.min_role), r.table_name), ', '
+    order by coalesce(rr.permission, format('the %s role', rr.min_role), r.table_name)) into v_missing
   from app_private.webhook_event_rules r
   left join app_private.activity_read_rules rr on rr.table_name = r.table_name
   where (r.event_type = any (new.event_types) or '*' = any (new.event_types))
