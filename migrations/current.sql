@@ -18,3 +18,14 @@ begin
   end loop;
 end
 $$;
+
+-- Permissions that cannot be used to gain more; no cross-tenant existence oracles (issue 11,
+-- points 8 and 6): roles pass on only what their maker holds, copies of rows (webhook
+-- deliveries and their endpoints, activity events of copies) are read only by the readers of
+-- their source, and organization slugs are made by the server with a random suffix.
+--!include functions/activity.sql
+--!include functions/permissions.sql
+--!include functions/webhooks.sql
+--!include functions/copies.sql
+--!include functions/organization_slugs.sql
+--!include functions/auth.sql

@@ -88,3 +88,9 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('QUERY_TIMEOUT', '57014', 503, 'The request ran longer than the server allows (STATEMENT_TIMEOUT_MS) and was stopped; ask for less, or retry later.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
+
+-- Permissions that cannot be used to gain more (sql/functions/permissions.sql, sql/functions/copies.sql).
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('PERMISSION_NOT_HELD', 'AT541', 403, 'This would pass on permissions (or data) you do not hold yourself: through roles and webhooks you may grant only what you hold.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

@@ -45,8 +45,28 @@ revoke all on function app_private.readable_activity_tables() from public;
 grant execute on function app_private.readable_activity_tables() to :DATABASE_VISITOR;
 comment on function app_private.readable_activity_tables() is 'Tables whose activity the current user may read in the current organization (app_private.activity_read_rules).';
 
+-- Tables whose rows are copies of other tables' rows: they name the source in a `source_table`
+-- column (webhook deliveries: sql/functions/copies.sql). Their rows, and their events here, are
+-- read only by those who may read the source table too.
+create or replace function app_private.copy_tables() returns text[]
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce(array_agg(c.relname::text order by c.relname), '{}')
+  from pg_class c
+  join pg_attribute a on a.attrelid = c.oid and a.attname = 'source_table' and not a.attisdropped
+  where c.relnamespace = 'app_public'::regnamespace and c.relkind in ('r', 'p')
+$$;
+revoke all on function app_private.copy_tables() from public;
+grant execute on function app_private.copy_tables() to :DATABASE_VISITOR;
+comment on function app_private.copy_tables() is 'app_public tables holding copies of other tables'' rows (they have a source_table column).';
+
 drop policy if exists select_members on app_public.activity_events;
 drop policy if exists select_readable on app_public.activity_events;
 create policy select_readable on app_public.activity_events for select to :DATABASE_VISITOR
-  using (organization_id = (select app_public.current_org_id()) and table_name = any ((select app_private.readable_activity_tables())::text[]));
-comment on policy select_readable on app_public.activity_events is 'Members read the current organization''s events of the tables they may read (app_private.activity_read_rules): a role without deals.read sees no deal events.';
+  using (organization_id = (select app_public.current_org_id()) and table_name = any ((select app_private.readable_activity_tables())::text[])
+    and (table_name <> all ((select app_private.copy_tables())::text[])
+      or coalesce(new_values, old_values) ->> 'source_table' = any ((select app_private.readable_activity_tables())::text[])
+      -- events of copies recorded before copies named their source: admins and owners
+      or (coalesce(new_values, old_values) ->> 'source_table' is null and (select app_public.current_member_has_role('admin')))));
+comment on policy select_readable on app_public.activity_events is 'Members read the current organization''s events of the tables they may read (app_private.activity_read_rules): a role without deals.read sees no deal events; events of copies (webhook deliveries) also need their source table readable.';

@@ -202,32 +202,28 @@ begin
 end
 $$;
 
--- Create an organization; the signed-in creator becomes its owner.
+-- Create an organization; the signed-in creator becomes its owner. Its slug is made by the
+-- server from `slug` (or the name) and a random suffix (sql/functions/organization_slugs.sql),
+-- so the answer never depends on the slugs of other tenants.
 create or replace function app_public.create_organization(name text, slug text default null) returns app_public.organizations
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
   v_user_id uuid := app_public.current_user_id();
-  v_slug text := coalesce(
-    nullif(lower(btrim(create_organization.slug)), ''),
-    trim(both '-' from regexp_replace(lower(create_organization.name), '[^a-z0-9]+', '-', 'g'))
-  );
   v_org app_public.organizations;
 begin
   if v_user_id is null then
     perform app_private.fail('UNAUTHENTICATED', 'Sign in to create an organization.');
   end if;
-  if exists (select 1 from app_public.organizations o where o.slug = v_slug) then
-    perform app_private.fail('ALREADY_EXISTS', format('The address "%s" is taken; choose another slug.', v_slug));
-  end if;
-  insert into app_public.organizations (name, slug, created_by) values (btrim(create_organization.name), v_slug, v_user_id)
+  insert into app_public.organizations (name, slug, created_by)
+  values (btrim(create_organization.name), coalesce(nullif(btrim(create_organization.slug), ''), create_organization.name), v_user_id)
   returning * into v_org;
   insert into app_public.organization_members (organization_id, user_id, role, created_by) values (v_org.id, v_user_id, 'owner', v_user_id);
   return v_org;
 end
 $$;
-comment on function app_public.create_organization(text, text) is 'Creates an organization with you as its owner. The slug defaults to one made from the name. Call switchOrganization to work in it.';
+comment on function app_public.create_organization(text, text) is 'Creates an organization with you as its owner. Its slug is made from `slug` (or the name) and a random suffix, e.g. northwind-k7m2qx. Call switchOrganization to work in it.';
 
 -- The organizations you belong to (whatever organization the request is scoped to).
 create or replace function app_public.my_organizations() returns setof app_public.organizations

@@ -145,3 +145,113 @@ begin
   end if;
 end
 $$;
+
+-- Roles cannot be used to gain more ------------------------------------------------------------
+--
+-- Holding roles.write lets a member define and assign custom roles, but a member may pass on
+-- through roles only permissions they hold themselves (PERMISSION_NOT_HELD otherwise):
+--   * adding a permission to a role (or moving one to another role) needs that permission — the
+--     role may already be held by others, or by the member themself;
+--   * assigning a role to anyone, the member themself included, needs every permission of it;
+--   * removing a member's last custom role returns them to their base role's defaults (a member
+--     reads and writes every area), so it needs every one of those defaults.
+-- Owners and admins hold every permission, so for them nothing changes. Removing a permission
+-- from a role, deleting a role, or assigning a role that narrows what someone may do only takes
+-- away, and stays open to roles.write. A deleted role that members still hold is kept by the
+-- retention purge (its foreign key below has no cascade): purging it would drop their last
+-- custom role and hand them their base role's defaults, which nobody granted.
+-- Checked in BEFORE ROW triggers on the API's and the worker's connections (like the owner rules
+-- of sql/functions/members.sql); maintenance by the owner role is trusted. Without roles.write
+-- the triggers leave the row to row-level security, which refuses it (42501). Every row is checked
+-- against the permissions the member holds at that moment, and no allowed row adds to them, so
+-- rows earlier in the same statement cannot lend the member anything.
+
+-- The permissions of a base role without custom roles (what permitted_org_id answers for it).
+create or replace function app_private.base_role_permissions(role app_public.member_role) returns text[]
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce(array_agg(p.key order by p.key), '{}')
+  from app_public.permissions p
+  where base_role_permissions.role >= 'admin'
+    or p.key like '%.read'
+    or (base_role_permissions.role = 'member' and p.key like '%.write' and not app_private.is_special_permission(p.key))
+$$;
+comment on function app_private.base_role_permissions(app_public.member_role) is 'The permissions a member of this base role holds when they hold no custom role (mirrors app_public.permitted_org_id).';
+
+-- Raise PERMISSION_NOT_HELD unless the current user holds every one of `permissions` here.
+create or replace function app_private.require_held(permissions text[], action text) returns void
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  v_missing text;
+begin
+  select string_agg(p.key, ', ' order by p.key) into v_missing
+  from unnest(require_held.permissions) as p(key)
+  where not app_public.has_permission(p.key);
+  if v_missing is not null then
+    perform app_private.fail('PERMISSION_NOT_HELD',
+      format('Through roles you may pass on only permissions you hold yourself: to %s you would need %s.', action, v_missing));
+  end if;
+end
+$$;
+
+create or replace function app_private.tg_role_permissions__held() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+begin
+  if session_user in (':DATABASE_AUTHENTICATOR'::name, ':DATABASE_WORKER'::name) and app_public.has_permission('roles.write')
+     and (tg_op = 'INSERT' or new.permission_key is distinct from old.permission_key or new.role_id is distinct from old.role_id) then
+    perform app_private.require_held(array[new.permission_key], 'add a permission to a role');
+  end if;
+  return new;
+end
+$$;
+drop trigger if exists tg_role_permissions__held on app_public.role_permissions;
+create trigger tg_role_permissions__held before insert or update on app_public.role_permissions
+  for each row execute function app_private.tg_role_permissions__held();
+
+create or replace function app_private.tg_role_assignments__held() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_base app_public.member_role;
+begin
+  if session_user not in (':DATABASE_AUTHENTICATOR'::name, ':DATABASE_WORKER'::name) or not app_public.has_permission('roles.write')
+     or (tg_op = 'UPDATE' and new.member_id = old.member_id and new.role_id = old.role_id) then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  if tg_op in ('INSERT', 'UPDATE') then
+    perform app_private.require_held(array(
+      select rp.permission_key from app_public.role_permissions rp
+      where rp.organization_id = new.organization_id and rp.role_id = new.role_id
+    ), 'assign this role');
+  end if;
+  if tg_op = 'DELETE' or new.member_id <> old.member_id then
+    -- Their last custom role? Then they return to their base role's defaults. (A member being
+    -- removed from the organization takes their roles along: no member row, nothing to check.)
+    select m.role into v_base from app_public.organization_members m
+    where m.organization_id = old.organization_id and m.id = old.member_id;
+    if v_base < 'admin' and not exists (
+      select from app_public.role_assignments ra
+      where ra.organization_id = old.organization_id and ra.member_id = old.member_id and ra.id <> old.id
+    ) then
+      perform app_private.require_held(app_private.base_role_permissions(v_base),
+        format('take away a member''s last custom role (they return to the %s role''s permissions)', v_base));
+    end if;
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$$;
+drop trigger if exists tg_role_assignments__held on app_public.role_assignments;
+create trigger tg_role_assignments__held before insert or update or delete on app_public.role_assignments
+  for each row execute function app_private.tg_role_assignments__held();
+
+-- A deleted role that members still hold stays until they no longer do (see above).
+alter table app_public.role_assignments
+  drop constraint if exists role_assignments_organization_id_role_id_fkey,
+  add constraint role_assignments_organization_id_role_id_fkey
+    foreign key (organization_id, role_id) references app_public.roles;

@@ -10,7 +10,8 @@
 -- covered the day it exists.
 --
 -- Foreign keys, never broken: a purged row's parts go with it (line items, milestones, template
--- parts, role links, portal access: ON DELETE CASCADE; time entries of a purged draft invoice are
+-- parts, a role's permissions, portal access: ON DELETE CASCADE; a deleted role still assigned to
+-- members is kept, see sql/functions/permissions.sql; time entries of a purged draft invoice are
 -- released: SET NULL). A deleted row that a row staying behind still references (a deleted client
 -- with a live contact or invoice, a deleted schedule whose invoices remain) is kept, and counted
 -- as kept: the purge never deletes or changes live records to make room. Rows referencing each

@@ -17,6 +17,8 @@
 --                  events in activity_events: sql/functions/activity.sql)
 --                  [soft-delete tables: only rows that are not deleted]
 --                  [portal tables: so do client-portal users, for the rows `portal_read` allows]
+--                  [tables of copies, with a `source_table` column (webhook deliveries): only the
+--                  rows whose source table they may read, too: sql/functions/copies.sql]
 --   tenant_insert  members holding <a>.write add rows to the current organization
 --   tenant_update  the same members change its [not deleted] rows; rows stay in the organization
 --   tenant_delete  the same members delete its rows (hard-delete tables only; soft-delete tables
@@ -103,6 +105,8 @@ declare
   v_read text := format('organization_id = (select app_public.permitted_org_id(%L))', permission || '.read');
   v_write text := format('organization_id = (select app_public.permitted_org_id(%L))', permission || '.write');
   v_live text := case when soft_delete then ' and deleted_at is null' else '' end;
+  v_copies boolean := exists (select from pg_attribute where attrelid = tbl and attname = 'source_table' and not attisdropped);
+  v_source text := case when v_copies then ' and source_table = any ((select app_private.readable_activity_tables())::text[])' else '' end;
   v_portal text := case when portal_read is null then ''
     else format(' or (organization_id = (select app_public.current_portal_org_id()) and (%s)%s)', portal_read, v_live) end;
   v_portal_insert text := case when portal_insert is null then ''
@@ -120,9 +124,10 @@ begin
   execute format('drop policy if exists tenant_update on %s', tbl);
   execute format('drop policy if exists tenant_delete on %s', tbl);
 
-  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using ((%s%s)%s)', tbl, v_read, v_live, v_portal);
+  execute format('create policy tenant_select on %s for select to :DATABASE_VISITOR using ((%s%s%s)%s)', tbl, v_read, v_live, v_source, v_portal);
   execute format('comment on policy tenant_select on %s is %L', tbl,
     format('Members holding %s.read read the current organization''s %srows', permission, case when soft_delete then 'live ' else '' end)
+    || case when v_copies then ' whose source table they may read' else '' end
     || case when portal_read is null then '.' else format('; client-portal users read those where %s.', portal_read) end);
 
   if insertable then

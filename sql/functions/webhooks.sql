@@ -418,6 +418,7 @@ begin
   perform app_private.require_permission('webhooks.write', 'retry webhook deliveries');
   select * into v_delivery from app_public.webhook_deliveries d
   where d.organization_id = app_public.current_org_id() and d.id = retry_webhook_delivery.id
+    and d.source_table = any (app_private.readable_activity_tables()) -- sql/functions/copies.sql
   for update;
   if not found then
     perform app_private.fail('NOT_FOUND', 'No such webhook delivery in this organization.');

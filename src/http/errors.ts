@@ -124,6 +124,12 @@ function findPgError(error: unknown): PgErrorLike | undefined {
 // (not SafeErrors); their messages name nothing internal, so they reach the client as they are.
 const FILTER_INPUT_ERRORS = new Set(['Null literals are forbidden in filter argument input.', 'Empty objects are forbidden in filter argument input.']);
 
+// A generated delete mutation (deleteX / deleteXById) that finds no row it may delete — another
+// tenant's id, a random id, a row your role may not see — fails with this plain Error of
+// @dataplan/pg. It answers NOT_FOUND with the catalogue's message, the same for every id (update
+// mutations get the same answer from src/http/not-found.ts).
+const NO_ROW_DELETED = /^No values were deleted in collection '[^']*' because no values you can delete were found matching these criteria\.$/;
+
 /** grafserv's maskError: shapes every GraphQL error. */
 export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
   return (error: GraphQLError): GraphQLError => {
@@ -149,6 +155,10 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
     if (FILTER_INPUT_ERRORS.has(original.message)) {
       const invalid = catalog.byCode('INVALID_VALUE');
       return new GraphQLError(original.message, { ...options, extensions: { code: invalid.code, httpStatus: invalid.httpStatus } });
+    }
+    if (NO_ROW_DELETED.test(original.message)) {
+      const notFound = catalog.byCode('NOT_FOUND');
+      return new GraphQLError(notFound.description, { ...options, extensions: { code: notFound.code, httpStatus: notFound.httpStatus } });
     }
     const pgError = findPgError(original);
     const entry = pgError ? catalog.bySqlstate(pgError.code) : undefined;

@@ -14,6 +14,7 @@ import { makeAuthPlugin } from './auth-mutations.ts';
 import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
 import { makePageSizePlugin } from './page-size.ts';
+import { makeNotFoundPlugin } from './not-found.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
@@ -81,6 +82,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       makeAuthPlugin(tokens, errors),
       MutationResultNamePlugin,
       makePageSizePlugin(config.pageSizeMax, errors),
+      makeNotFoundPlugin(errors),
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({
         limits: {
