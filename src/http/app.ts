@@ -10,6 +10,8 @@ import type { Logger } from '../log.ts';
 import { authenticate, sendJsonError } from './auth.ts';
 import { installHealth, type ReadinessChecks } from './health.ts';
 import { GRAPHQL_PATH } from './postgraphile.ts';
+import { installRateLimits } from './rate-limit-requests.ts';
+import type { RateLimits } from './rate-limits.ts';
 
 function cors(origins: string[]) {
   return (req: Request, res: Response, next: NextFunction) => {
@@ -36,13 +38,19 @@ export async function createApp(options: {
   readiness: ReadinessChecks;
   server: Server;
   log: Logger;
+  /** Request rate limits (src/http/rate-limits.ts); none when RATE_LIMITS=false. */
+  rateLimits?: RateLimits;
 }): Promise<express.Express> {
-  const { config, pgl, tokens, readiness, server, log } = options;
+  const { config, pgl, tokens, readiness, server, log, rateLimits } = options;
   const app = express();
   app.disable('x-powered-by');
+  // req.ip: the socket's address, or what the trusted proxies say (TRUST_PROXY, src/http/client-address.ts).
+  app.set('trust proxy', config.rateLimits.trustProxy);
   installHealth(app, readiness);
   app.use(cors(config.corsOrigins));
   app.use(GRAPHQL_PATH, authenticate(tokens));
+  // After health and CORS preflights (never limited) and the token check (its claims are keys).
+  if (rateLimits) installRateLimits(app, rateLimits);
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
   app.use((_req: Request, res: Response) => sendJsonError(res, 404, 'NOT_FOUND', `Nothing here; the GraphQL endpoint is ${GRAPHQL_PATH}.`));

@@ -13,6 +13,8 @@ import type { TokenService } from '../auth/tokens.ts';
 import { makeAuthPlugin } from './auth-mutations.ts';
 import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
+import { clientAddress } from './client-address.ts';
+import { SignInRateLimitPlugin } from './rate-limit-requests.ts';
 import { makePageSizePlugin } from './page-size.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import type { Logger } from '../log.ts';
@@ -35,7 +37,7 @@ export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
 export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
-    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors)],
+    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors), SignInRateLimitPlugin],
     // No filtering through relations (EXISTS subqueries over other tables, `every`/`none`):
     // postgraphile-plugin-connection-filter 4.0.1 adds them whatever connectionFilterRelations says.
     disablePlugins: ['PgConnectionArgFilterBackwardRelationsPlugin', 'PgConnectionArgFilterForwardRelationsPlugin'],
@@ -75,7 +77,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
     grafast: {
       context(requestContext) {
         const req = (requestContext as { expressv4?: { req: Request } }).expressv4?.req;
-        return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined) };
+        return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined, req ? clientAddress(req) : undefined) };
       },
     },
     grafserv: {
