@@ -167,7 +167,7 @@ export function createRateLimits(config: RateLimitConfig, log: Logger): RateLimi
     redis.on('ready', markUp);
     // ioredis emits `error` at every failed reconnect: only the first one of an outage is logged.
     redis.on('error', markDown);
-    redis.on('end', () => markDown(new Error('connection closed')));
+    redis.on('close', () => markDown(new Error('connection closed')));
   } else {
     log.info('rate limits are kept in this process (set REDIS_URL to share them across API processes)');
   }
