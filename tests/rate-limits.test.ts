@@ -299,6 +299,11 @@ async function redisAnswers(): Promise<boolean> {
 const redisUp = await redisAnswers();
 if (!redisUp) process.stderr.write(`\ntests/rate-limits.test.ts: no Redis answers at ${REDIS_URL}: the Redis cases are SKIPPED (the in-memory ones ran)\n`);
 
+const proxies: RedisProxy[] = [];
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.stop()));
+});
+
 /** A TCP proxy to Redis the test can cut (stop), hang (hold every byte) and restore. */
 class RedisProxy {
   port = 0;
@@ -306,6 +311,10 @@ class RedisProxy {
   #sockets = new Set<net.Socket>();
   #held: Array<() => void> | undefined;
   commandsWhileHung = 0;
+
+  constructor() {
+    proxies.push(this);
+  }
 
   async start(port = 0): Promise<void> {
     const target = new URL(REDIS_URL);
@@ -330,7 +339,10 @@ class RedisProxy {
   }
 
   async stop(): Promise<void> {
-    const closed = new Promise((resolve) => this.#server?.close(resolve));
+    const server = this.#server;
+    this.#server = undefined;
+    this.#held = undefined;
+    const closed = server?.listening ? new Promise((resolve) => server.close(resolve)) : undefined;
     for (const socket of this.#sockets) socket.destroy();
     await closed;
   }
