@@ -107,7 +107,7 @@ $$;
 -- Seconds the current client must still wait before it may sign in as `email` (0: now). Only
 -- the caller's own failures count, so it tells nothing about the address or anyone else.
 create or replace function app_private.login_retry_after(email text) returns integer
-language sql stable security definer
+language sql volatile security definer
 set search_path = pg_catalog
 as $$
   select coalesce(max(ceil(extract(epoch from t.next_attempt_at - clock_timestamp())))::integer, 0)
