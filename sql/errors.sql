@@ -37,7 +37,7 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('EMAIL_TAKEN', 'AT412', 409, 'An account with this email already exists.'),
   ('WEAK_PASSWORD', 'AT413', 400, 'The password must be 8 to 72 characters long.'),
   ('INVALID_EMAIL', 'AT414', 400, 'The email address is not valid.'),
-  ('TOO_MANY_ATTEMPTS', 'AT417', 429, 'Too many failed sign-ins for this account: it is locked for 15 minutes.'),
+  ('TOO_MANY_ATTEMPTS', 'AT417', 429, 'Too many failed sign-ins for this account from your network address: wait before the next attempt (extensions.retryAfterSeconds).'),
   ('LAST_OWNER', 'AT420', 409, 'An organization must keep at least one owner.'),
   ('OWNER_REQUIRED', 'AT421', 403, 'Only an owner may grant, change or remove the owner role.'),
   ('INVITATION_INVALID', 'AT422', 404, 'The invitation is unknown, expired, revoked, already used, or for another email.'),

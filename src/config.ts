@@ -1,5 +1,6 @@
 // Configuration: read once from the environment, validated, frozen.
 // Every variable is listed in .env.example; every problem names its variable.
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_QUEUE_VACUUM } from './worker/queue-vacuum.ts';
 
@@ -72,6 +73,8 @@ export interface Config {
   email: EmailConfig;
   /** The GraphQL edge: what one request may ask for, and what the API serves (src/http/graphql-edge.ts). */
   graphql: GraphQLEdgeConfig;
+  /** Client addresses and request rate limits (src/http/client-address.ts, src/http/rate-limits.ts). */
+  rateLimits: RateLimitConfig;
 }
 
 /** Limits and switches of the GraphQL edge (GRAPHQL_*; .env.example explains each). */
@@ -111,6 +114,93 @@ export interface EmailConfig {
   from: string;
   /** APP_URL: base of the links in emails (the web app a person opens), no trailing slash. */
   appUrl: string;
+}
+
+/** `points` requests (or sign-in mutations) per key in a fixed window of `durationSeconds`. */
+export interface RateLimit {
+  points: number;
+  durationSeconds: number;
+}
+
+/** The limits, each keyed by what it counts (docs: README "Rate limits", .env.example). */
+export const RATE_LIMIT_NAMES = ['anonymous', 'user', 'organization', 'login', 'register', 'requestPasswordReset', 'resetPassword', 'refresh'] as const;
+export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
+
+export interface RateLimitConfig {
+  /** RATE_LIMITS: false turns every limit of the HTTP layer off (the database's sign-in throttle stays). */
+  enabled: boolean;
+  /**
+   * TRUST_PROXY: Express's `trust proxy`: false (the socket's address is the client), a number of
+   * proxy hops, or the proxies' addresses/subnets. Never `true` (any client could pick its address).
+   */
+  trustProxy: false | number | string[];
+  /** REDIS_URL: share the limits across processes on Redis; undefined: in this process's memory. */
+  redisUrl: string | undefined;
+  /** RATE_LIMIT_KEY_PREFIX: prefix of every Redis key (several deployments can share one Redis). */
+  keyPrefix: string;
+  /** RATE_LIMIT_REDIS_TIMEOUT_MS: a Redis call slower than this counts as an outage (per-process limits answer). */
+  redisTimeoutMs: number;
+  /** RATE_LIMIT_MEMORY_MAX_KEYS: the most keys the in-memory limiters hold together (oldest evicted first). */
+  memoryMaxKeys: number;
+  /** RATE_LIMIT_<NAME>: null when that limit is off. */
+  limits: Record<RateLimitName, RateLimit | null>;
+}
+
+/** Defaults: README "Rate limits" says why each is what it is. */
+export const DEFAULT_RATE_LIMITS: Record<RateLimitName, string> = {
+  anonymous: '300/1m',
+  user: '600/1m',
+  organization: '6000/1m',
+  login: '30/10m',
+  register: '10/1h',
+  requestPasswordReset: '10/1h',
+  resetPassword: '20/1h',
+  refresh: '200/10m',
+};
+
+const RATE_LIMIT_VARIABLES: Record<RateLimitName, string> = {
+  anonymous: 'RATE_LIMIT_ANONYMOUS',
+  user: 'RATE_LIMIT_USER',
+  organization: 'RATE_LIMIT_ORGANIZATION',
+  login: 'RATE_LIMIT_LOGIN',
+  register: 'RATE_LIMIT_REGISTER',
+  requestPasswordReset: 'RATE_LIMIT_REQUEST_PASSWORD_RESET',
+  resetPassword: 'RATE_LIMIT_RESET_PASSWORD',
+  refresh: 'RATE_LIMIT_REFRESH',
+};
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+
+/** `300/1m` → 300 per 60 s; `off` → null. Undefined (with the problem) when malformed. */
+export function parseRateLimit(value: string): RateLimit | null | undefined {
+  if (['off', 'false', '0'].includes(value.toLowerCase())) return null;
+  const match = /^(\d{1,10})\s*\/\s*(\d{1,6})\s*([smh]?)$/.exec(value);
+  if (!match) return undefined;
+  const points = Number(match[1]);
+  const durationSeconds = Number(match[2]) * DURATION_UNITS[match[3] || 's'];
+  if (points < 1 || points > 1_000_000_000 || durationSeconds < 1 || durationSeconds > 24 * 3600) return undefined;
+  return { points, durationSeconds };
+}
+
+const TRUST_PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** TRUST_PROXY: `false`, a hop count (1-10), or addresses, subnets and names, comma-separated. Undefined when malformed. */
+export function parseTrustProxy(value: string): false | number | string[] | undefined {
+  const v = value.toLowerCase();
+  if (['false', 'off', 'no', '0'].includes(v)) return false;
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    return hops >= 1 && hops <= 10 ? hops : undefined;
+  }
+  const entries = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const valid = (entry: string) => {
+    if (TRUST_PROXY_NAMES.includes(entry)) return true;
+    const [address, bits, ...rest] = entry.split('/');
+    const family = isIP(address);
+    if (family === 0 || rest.length > 0) return false;
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  };
+  return entries.length > 0 && entries.every(valid) ? entries : undefined;
 }
 
 export class ConfigError extends Error {
@@ -235,6 +325,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
 
   const persistedOperations = str('PERSISTED_OPERATIONS');
+  const trustProxyValue = str('TRUST_PROXY');
+  let trustProxy: false | number | string[] = false;
+  if (trustProxyValue !== undefined) {
+    const parsed = parseTrustProxy(trustProxyValue);
+    if (parsed === undefined) {
+      problems.push(
+        ['true', 'yes', 'on'].includes(trustProxyValue.toLowerCase())
+          ? `TRUST_PROXY="${trustProxyValue}" would let any client choose its own address (X-Forwarded-For); give the number of proxies in front of Atrium (e.g. 1) or their addresses`
+          : `TRUST_PROXY="${trustProxyValue}" must be false, a number of proxies from 1 to 10, or comma-separated addresses, subnets (10.0.0.0/8) or loopback, linklocal, uniquelocal`,
+      );
+    } else {
+      trustProxy = parsed;
+    }
+  }
+  const redisUrl = str('REDIS_URL');
+  if (redisUrl !== undefined) {
+    // Never echo the URL itself: it may carry a password.
+    let u: URL | undefined;
+    try {
+      u = new URL(redisUrl);
+    } catch {
+      problems.push('REDIS_URL is not a valid URL (expected redis://[:password@]host:6379[/db] or rediss://…)');
+    }
+    if (u && !['redis:', 'rediss:'].includes(u.protocol)) problems.push(`REDIS_URL must start with redis:// or rediss:// (got ${u.protocol}//)`);
+    else if (u && !u.hostname) problems.push('REDIS_URL must name a host, e.g. redis://127.0.0.1:6379');
+  }
+  const rateLimitKeyPrefix = str('RATE_LIMIT_KEY_PREFIX') ?? 'atrium:rl';
+  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(rateLimitKeyPrefix)) problems.push(`RATE_LIMIT_KEY_PREFIX="${rateLimitKeyPrefix}" must be 1 to 64 letters, digits or : _ . -`);
+  const limits = {} as Record<RateLimitName, RateLimit | null>;
+  for (const name of RATE_LIMIT_NAMES) {
+    const variable = RATE_LIMIT_VARIABLES[name];
+    const parsed = parseRateLimit(str(variable) ?? DEFAULT_RATE_LIMITS[name]);
+    if (parsed === undefined) {
+      problems.push(`${variable}="${str(variable)}" must be <requests>/<window> with a window of 1s to 24h (e.g. ${DEFAULT_RATE_LIMITS[name]}, 20/30s), or off`);
+    }
+    limits[name] = parsed ?? null;
+  }
+
   const config: Config = {
     nodeEnv,
     host,
@@ -296,6 +424,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       statementTimeoutMs: int('STATEMENT_TIMEOUT_MS', 5_000, 100, 3_600_000),
       persistedOperations: persistedOperations === undefined ? undefined : path.resolve(cwd, persistedOperations),
       allowUnpersistedOperations: bool('ALLOW_UNPERSISTED_OPERATIONS', persistedOperations === undefined),
+    },
+    rateLimits: {
+      enabled: bool('RATE_LIMITS', true),
+      trustProxy,
+      redisUrl,
+      keyPrefix: rateLimitKeyPrefix,
+      redisTimeoutMs: int('RATE_LIMIT_REDIS_TIMEOUT_MS', 200, 10, 10_000),
+      memoryMaxKeys: int('RATE_LIMIT_MEMORY_MAX_KEYS', 20_000, 100, 10_000_000),
+      limits,
     },
   };
   if (config.graphql.maxRows < config.pageSizeMax) problems.push(`GRAPHQL_MAX_ROWS (${config.graphql.maxRows}) must be at least PAGE_SIZE_MAX (${config.pageSizeMax}): one full page must fit`);

@@ -75,11 +75,12 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     let workerProcess: WorkerProcess | undefined;
     if (options.api) {
       // Loaded only where the API runs: a worker process does without PostGraphile and Express.
-      const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }] = await Promise.all([
+      const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }, { createRateLimits }] = await Promise.all([
         import('./auth/tokens.ts'),
         import('./http/app.ts'),
         import('./http/errors.ts'),
         import('./http/postgraphile.ts'),
+        import('./http/rate-limits.ts'),
       ]);
       const errors = await ErrorCatalog.load(db.ownerUrl);
       const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
@@ -87,6 +88,8 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       closers.push({ name: 'API pool', close: () => pool.end() });
       const pgl = createPostGraphile(makePreset(config, pool, tokens, errors, log));
       closers.push({ name: 'graphql', close: async () => void (await pgl.release()) });
+      const rateLimits = config.rateLimits.enabled ? createRateLimits(config.rateLimits, log) : undefined;
+      if (rateLimits) closers.push({ name: 'rate limits', close: () => rateLimits.close() });
       const server = http.createServer();
       const app = await createApp({
         config,
@@ -94,7 +97,9 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         tokens,
         server,
         log,
+        rateLimits,
         readiness: {
+          rateLimits: rateLimits ? () => rateLimits.store() : undefined,
           database: async () => {
             await pool.query('select 1');
           },

@@ -123,25 +123,126 @@ describe('register and login', () => {
     expect(wrong.errors![0].message).toBe(unknown.errors![0].message);
   });
 
-  test('10 failed sign-ins lock the account for 15 minutes, even for the right password; other accounts are not affected', async () => {
-    const [user, other] = await Promise.all([register('locked'), register('bystander')]);
+  test('after 5 failed sign-ins from one client, that client waits before its next attempt (TOO_MANY_ATTEMPTS, HTTP 429, with the seconds), even with the right password; a success clears the count; other accounts and unknown addresses alike', async () => {
+    const [user, other] = await Promise.all([register('throttled'), register('bystander')]);
     const mutation = `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`;
     const login = (email: string, password: string) => gql<{ login: Auth }>(url, mutation, { input: { email, password } });
-    for (let i = 0; i < 9; i++) expect(errorCode(await login(user.email, `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
-    // Nine failures: not yet locked; a success clears the count.
+    for (let i = 0; i < 4; i++) expect(errorCode(await login(user.email, `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
+    // Four failures: no wait yet; a success clears the count.
     expect((await login(user.email, 'correct horse battery')).data?.login.userId).toBe(user.userId);
-    for (let i = 0; i < 10; i++) expect(errorCode(await login(user.email.toUpperCase(), `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
-    const locked = await login(user.email, 'correct horse battery');
-    expect(errorCode(locked)).toBe('TOO_MANY_ATTEMPTS');
-    expect(locked.errors![0].extensions?.httpStatus ?? 429).toBe(429);
+    for (let i = 0; i < 5; i++) expect(errorCode(await login(user.email.toUpperCase(), `wrong ${i}`))).toBe('INVALID_CREDENTIALS');
+    const throttled = await login(user.email, 'correct horse battery');
+    expect(errorCode(throttled)).toBe('TOO_MANY_ATTEMPTS');
+    const extensions = throttled.errors![0].extensions as { httpStatus: number; retryAfterSeconds: number };
+    expect(extensions.httpStatus).toBe(429);
+    expect(extensions.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(extensions.retryAfterSeconds).toBeLessThanOrEqual(5);
+    expect(throttled.errors![0].message).toMatch(new RegExp(`try again in ${extensions.retryAfterSeconds} seconds?`));
     expect((await login(other.email, 'correct horse battery')).data?.login.userId).toBe(other.userId);
-    // Unknown addresses are throttled alike (no difference to probe for).
+    // Unknown addresses are throttled alike, with the same answers (no difference to probe for).
     const nobody = `${unique('nobody')}@example.com`;
-    for (let i = 0; i < 10; i++) await login(nobody, 'x');
-    expect(errorCode(await login(nobody, 'x'))).toBe('TOO_MANY_ATTEMPTS');
-    // When the lock has passed, the right password works again.
-    await pool('owner').query(`update app_private.login_throttle set locked_until = now() - interval '1 second', window_started_at = now() - interval '16 minutes' where email = $1`, [user.email]);
+    for (let i = 0; i < 5; i++) expect(errorCode(await login(nobody, 'x'))).toBe('INVALID_CREDENTIALS');
+    const unknown = await login(nobody, 'x');
+    expect(errorCode(unknown)).toBe('TOO_MANY_ATTEMPTS');
+    expect(unknown.errors![0].message.replace(/\d+ seconds?/, 'N')).toBe(throttled.errors![0].message.replace(/\d+ seconds?/, 'N'));
+    // When the wait has passed, the right password works again.
+    await pool('owner').query(`update app_private.login_throttle set next_attempt_at = now() - interval '1 second' where email = $1`, [user.email]);
     expect((await login(user.email, 'correct horse battery')).data?.login.userId).toBe(user.userId);
+  });
+});
+
+describe('sign-in throttling per client', () => {
+  // Behind a proxy on loopback (TRUST_PROXY), X-Forwarded-For names the client: one test server
+  // then sees as many clients as the test likes.
+  let proxied: Atrium;
+  beforeAll(async () => {
+    proxied = await startTestApp({ env: { TRUST_PROXY: 'loopback' } });
+  }, 60_000);
+  afterAll(async () => {
+    await proxied?.stop();
+  });
+
+  const loginFrom = (client: string, email: string, password: string) =>
+    fetch(`${proxied.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': client },
+      body: JSON.stringify({ query: `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`, variables: { input: { email, password } } }),
+    }).then(async (r) => ({ status: r.status, ...((await r.json()) as { data?: { login: Auth }; errors?: Array<{ message: string; extensions?: Record<string, any> }> }) }));
+  const waitOf = async (email: string, client: string) =>
+    (await pool('owner').query<{ failures: number; wait: number }>(
+      'select failures, extract(epoch from next_attempt_at - last_failed_at)::float8 as wait from app_private.login_throttle where email = $1 and client = $2',
+      [email, client],
+    )).rows[0];
+
+  test("a stranger's failed sign-ins from another address do not stop the victim signing in", async () => {
+    const victim = await register('victim');
+    const stranger = '203.0.113.66';
+    const codes = [];
+    for (let i = 0; i < 12; i++) codes.push((await loginFrom(stranger, victim.email, `guess ${i}`)).errors?.[0].extensions?.code);
+    expect(codes.slice(0, 5)).toEqual(Array(5).fill('INVALID_CREDENTIALS'));
+    expect(new Set(codes.slice(5))).toEqual(new Set(['TOO_MANY_ATTEMPTS']));
+    expect(await waitOf(victim.email, stranger)).toMatchObject({ failures: 5 });
+    // The victim, at home: not slowed, neither for a typo nor for the right password.
+    expect((await loginFrom('198.51.100.7', victim.email, 'a typo')).errors?.[0].extensions?.code).toBe('INVALID_CREDENTIALS');
+    const signedIn = await loginFrom('198.51.100.7', victim.email, 'correct horse battery');
+    expect(signedIn.errors).toBeUndefined();
+    expect(signedIn.data?.login.userId).toBe(victim.userId);
+    // ...which clears only the victim's own record: the stranger still waits.
+    expect(await waitOf(victim.email, '198.51.100.7')).toBeUndefined();
+    expect((await loginFrom(stranger, victim.email, 'correct horse battery')).errors?.[0].extensions?.code).toBe('TOO_MANY_ATTEMPTS');
+  });
+
+  test('the wait grows with each further failure: 5 s after the fifth, doubling, at most 15 minutes', async () => {
+    const user = await register('growing');
+    const client = '192.0.2.44';
+    for (let i = 0; i < 4; i++) await loginFrom(client, user.email, `wrong ${i}`);
+    expect(await waitOf(user.email, client)).toEqual({ failures: 4, wait: 0 });
+    const waits: number[] = [];
+    const answered: number[] = [];
+    for (let failures = 5; failures <= 8; failures++) {
+      expect((await loginFrom(client, user.email, `wrong ${failures}`)).errors?.[0].extensions?.code).toBe('INVALID_CREDENTIALS');
+      const row = await waitOf(user.email, client);
+      expect(row.failures).toBe(failures);
+      waits.push(row.wait);
+      const refused = await loginFrom(client, user.email, 'correct horse battery');
+      expect(refused.errors?.[0].extensions?.code).toBe('TOO_MANY_ATTEMPTS');
+      answered.push(refused.errors![0].extensions!.retryAfterSeconds);
+      // Time passes (the wait is over) without waiting for it.
+      await pool('owner').query(`update app_private.login_throttle set next_attempt_at = now() - interval '1 second' where email = $1 and client = $2`, [user.email, client]);
+    }
+    expect(waits).toEqual([5, 10, 20, 40]);
+    answered.forEach((seconds, i) => {
+      expect(seconds).toBeGreaterThan(waits[i] / 2);
+      expect(seconds).toBeLessThanOrEqual(waits[i]);
+    });
+    await pool('owner').query(`update app_private.login_throttle set failures = 40 where email = $1 and client = $2`, [user.email, client]);
+    await loginFrom(client, user.email, 'wrong again');
+    expect(await waitOf(user.email, client)).toEqual({ failures: 41, wait: 15 * 60 });
+  });
+
+  test('concurrent attempts of one client queue: once a failure earns a wait, the attempts in flight are not checked', async () => {
+    const user = await register('concurrent');
+    const client = '192.0.2.45';
+    for (let i = 0; i < 4; i++) await loginFrom(client, user.email, `wrong ${i}`);
+    // The fifth failure earns a wait; the attempts sent with it must not each get a password check.
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => loginFrom(client, user.email, `parallel ${i}`)));
+    const codes = answers.map((a) => a.errors?.[0].extensions?.code).sort();
+    expect(codes).toEqual(['INVALID_CREDENTIALS', ...Array(5).fill('TOO_MANY_ATTEMPTS')]);
+    expect(await waitOf(user.email, client)).toMatchObject({ failures: 5 });
+  });
+
+  test('without TRUST_PROXY a client-supplied X-Forwarded-For is ignored: the socket address is the client', async () => {
+    const user = await register('spoofer');
+    const mutation = `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`;
+    for (let i = 0; i < 5; i++) {
+      await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i + 1}` },
+        body: JSON.stringify({ query: mutation, variables: { input: { email: user.email, password: `wrong ${i}` } } }),
+      });
+    }
+    const { rows } = await pool('owner').query<{ client: string; failures: number }>('select client, failures from app_private.login_throttle where email = $1', [user.email]);
+    expect(rows).toEqual([{ client: '127.0.0.1', failures: 5 }]);
   });
 });
 

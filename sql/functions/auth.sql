@@ -72,26 +72,82 @@ begin
 end
 $$;
 
+-- Sign-in throttling, per email address AND client: the client is the caller's network address
+-- as the API sees it (the setting app.client_address, from Express's req.ip: an IPv4 address or
+-- an IPv6 /64, src/http/client-address.ts; 'unknown' when unset). Failed sign-ins are counted
+-- per pair, known email or not (the answer tells nothing about whether an account exists). After
+-- 5 failures in a row, that client must wait before its next attempt for that address is even
+-- checked: 5 seconds, doubling with each further failure, at most 15 minutes (TOO_MANY_ATTEMPTS,
+-- with the seconds to wait). So one client guessing one account gets about 15 tries in the first
+-- hour and 4 an hour after that, while the same address signing in from anywhere else is not
+-- slowed at all: a stranger cannot lock a known user out. A successful sign-in clears its pair; a
+-- password reset clears every pair of the address (app_private.reset_password). Failures older
+-- than a day are forgotten, and each failure deletes up to 10 forgotten rows, so the table holds
+-- little more than the pairs that failed within the last day.
+
+-- The client the current request comes from (set per request by the API: pgSettingsFor).
+create or replace function app_private.login_client() returns text
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce(nullif(current_setting('app.client_address', true), ''), 'unknown')
+$$;
+
+-- How long a client waits after its `failures`-th failure in a row for one address.
+create or replace function app_private.login_delay(failures integer) returns interval
+language sql immutable
+set search_path = pg_catalog
+as $$
+  select case
+    when failures < 5 then interval '0'
+    else least(interval '5 seconds' * power(2, least(failures - 5, 20)), interval '15 minutes')
+  end
+$$;
+
+-- Seconds the current client must still wait before it may sign in as `email` (0: now). Only
+-- the caller's own failures count, so it tells nothing about the address or anyone else.
+create or replace function app_private.login_retry_after(email text) returns integer
+language sql volatile security definer
+set search_path = pg_catalog
+as $$
+  select coalesce(max(ceil(extract(epoch from t.next_attempt_at - clock_timestamp())))::integer, 0)
+  from app_private.login_throttle t
+  where t.email = left(lower(btrim(coalesce(login_retry_after.email, ''))), 320)
+    and t.client = app_private.login_client()
+    and t.next_attempt_at > clock_timestamp()
+$$;
+
 -- Sign in; optionally straight into an organization (ignored unless the user may enter it).
--- Unknown email and wrong password fail alike, after the same bcrypt work.
--- Failed sign-ins are throttled per account (known or not): 10 failures within 15 minutes lock
--- the email address for 15 minutes (TOO_MANY_ATTEMPTS, even with the right password); a
--- successful sign-in clears the count. A failure returns null instead of raising, so that its
--- record is committed (the API answers INVALID_CREDENTIALS).
+-- Unknown email and wrong password fail alike, after the same bcrypt work. Throttled per email
+-- address and client (above). A failure returns null instead of raising, so that its record is
+-- committed (the API answers INVALID_CREDENTIALS).
 create or replace function app_private.login(email text, password text, organization_id uuid default null) returns app_private.auth_grant
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
   v_email text := lower(btrim(coalesce(login.email, '')));
+  -- No account has a longer address (register allows 320 characters): the throttle key is bounded.
+  v_key text := left(lower(btrim(coalesce(login.email, ''))), 320);
+  v_client text := app_private.login_client();
   v_user_id uuid;
   v_hash text;
-  v_locked_until timestamptz;
 begin
-  select t.locked_until into v_locked_until from app_private.login_throttle t where t.email = v_email;
-  if v_locked_until > now() then
-    perform app_private.fail('TOO_MANY_ATTEMPTS', format('Too many failed sign-ins for this account; try again in %s minute(s), or reset the password.',
-      ceil(extract(epoch from v_locked_until - now()) / 60)));
+  -- Claim the attempt, counted as a failure until the password proves right: concurrent attempts
+  -- of one client for one address queue on this row and each sees the delay the previous one
+  -- earned. A client that must still wait gets no password check at all.
+  insert into app_private.login_throttle as t (email, client, failures, last_failed_at, next_attempt_at)
+  values (v_key, v_client, 1, clock_timestamp(), clock_timestamp() + app_private.login_delay(1))
+  on conflict on constraint login_throttle_pkey do update set
+    failures = case when t.last_failed_at < clock_timestamp() - interval '1 day' then 1 else t.failures + 1 end,
+    last_failed_at = clock_timestamp(),
+    next_attempt_at = clock_timestamp()
+      + app_private.login_delay(case when t.last_failed_at < clock_timestamp() - interval '1 day' then 1 else t.failures + 1 end)
+  where t.next_attempt_at <= clock_timestamp();
+  if not found then
+    perform app_private.fail('TOO_MANY_ATTEMPTS', format(
+      'Too many failed sign-ins for this account from your network address; try again in %s second(s), or reset the password.',
+      greatest(app_private.login_retry_after(v_key), 1)));
   end if;
   select u.id, s.password_hash into v_user_id, v_hash
   from app_public.users u
@@ -102,18 +158,17 @@ begin
     perform public.crypt(coalesce(password, ''), public.gen_salt('bf', 10));
   end if;
   if v_hash is null or public.crypt(coalesce(password, ''), v_hash) is distinct from v_hash then
-    insert into app_private.login_throttle as t (email, failures, window_started_at)
-    values (v_email, 1, now())
-    on conflict on constraint login_throttle_pkey do update set
-      failures = case when t.window_started_at < now() - interval '15 minutes' then 1 else t.failures + 1 end,
-      window_started_at = case when t.window_started_at < now() - interval '15 minutes' then now() else t.window_started_at end,
-      locked_until = case
-        when t.window_started_at >= now() - interval '15 minutes' and t.failures + 1 >= 10 then now() + interval '15 minutes'
-        else t.locked_until
-      end;
+    -- The claim above stays as the failure. Forget a few failures older than a day.
+    delete from app_private.login_throttle t
+    where (t.email, t.client) in (
+      select o.email, o.client from app_private.login_throttle o
+      where o.last_failed_at < clock_timestamp() - interval '1 day'
+      limit 10
+      for update skip locked
+    );
     return null;
   end if;
-  delete from app_private.login_throttle t where t.email = v_email;
+  delete from app_private.login_throttle t where t.email = v_key and t.client = v_client;
   return app_private.start_session(
     v_user_id,
     case when app_private.can_enter_organization(v_user_id, login.organization_id) then login.organization_id end

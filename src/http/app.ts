@@ -11,6 +11,8 @@ import { authenticate, sendJsonError } from './auth.ts';
 import { concurrencyGate } from './concurrency.ts';
 import { installHealth, type ReadinessChecks } from './health.ts';
 import { GRAPHQL_PATH } from './postgraphile.ts';
+import { installRateLimits } from './rate-limit-requests.ts';
+import type { RateLimits } from './rate-limits.ts';
 
 function cors(origins: string[]) {
   return (req: Request, res: Response, next: NextFunction) => {
@@ -37,13 +39,19 @@ export async function createApp(options: {
   readiness: ReadinessChecks;
   server: Server;
   log: Logger;
+  /** Request rate limits (src/http/rate-limits.ts); none when RATE_LIMITS=false. */
+  rateLimits?: RateLimits;
 }): Promise<express.Express> {
-  const { config, pgl, tokens, readiness, server, log } = options;
+  const { config, pgl, tokens, readiness, server, log, rateLimits } = options;
   const app = express();
   app.disable('x-powered-by');
+  // req.ip: the socket's address, or what the trusted proxies say (TRUST_PROXY, src/http/client-address.ts).
+  app.set('trust proxy', config.rateLimits.trustProxy);
   installHealth(app, readiness);
   app.use(cors(config.corsOrigins));
   app.use(GRAPHQL_PATH, authenticate(tokens));
+  // After health and CORS preflights (never limited) and the token check (its claims are keys).
+  if (rateLimits) installRateLimits(app, rateLimits);
   const { maxConcurrent, maxQueued, queueTimeoutMs } = config.graphql;
   app.use(GRAPHQL_PATH, concurrencyGate({ maxConcurrent, maxQueued, queueTimeoutMs }).middleware);
   const serv = pgl.createServ(grafserv);

@@ -7,7 +7,7 @@
 // Why not plain PostGraphile mutations? The refresh function must be able to *commit* a
 // session revocation and still report failure: it returns null and we raise the error here,
 // after the transaction has committed.
-import { access, lambda, type Step } from 'postgraphile/grafast';
+import { access, lambda, SafeError, type Step } from 'postgraphile/grafast';
 import { sideEffectWithPgClient } from 'postgraphile/@dataplan/pg';
 import { extendSchema, gql } from 'postgraphile/utils';
 import type { TokenService } from '../auth/tokens.ts';
@@ -34,7 +34,7 @@ export interface AuthPayload {
   organizationId: string | null;
 }
 
-type Outcome = { payload: AuthPayload } | { failure: string };
+type Outcome = { payload: AuthPayload } | { failure: string; retryAfterSeconds?: number };
 
 export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
   // Runs inside the request's transaction: turns a grant into tokens, or names the failure.
@@ -58,7 +58,15 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
     };
   };
   const settle = (outcome: Outcome): AuthPayload => {
-    if ('failure' in outcome) throw errors.error(outcome.failure);
+    if ('failure' in outcome) {
+      if (outcome.retryAfterSeconds === undefined) throw errors.error(outcome.failure);
+      const { code, httpStatus } = errors.byCode(outcome.failure);
+      const seconds = outcome.retryAfterSeconds;
+      throw new SafeError(
+        `Too many failed sign-ins for this account from your network address; try again in ${seconds} second${seconds === 1 ? '' : 's'}, or reset the password.`,
+        { code, httpStatus, retryAfterSeconds: seconds },
+      );
+    }
     return outcome.payload;
   };
   const grantOf = async (client: PgClientLike, fn: string, values: unknown[]): Promise<GrantRow | undefined> => {
@@ -153,9 +161,14 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
               );
             },
             login(_$root, fieldArgs) {
-              return run<{ email: string; password: string; organizationId?: string | null }>(fieldArgs.getRaw('input'), async (client, input) =>
-                issue(await grantOf(client, 'login', [input.email, input.password, input.organizationId ?? null]), 'INVALID_CREDENTIALS'),
-              );
+              return run<{ email: string; password: string; organizationId?: string | null }>(fieldArgs.getRaw('input'), async (client, input) => {
+                // A client that must still wait (sql/functions/auth.sql, sign-in throttling) is told
+                // how long; app_private.login refuses it too, this only finds the number of seconds.
+                const { rows } = await client.query<{ seconds: number }>({ text: 'select app_private.login_retry_after($1) as seconds', values: [input.email] });
+                const seconds = rows[0]?.seconds ?? 0;
+                if (seconds > 0) return { failure: 'TOO_MANY_ATTEMPTS', retryAfterSeconds: seconds };
+                return issue(await grantOf(client, 'login', [input.email, input.password, input.organizationId ?? null]), 'INVALID_CREDENTIALS');
+              });
             },
             refresh(_$root, fieldArgs) {
               return run<{ refreshToken: string }>(fieldArgs.getRaw('input'), async (client, input) =>

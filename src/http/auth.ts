@@ -13,8 +13,8 @@ export function requestClaims(req: Request): AccessClaims | undefined {
   return claimsOf.get(req);
 }
 
-export function sendJsonError(res: Response, status: number, code: string, message: string): void {
-  res.status(status).json({ errors: [{ message, extensions: { code, httpStatus: status } }] });
+export function sendJsonError(res: Response, status: number, code: string, message: string, extensions: Record<string, unknown> = {}): void {
+  res.status(status).json({ errors: [{ message, extensions: { code, httpStatus: status, ...extensions } }] });
 }
 
 export function authenticate(tokens: TokenService) {
@@ -38,16 +38,19 @@ export function authenticate(tokens: TokenService) {
 }
 
 /**
- * The settings every database transaction of a request runs with: the visitor role, and the
- * verified claims as app.user_id / app.session_id / app.org_id (absent when anonymous).
+ * The settings every database transaction of a request runs with: the visitor role, the
+ * verified claims as app.user_id / app.session_id / app.org_id (absent when anonymous), and the
+ * client's address (src/http/client-address.ts) as app.client_address, which the sign-in
+ * throttle keys on (app_private.login).
  */
-export function pgSettingsFor(config: Config, claims: AccessClaims | undefined): Record<string, string> {
+export function pgSettingsFor(config: Config, claims: AccessClaims | undefined, clientAddress?: string): Record<string, string> {
   const settings: Record<string, string> = {
     role: config.database.roles.visitor,
     // No statement of a request runs longer (QUERY_TIMEOUT); the transaction is rolled back.
     statement_timeout: String(config.graphql.statementTimeoutMs),
     'app.refresh_token_ttl_seconds': String(config.auth.refreshTokenTtlSeconds),
   };
+  if (clientAddress) settings['app.client_address'] = clientAddress;
   if (claims) {
     settings['app.user_id'] = claims.userId;
     settings['app.session_id'] = claims.sessionId;

@@ -45,6 +45,8 @@ export const EDGE_ERRORS = {
   NOT_ACCEPTABLE: 406,
   /** Too many requests in progress and waiting (src/http/concurrency.ts); retry after Retry-After. */
   SERVICE_UNAVAILABLE: 503,
+  /** A rate limit (src/http/rate-limit-requests.ts); retry after Retry-After. */
+  RATE_LIMITED: 429,
 } as const satisfies Record<string, number>;
 
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;

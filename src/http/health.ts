@@ -1,7 +1,9 @@
 // Liveness and readiness:
 //   GET /healthz  200 while the process is up (no dependencies checked)
 //   GET /readyz   200 when the database answers, migrations are current and (if this process
-//                 runs one) the job worker is running; 503 with the failing checks otherwise
+//                 runs one) the job worker is running; 503 with the failing checks otherwise.
+//                 It also says where the rate limits are counted (redis, or memory), without
+//                 failing when Redis is down: the API works on without it (src/http/rate-limits.ts).
 import type { Express } from 'express';
 
 export interface ReadinessChecks {
@@ -9,6 +11,8 @@ export interface ReadinessChecks {
   pendingMigrations(): Promise<string[]>;
   /** 'running' when healthy; otherwise what is wrong. */
   worker?(): string;
+  /** Where the rate limits are counted; informative only: a Redis outage does not make the API unready. */
+  rateLimits?(): string;
 }
 
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
@@ -43,6 +47,7 @@ export function installHealth(app: Express, checks: ReadinessChecks): void {
     } else {
       result.worker = 'not in this process';
     }
+    if (checks.rateLimits) result.rateLimits = checks.rateLimits();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks: result });
   });
 }

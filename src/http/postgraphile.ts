@@ -13,6 +13,8 @@ import type { TokenService } from '../auth/tokens.ts';
 import { makeAuthPlugin } from './auth-mutations.ts';
 import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
+import { clientAddress } from './client-address.ts';
+import { SignInRateLimitPlugin } from './rate-limit-requests.ts';
 import { makePageSizePlugin } from './page-size.ts';
 import { makeNotFoundPlugin } from './not-found.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
@@ -83,6 +85,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       MutationResultNamePlugin,
       makePageSizePlugin(config.pageSizeMax, errors),
       makeNotFoundPlugin(errors),
+      SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({
         limits: {
@@ -145,7 +148,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       timeouts: { planning: PLANNING_TIMEOUT_MS },
       context(requestContext) {
         const req = (requestContext as { expressv4?: { req: Request } }).expressv4?.req;
-        return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined) };
+        return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined, req ? clientAddress(req) : undefined) };
       },
     },
     grafserv: {
