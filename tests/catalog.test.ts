@@ -125,6 +125,12 @@ describe('each check reports a table that breaks its rule', () => {
        call app_private.attach_email_normalizer('app_public.check_probe');
        alter table app_public.check_probe add column other_email app_public.email_address;`,
     ],
+    [
+      'stored_values_keep_rules.sql',
+      'NaN, an infinite date and an address in capitals, stored where no domain stops them',
+      `create table app_public.check_probe (price numeric, due_on date, contact_email text);
+       insert into app_public.check_probe values ('NaN', 'infinity', ' Ada@Example.COM ');`,
+    ],
     ['domain_rules_catalogued.sql', 'a domain rule without a message', `create domain app_public.check_probe_number as numeric check (value > 0);`],
     ['domain_rules_catalogued.sql', 'a message for a rule that does not exist', `insert into app_private.domain_rules values ('app_public.quantity', 'check_probe', 'INVALID_VALUE', 'x');`],
   ];

@@ -254,3 +254,52 @@ begin
   end if;
 end
 $$;
+
+-- The stored values that break a rule of the kinds above, whatever their columns' types: every
+-- app_public column that holds a number (NaN or ±Infinity), a date or point in time (infinite,
+-- or outside the years 1900 to 2999) or an email address (not lower-cased and trimmed). The
+-- domains make such rows impossible; this finds them if a column ever bypassed its domain
+-- (sql/checks/stored_values_keep_rules.sql, and the input fuzz test after it has thrown
+-- generated values at every mutation: tests/input-fuzz.test.ts).
+create or replace function app_private.values_breaking_rules()
+returns table (table_name text, column_name text, rule text, rows bigint)
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  v_column record;
+  v_condition text;
+begin
+  for v_column in
+    select c.oid::regclass as tbl, c.relname, a.attname, coalesce(nullif(t.typbasetype, 0), t.oid) as base, a.atttypid
+    from pg_attribute a
+    join pg_class c on c.oid = a.attrelid
+    join pg_type t on t.oid = a.atttypid
+    where c.relnamespace = 'app_public'::regnamespace and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
+    order by c.relname, a.attnum
+  loop
+    v_condition := case
+      when v_column.base in ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype) then
+        format('%1$I = ''NaN'' or %1$I in (''Infinity'', ''-Infinity'')', v_column.attname)
+      when v_column.base in ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) then
+        format('not isfinite(%1$I) or %1$I < ''1900-01-01'' or %1$I >= ''3000-01-01''', v_column.attname)
+      when v_column.atttypid = 'app_public.email_address'::regtype or (v_column.base = 'text'::regtype and v_column.attname ~ 'email') then
+        format('%1$I is distinct from lower(btrim(%1$I))', v_column.attname)
+    end;
+    continue when v_condition is null;
+    table_name := v_column.relname;
+    column_name := v_column.attname;
+    rule := case
+      when v_column.base in ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype) then 'a finite number'
+      when v_column.base in ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) then 'a finite date or time in the years 1900 to 2999'
+      else 'an email address lower-cased and trimmed'
+    end;
+    execute format('select count(*) from %s where %s', v_column.tbl, v_condition) into rows;
+    if rows > 0 then
+      return next;
+    end if;
+  end loop;
+end
+$$;
+revoke all on function app_private.values_breaking_rules() from public;
+comment on function app_private.values_breaking_rules() is 'Stored values that break a value rule (NaN or infinite numbers, dates outside 1900-2999, emails not normalized), per column.';

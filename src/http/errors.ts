@@ -141,8 +141,13 @@ function findPgError(error: unknown): PgErrorLike | undefined {
 }
 
 // postgraphile-plugin-connection-filter refuses `null` and `{}` in a `filter` with plain Errors
-// (not SafeErrors); their messages name nothing internal, so they reach the client as they are.
-const FILTER_INPUT_ERRORS = new Set(['Null literals are forbidden in filter argument input.', 'Empty objects are forbidden in filter argument input.']);
+// (not SafeErrors), and @dataplan/pg an update with an empty `patch` with a SafeError without a
+// code; their messages name nothing internal, so they reach the client as they are.
+const FILTER_INPUT_ERRORS = new Set([
+  'Null literals are forbidden in filter argument input.',
+  'Empty objects are forbidden in filter argument input.',
+  'Attempted to update a record, but no new values were specified.',
+]);
 
 /** grafserv's maskError: shapes every GraphQL error. */
 export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
@@ -157,7 +162,7 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       }
       return new GraphQLError(error.message, { ...options, extensions: { ...error.extensions, ...edgeExtensions('GRAPHQL_VALIDATION_FAILED') } });
     }
-    if (isSafeError(original)) {
+    if (isSafeError(original) && !FILTER_INPUT_ERRORS.has(original.message)) {
       return new GraphQLError(original.message, { ...options, extensions: original.extensions ?? {} });
     }
     if (FILTER_INPUT_ERRORS.has(original.message)) {
