@@ -333,10 +333,12 @@ function selection(field: GraphQLField<unknown, unknown>): string {
       : [];
   const type = getNamedType(field.type);
   if (!isObjectType(type)) return '';
-  const nested = Object.values(type.getFields())
-    .filter((f) => f.name !== 'query' && isObjectType(getNamedType(f.type)) && !/Edge$/.test(getNamedType(f.type).name) && f.args.every((a) => !isNonNullType(a.type)))
-    .map((f) => `${f.name} { __typename ${leaves(getNamedType(f.type)).join(' ')} }`);
-  return `{ __typename ${leaves(type).join(' ')} ${nested.join(' ')} }`;
+  // The record the mutation made or changed (its payload's first object field), not the rows it
+  // merely points at.
+  const record = Object.values(type.getFields()).find(
+    (f) => f.name !== 'query' && isObjectType(getNamedType(f.type)) && !/Edge$/.test(getNamedType(f.type).name) && f.args.every((a) => !isNonNullType(a.type)),
+  );
+  return `{ __typename ${leaves(type).join(' ')} ${record ? `${record.name} { __typename ${leaves(getNamedType(record.type)).join(' ')} }` : ''} }`;
 }
 
 /** Why an answer breaks the contract, or undefined if it keeps it. */
