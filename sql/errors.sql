@@ -94,3 +94,51 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('PERMISSION_NOT_HELD', 'AT541', 403, 'This would pass on permissions (or data) you do not hold yourself: through roles and webhooks you may grant only what you hold.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
+
+-- Input values (sql/functions/value_domains.sql): errors PostgreSQL raises itself about a value
+-- it cannot take answer a catalogued code too, never INTERNAL.
+-- More SQLSTATEs for a code: the catalogue above holds one SQLSTATE per code; these map further
+-- ones onto existing codes, each with the message the API answers (PostgreSQL's own would quote
+-- SQL). src/http/errors.ts loads both; docs/ERRORS.md lists them (tests/docs.test.ts).
+create table if not exists app_private.error_sqlstates (
+  sqlstate text primary key check (sqlstate ~ '^[0-9A-Z]{5}$'),
+  code text not null references app_private.error_codes (code),
+  message text not null
+);
+create index if not exists error_sqlstates_code_idx on app_private.error_sqlstates (code);
+alter table app_private.error_sqlstates enable row level security;
+alter table app_private.error_sqlstates force row level security;
+comment on table app_private.error_sqlstates is 'SQLSTATEs PostgreSQL raises about values it cannot take, mapped onto catalogued codes (app_private.error_codes), with the message the API answers.';
+
+insert into app_private.error_sqlstates (sqlstate, code, message) values
+  ('22003', 'INVALID_VALUE', 'A number is too large for its field (or not finite).'),
+  ('22008', 'INVALID_VALUE', 'A date or time does not exist (e.g. 2024-02-30) or is out of range.'),
+  ('22007', 'INVALID_INPUT', 'A date or time has the wrong format (use YYYY-MM-DD, or ISO 8601 for a point in time).'),
+  ('22021', 'INVALID_VALUE', 'A text contains a character that cannot be stored (the NUL character, \u0000).'),
+  ('22P05', 'INVALID_VALUE', 'A text contains a character that cannot be stored (the NUL character, \u0000).')
+on conflict (sqlstate) do update set code = excluded.code, message = excluded.message;
+
+-- Domain rules: a value outside a domain (app_public.money_amount, …) is refused by PostgreSQL
+-- with SQLSTATE 23514 naming the domain and the constraint; the API answers this code and
+-- message instead of CONSTRAINT_VIOLATION. Every CHECK of an app_public domain has a row here
+-- (sql/checks/domain_rules_catalogued.sql).
+create table if not exists app_private.domain_rules (
+  domain_name text not null check (domain_name ~ '^[a-z_]+\.[a-z_]+$'),
+  constraint_name text not null,
+  code text not null references app_private.error_codes (code),
+  message text not null,
+  primary key (domain_name, constraint_name)
+);
+create index if not exists domain_rules_code_idx on app_private.domain_rules (code);
+alter table app_private.domain_rules enable row level security;
+alter table app_private.domain_rules force row level security;
+comment on table app_private.domain_rules is 'The code and message the API answers when a value breaks a rule (CHECK) of an app_public domain.';
+
+insert into app_private.domain_rules (domain_name, constraint_name, code, message) values
+  ('app_public.money_amount', 'money_amount_finite', 'INVALID_VALUE', 'An amount of money must be a finite number below 1,000,000,000,000 (with at most two decimals).'),
+  ('app_public.quantity', 'quantity_finite', 'INVALID_VALUE', 'A quantity must be a finite number below 10,000,000,000 (with at most two decimals).'),
+  ('app_public.percentage', 'percentage_range', 'INVALID_VALUE', 'A percentage must be a number from 0 to 100.'),
+  ('app_public.business_date', 'business_date_range', 'INVALID_VALUE', 'A date must be between 1900-01-01 and 2999-12-31.'),
+  ('app_public.business_timestamp', 'business_timestamp_range', 'INVALID_VALUE', 'A point in time must be between the years 1900 and 2999.'),
+  ('app_public.email_address', 'email_address_format', 'INVALID_EMAIL', 'An email address must look like name@example.com (at most 320 characters, no spaces inside).')
+on conflict (domain_name, constraint_name) do update set code = excluded.code, message = excluded.message;

@@ -45,6 +45,9 @@ const GOOD_TABLE = `
     organization_id uuid not null references app_public.organizations,
     id uuid not null default gen_random_uuid(),
     client_company_id uuid,
+    contact_email app_public.email_address,
+    fee app_public.money_amount,
+    review_on app_public.business_date,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     primary key (organization_id, id),
@@ -98,6 +101,39 @@ describe('each check reports a table that breaks its rule', () => {
     ],
     ['no_public_execute.sql', 'a function executable by PUBLIC', "create function app_public.check_probe() returns int language sql as 'select 1'; grant execute on function app_public.check_probe() to public;"],
     ['no_secrets_in_app_public.sql', 'a password hash in app_public', `${GOOD_TABLE} alter table app_public.check_probe add column password_hash text;`],
+    ['value_columns_use_domains.sql', 'a money column of plain numeric', `${GOOD_TABLE} alter table app_public.check_probe add column price numeric(14,2);`],
+    ['value_columns_use_domains.sql', 'an amount in a float', `${GOOD_TABLE} alter table app_public.check_probe add column amount double precision;`],
+    ['value_columns_use_domains.sql', 'a number in a domain without bounds', `${GOOD_TABLE} create domain app_public.check_probe_number as numeric; alter table app_public.check_probe add column price app_public.check_probe_number;`],
+    ['value_columns_use_domains.sql', 'a date column outside business_date', `${GOOD_TABLE} alter table app_public.check_probe add column due_on date;`],
+    ['value_columns_use_domains.sql', 'a timestamp without time zone', `${GOOD_TABLE} alter table app_public.check_probe add column sent_at timestamp;`],
+    [
+      'value_columns_use_domains.sql',
+      'a timestamptz the visitor writes',
+      `${GOOD_TABLE} alter table app_public.check_probe add column starts_at timestamptz; call app_private.grant_tenant_access('app_public.check_probe', false);`,
+    ],
+    [
+      'value_columns_use_domains.sql',
+      'an allowed timestamp name the visitor writes',
+      `${GOOD_TABLE} alter table app_public.check_probe add column sent_at timestamptz; call app_private.grant_tenant_access('app_public.check_probe', false);`,
+    ],
+    ['value_columns_use_domains.sql', 'a timestamptz not set by the database', `${GOOD_TABLE} alter table app_public.check_probe add column remind_at timestamptz;`],
+    ['value_columns_use_domains.sql', 'an email column of plain text', `${GOOD_TABLE} alter table app_public.check_probe add column billing_email text;`],
+    ['email_columns_normalized.sql', 'an email column without the normalizer', `${GOOD_TABLE} alter table app_public.check_probe add column email app_public.email_address;`],
+    [
+      'email_columns_normalized.sql',
+      'a normalizer that leaves a column out',
+      `${GOOD_TABLE} alter table app_public.check_probe add column email app_public.email_address;
+       call app_private.attach_email_normalizer('app_public.check_probe');
+       alter table app_public.check_probe add column other_email app_public.email_address;`,
+    ],
+    [
+      'stored_values_keep_rules.sql',
+      'NaN, an infinite date and an address in capitals, stored where no domain stops them',
+      `create table app_public.check_probe (price numeric, due_on date, contact_email text);
+       insert into app_public.check_probe values ('NaN', 'infinity', ' Ada@Example.COM ');`,
+    ],
+    ['domain_rules_catalogued.sql', 'a domain rule without a message', `create domain app_public.check_probe_number as numeric check (value > 0);`],
+    ['domain_rules_catalogued.sql', 'a message for a rule that does not exist', `insert into app_private.domain_rules values ('app_public.quantity', 'check_probe', 'INVALID_VALUE', 'x');`],
   ];
 
   test('every check file has at least one breaking case', () => {

@@ -58,6 +58,24 @@ test('docs/ERRORS.md lists exactly the error catalogue (app_private.error_codes)
   expect(documented.sort(byCode)).toEqual([...rows].sort(byCode));
 });
 
+test('docs/ERRORS.md lists exactly the further SQLSTATEs mapped onto codes (app_private.error_sqlstates)', async () => {
+  const { rows } = await pool('owner').query<{ sqlstate: string; code: string; message: string }>('select sqlstate, code, message from app_private.error_sqlstates order by sqlstate');
+  const documented = [...read('docs/ERRORS.md').matchAll(/^\| `([0-9A-Z]{5})` \| `([A-Z_]+)` \| (.+) \|$/gm)].map((m) => ({ sqlstate: m[1], code: m[2], message: m[3] }));
+  expect(rows.length).toBeGreaterThan(0);
+  expect(documented.sort((x, y) => (x.sqlstate < y.sqlstate ? -1 : 1))).toEqual(rows);
+});
+
+test('docs/ERRORS.md lists exactly the rules of value types (app_private.domain_rules)', async () => {
+  const { rows } = await pool('owner').query<{ domain_name: string; constraint_name: string; code: string; message: string }>(
+    'select domain_name, constraint_name, code, message from app_private.domain_rules order by 1, 2',
+  );
+  const documented = [...read('docs/ERRORS.md').matchAll(/^\| `([a-z_]+\.[a-z_]+)` \| `([a-z_]+)` \| `([A-Z_]+)` \| (.+) \|$/gm)].map((m) => ({
+    domain_name: m[1], constraint_name: m[2], code: m[3], message: m[4],
+  }));
+  expect(rows.length).toBeGreaterThan(0);
+  expect(documented).toEqual(rows);
+});
+
 test('every error raised by name in sql/ and migrations/ is in the catalogue', async () => {
   const { rows } = await pool('owner').query<{ code: string }>('select code from app_private.error_codes');
   const known = new Set(rows.map((r) => r.code));

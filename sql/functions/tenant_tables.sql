@@ -4,8 +4,8 @@
 --   call app_private.make_tenant_table('app_public.client_companies', 'clients', soft_delete_as => 'client_company');
 --
 -- which checks its shape, forces row-level security, creates the four standard policies,
--- grants the visitor role exactly what they allow, and attaches the updated_at, audit (+ outbox)
--- and soft-delete machinery. Each step is its own procedure below, so tables with special rules
+-- grants the visitor role exactly what they allow, and attaches the updated_at, audit (+ outbox),
+-- email-normalizing and soft-delete machinery. Each step is its own procedure below, so tables with special rules
 -- (organization_members, invitations, ...) use the steps they need and write their own policies.
 -- Every procedure is idempotent: calling it again re-applies the current rules (e.g. after a
 -- column is added, to grant it).
@@ -366,6 +366,7 @@ begin
   call app_private.grant_tenant_access(tbl, soft_delete_as is not null, readonly_columns, insertable, updatable);
   call app_private.attach_updated_at(tbl);
   call app_private.attach_audit(tbl, 'organization_id', secret_columns);
+  call app_private.attach_email_normalizer(tbl); -- sql/functions/value_domains.sql
   if soft_delete_as is not null then
     call app_private.attach_soft_delete(tbl, soft_delete_as, permission);
   end if;

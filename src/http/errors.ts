@@ -49,6 +49,21 @@ export const EDGE_ERRORS = {
   RATE_LIMITED: 429,
 } as const satisfies Record<string, number>;
 
+/** A further SQLSTATE mapped onto a catalogued code (app_private.error_sqlstates), with its message. */
+export interface SqlstateMapping {
+  sqlstate: string;
+  code: string;
+  message: string;
+}
+
+/** The code and message for a value that breaks a rule of a domain (app_private.domain_rules). */
+export interface DomainRule {
+  domainName: string;
+  constraintName: string;
+  code: string;
+  message: string;
+}
+
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
 
 /** The extensions of an edge error: its code and HTTP status, plus any details. */
@@ -64,10 +79,14 @@ const VARIABLE_VALUE = /^Variable "\$[^"]+" (?:got invalid value|of required typ
 export class ErrorCatalog {
   readonly #byCode: Map<string, ErrorCode>;
   readonly #bySqlstate: Map<string, ErrorCode>;
+  readonly #moreSqlstates: Map<string, SqlstateMapping>;
+  readonly #domainRules: Map<string, DomainRule>;
 
-  constructor(codes: ErrorCode[]) {
+  constructor(codes: ErrorCode[], more: { sqlstates?: SqlstateMapping[]; domainRules?: DomainRule[] } = {}) {
     this.#byCode = new Map(codes.map((c) => [c.code, c]));
     this.#bySqlstate = new Map(codes.map((c) => [c.sqlstate, c]));
+    this.#moreSqlstates = new Map((more.sqlstates ?? []).map((s) => [s.sqlstate, s]));
+    this.#domainRules = new Map((more.domainRules ?? []).map((r) => [`${r.domainName}/${r.constraintName}`, r]));
   }
 
   static async load(ownerUrl: string): Promise<ErrorCatalog> {
@@ -77,7 +96,11 @@ export class ErrorCatalog {
       const { rows } = await client.query<ErrorCode>(
         'select code, sqlstate, http_status as "httpStatus", description from app_private.error_codes order by code',
       );
-      return new ErrorCatalog(rows);
+      const sqlstates = await client.query<SqlstateMapping>('select sqlstate, code, message from app_private.error_sqlstates order by sqlstate');
+      const domainRules = await client.query<DomainRule>(
+        'select domain_name as "domainName", constraint_name as "constraintName", code, message from app_private.domain_rules order by 1, 2',
+      );
+      return new ErrorCatalog(rows, { sqlstates: sqlstates.rows, domainRules: domainRules.rows });
     } finally {
       await client.end();
     }
@@ -97,6 +120,21 @@ export class ErrorCatalog {
     return this.#bySqlstate.get(sqlstate);
   }
 
+  /**
+   * The code and message for an error PostgreSQL raised: our own (class AT) keep their message
+   * written for people; a value breaking a domain's rule gets the rule's message
+   * (app_private.domain_rules); other SQLSTATEs the catalogue's message (app_private.error_codes,
+   * then app_private.error_sqlstates), never PostgreSQL's own, which would quote SQL.
+   */
+  forPgError(error: PgErrorLike): { entry: ErrorCode; message: string } | undefined {
+    const rule = error.dataType && error.constraint ? this.#domainRules.get(`${error.schema}.${error.dataType}/${error.constraint}`) : undefined;
+    if (error.code === '23514' && rule) return { entry: this.byCode(rule.code), message: rule.message };
+    const entry = this.#bySqlstate.get(error.code);
+    if (entry) return { entry, message: error.code.startsWith('AT') ? error.message : entry.description };
+    const more = this.#moreSqlstates.get(error.code);
+    return more ? { entry: this.byCode(more.code), message: more.message } : undefined;
+  }
+
   /** An error for GraphQL responses, with `code` and `httpStatus` in its extensions. */
   error(code: string, message?: string): SafeError {
     const entry = this.byCode(code);
@@ -110,6 +148,8 @@ interface PgErrorLike {
   constraint?: string;
   column?: string;
   table?: string;
+  schema?: string;
+  dataType?: string;
 }
 
 function findPgError(error: unknown): PgErrorLike | undefined {
@@ -123,8 +163,13 @@ function findPgError(error: unknown): PgErrorLike | undefined {
 }
 
 // postgraphile-plugin-connection-filter refuses `null` and `{}` in a `filter` with plain Errors
-// (not SafeErrors); their messages name nothing internal, so they reach the client as they are.
-const FILTER_INPUT_ERRORS = new Set(['Null literals are forbidden in filter argument input.', 'Empty objects are forbidden in filter argument input.']);
+// (not SafeErrors), and @dataplan/pg an update with an empty `patch` with a SafeError without a
+// code; their messages name nothing internal, so they reach the client as they are.
+const FILTER_INPUT_ERRORS = new Set([
+  'Null literals are forbidden in filter argument input.',
+  'Empty objects are forbidden in filter argument input.',
+  'Attempted to update a record, but no new values were specified.',
+]);
 
 // A generated delete mutation (deleteX / deleteXById) that finds no row it may delete — another
 // tenant's id, a random id, a row your role may not see — fails with this plain Error of
@@ -145,7 +190,7 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       }
       return new GraphQLError(error.message, { ...options, extensions: { ...error.extensions, ...edgeExtensions('GRAPHQL_VALIDATION_FAILED') } });
     }
-    if (isSafeError(original)) {
+    if (isSafeError(original) && !FILTER_INPUT_ERRORS.has(original.message)) {
       const extensions = original.extensions ?? {};
       if (typeof extensions.code === 'string') return new GraphQLError(original.message, { ...options, extensions });
       // Grafast's own refusal of a plan that took too long (grafast.timeouts.planning).
@@ -163,12 +208,13 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       return new GraphQLError(notFound.description, { ...options, extensions: { code: notFound.code, httpStatus: notFound.httpStatus } });
     }
     const pgError = findPgError(original);
-    const entry = pgError ? catalog.bySqlstate(pgError.code) : undefined;
-    if (pgError && entry) {
+    const mapped = pgError ? catalog.forPgError(pgError) : undefined;
+    if (pgError && mapped) {
       // Our own errors (class AT) carry a message written for people; PostgreSQL's own are
-      // replaced by the catalogue's description (no SQL, table or policy names leak out).
+      // replaced by the catalogue's (no SQL, table or policy names leak out).
+      const { entry } = mapped;
       const ours = pgError.code.startsWith('AT');
-      return new GraphQLError(ours ? pgError.message : entry.description, {
+      return new GraphQLError(mapped.message, {
         ...options,
         extensions: {
           code: entry.code,

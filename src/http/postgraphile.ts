@@ -17,6 +17,7 @@ import { clientAddress } from './client-address.ts';
 import { SignInRateLimitPlugin } from './rate-limit-requests.ts';
 import { makePageSizePlugin } from './page-size.ts';
 import { makeNotFoundPlugin } from './not-found.ts';
+import { ScalarChecksPlugin } from './scalars.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
@@ -84,6 +85,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       makeAuthPlugin(tokens, errors),
       MutationResultNamePlugin,
       makePageSizePlugin(config.pageSizeMax, errors),
+      ScalarChecksPlugin,
       makeNotFoundPlugin(errors),
       SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),

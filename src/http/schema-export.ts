@@ -1,7 +1,7 @@
 // schema.graphql: the GraphQL schema, sorted, committed so that API changes show up in review.
 // `npm run export-schema` rewrites it; tests/schema.test.ts fails when it is out of date.
 import fs from 'node:fs';
-import { lexicographicSortSchema, printSchema } from 'postgraphile/graphql';
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'postgraphile/graphql';
 import { makeSchema } from 'postgraphile';
 import { createTokenService } from '../auth/tokens.ts';
 import type { Config } from '../config.ts';
@@ -12,17 +12,21 @@ import { SCHEMA_GRAPHQL } from '../paths.ts';
 import { ErrorCatalog } from './errors.ts';
 import { createApiPool, makePreset } from './postgraphile.ts';
 
-/** The printed schema of the database behind `db` (migrations already applied). */
-export async function printApiSchema(config: Config, db: { ownerUrl: string; authenticatorUrl: string; jwtSecret: string }, log: Logger): Promise<string> {
+/** The API's schema over the database behind `db` (migrations already applied). */
+export async function buildApiSchema(config: Config, db: { ownerUrl: string; authenticatorUrl: string; jwtSecret: string }, log: Logger): Promise<GraphQLSchema> {
   const errors = await ErrorCatalog.load(db.ownerUrl);
   const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
   const pool = createApiPool(db, log);
   try {
-    const { schema } = await makeSchema(makePreset(config, pool, tokens, errors, log));
-    return `${printSchema(lexicographicSortSchema(schema))}\n`;
+    return (await makeSchema(makePreset(config, pool, tokens, errors, log))).schema;
   } finally {
     await pool.end();
   }
+}
+
+/** The printed schema of the database behind `db` (migrations already applied). */
+export async function printApiSchema(config: Config, db: { ownerUrl: string; authenticatorUrl: string; jwtSecret: string }, log: Logger): Promise<string> {
+  return `${printSchema(lexicographicSortSchema(await buildApiSchema(config, db, log)))}\n`;
 }
 
 export async function writeSchema(config: Config, log: Logger, file = SCHEMA_GRAPHQL): Promise<string> {

@@ -1,0 +1,60 @@
+-- app_public columns that hold money, quantities, percentages, dates, points in time or email
+-- addresses without the domain that bounds them (sql/functions/value_domains.sql):
+--   numeric, real, double precision, money  must be app_public.money_amount, quantity or
+--                                           percentage (a float never holds money)
+--   date                                    must be app_public.business_date
+--   timestamp (without time zone)           never: use timestamptz
+--   timestamptz                             app_public.business_timestamp, unless the column is
+--                                           allowed below as one the database sets itself AND the
+--                                           visitor can neither insert nor update it
+--   text whose name says email              must be app_public.email_address (any string type)
+-- (Integers need no domain: PostgreSQL refuses what they cannot hold, and each column's own
+-- check bounds it.)
+with set_by_database (column_name, why) as (values
+  -- Timestamps no caller gives: PostgreSQL or Atrium's own functions write now() into them.
+  ('created_at', 'default now()'),
+  ('updated_at', 'default now(), then the updated_at trigger (sql/functions/triggers.sql)'),
+  ('occurred_at', 'default now() (activity_events, written by the audit trigger)'),
+  ('deleted_at', 'soft_delete_<x>() / restore_<x>() (sql/functions/tenant_tables.sql)'),
+  ('expires_at', 'default now() + 7 days (invitations)'),
+  -- Stamped with now() by the status machines (app_private.status_transitions.stamp_column) or
+  -- the lifecycle function of the step.
+  ('sent_at', 'status machine'), ('viewed_at', 'status machine'), ('accepted_at', 'status machine, accept_* functions'),
+  ('rejected_at', 'status machine'), ('expired_at', 'status machine'), ('signed_at', 'status machine'),
+  ('cancelled_at', 'status machine'), ('closed_at', 'status machine'), ('completed_at', 'status machine'),
+  ('reached_at', 'status machine'), ('approved_at', 'status machine'), ('paid_at', 'status machine'),
+  ('overdue_at', 'status machine (daily maintenance)'), ('revoked_at', 'revoke_portal_access()'),
+  -- Written by the worker's tasks.
+  ('disabled_at', 'webhook delivery (auto-disable)'), ('delivered_at', 'webhook delivery'), ('last_attempt_at', 'webhook delivery'),
+  ('last_invoiced_at', 'scheduled invoicing')
+),
+columns as (
+  select c.relname, a.attname, a.atttypid, coalesce(nullif(t.typbasetype, 0), t.oid) as base,
+         (select b.typcategory from pg_type b where b.oid = coalesce(nullif(t.typbasetype, 0), t.oid)) as category,
+         has_column_privilege(current_setting('atrium.visitor'), c.oid, a.attnum, 'INSERT')
+           or has_column_privilege(current_setting('atrium.visitor'), c.oid, a.attnum, 'UPDATE') as visitor_writes
+  from pg_attribute a
+  join pg_class c on c.oid = a.attrelid
+  join pg_type t on t.oid = a.atttypid
+  where c.relnamespace = 'app_public'::regnamespace
+    and c.relkind in ('r', 'p')
+    and a.attnum > 0 and not a.attisdropped
+)
+select relname as "table", attname as "column", format_type(atttypid, null) as type, rule
+from columns
+cross join lateral (select case
+  when base in ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype, 'money'::regtype)
+    and atttypid not in ('app_public.money_amount'::regtype, 'app_public.quantity'::regtype, 'app_public.percentage'::regtype)
+    then 'a number that is not money_amount, quantity or percentage'
+  when base = 'date'::regtype and atttypid <> 'app_public.business_date'::regtype
+    then 'a date that is not business_date'
+  when base = 'timestamp'::regtype
+    then 'a timestamp without time zone'
+  when base = 'timestamptz'::regtype and atttypid <> 'app_public.business_timestamp'::regtype
+    and (visitor_writes or attname not in (select column_name from set_by_database))
+    then 'a timestamptz that is not business_timestamp (and not set by the database alone)'
+  when category = 'S' and attname ~ 'email' and atttypid <> 'app_public.email_address'::regtype
+    then 'an email address that is not email_address'
+end as rule) as r
+where rule is not null
+order by 1, 2;
