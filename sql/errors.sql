@@ -81,3 +81,10 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('RESET_TOKEN_EXPIRED', 'AT416', 400, 'The password-reset token has expired; ask for a new one.')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
+
+-- Sign-up by email (sql/functions/registration.sql): confirming a registration.
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('REGISTRATION_TOKEN_INVALID', 'AT491', 400, 'The confirmation token is unknown, was replaced by a newer one, or was already used; sign up again.'),
+  ('REGISTRATION_TOKEN_EXPIRED', 'AT492', 400, 'The confirmation token has expired; sign up again.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

@@ -7,7 +7,7 @@ import { createLogger } from '../src/log.ts';
 import { isPrivateAddress, postWebhook } from '../src/webhooks/deliver.ts';
 import { signWebhook, verifyWebhookSignature } from '../src/webhooks/signature.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
-import { gql, startTestApp } from './support/app.ts';
+import { gql, registerAndConfirm, startTestApp } from './support/app.ts';
 import { asVisitor, asWorker, closePools, pgError, pool, sessionOf, unique, urlFor } from './support/db.ts';
 import { commitAs, oneTenant, type Tenant } from './support/fixtures.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
@@ -340,7 +340,7 @@ describe('over the GraphQL API', () => {
     try {
       const url = app.url!;
       const email = `${unique('hooks')}@example.com`;
-      let token = (await gql<any>(url, 'mutation($i: RegisterInput!) { register(input: $i) { accessToken } }', { i: { email, password: 'correct horse battery', name: 'Hook Owner' } })).data.register.accessToken;
+      let token = (await registerAndConfirm(url, { email, name: 'Hook Owner' })).accessToken;
       const orgId = (await gql<any>(url, 'mutation { createOrganization(input: { name: "Hook Studio" }) { organization { rowId } } }', {}, token)).data.createOrganization.organization.rowId;
       token = (await gql<any>(url, 'mutation($o: UUID) { switchOrganization(input: { organizationId: $o }) { accessToken } }', { o: orgId }, token)).data.switchOrganization.accessToken;
 
