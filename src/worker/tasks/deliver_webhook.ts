@@ -32,7 +32,7 @@ export function deliverWebhook(options: DeliveryOptions): Task {
   return async (payload, helpers) => {
     const organizationId = organizationOf(payload);
     const deliveryId = (payload as { delivery_id?: unknown }).delivery_id;
-    if (typeof deliveryId !== 'string') throw new Error(`deliver_webhook payload must carry delivery_id, got ${JSON.stringify(payload)}`);
+    if (typeof deliveryId !== 'string') throw new Error('deliver_webhook payload must carry delivery_id (a uuid)');
     const scope = { organizationId };
     const record = (outcome: string, result: { status?: number; error?: string } = {}, gone = false) =>
       withTenant(helpers, scope, async (client) => {
