@@ -14,6 +14,7 @@ import { makeAuthPlugin } from './auth-mutations.ts';
 import { MutationResultNamePlugin } from './inflection.ts';
 import { pgSettingsFor, requestClaims } from './auth.ts';
 import { makePageSizePlugin } from './page-size.ts';
+import { makeWebhookUrlPlugin } from './webhook-urls.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -35,7 +36,7 @@ export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
 export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
-    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors)],
+    plugins: [makeAuthPlugin(tokens, errors), MutationResultNamePlugin, makePageSizePlugin(config.pageSizeMax, errors), makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks)],
     // No filtering through relations (EXISTS subqueries over other tables, `every`/`none`):
     // postgraphile-plugin-connection-filter 4.0.1 adds them whatever connectionFilterRelations says.
     disablePlugins: ['PgConnectionArgFilterBackwardRelationsPlugin', 'PgConnectionArgFilterForwardRelationsPlugin'],

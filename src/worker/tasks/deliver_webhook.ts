@@ -66,7 +66,7 @@ export function deliverWebhook(options: DeliveryOptions): Task {
     const started = Date.now();
     const result = await postWebhook(target.url, target.secret, body, { 'Atrium-Webhook-Id': deliveryId, 'Atrium-Event': target.event_type }, options);
     const status = await record(result.ok ? 'succeeded' : 'failed', result, result.status === 410);
-    const facts = { organizationId, deliveryId, event: target.event_type, responseStatus: result.status, ms: Date.now() - started, deliveryStatus: status };
+    const facts = { organizationId, deliveryId, event: target.event_type, address: result.address, responseStatus: result.status, ms: Date.now() - started, deliveryStatus: status };
     if (result.ok) {
       helpers.logger.info('webhook delivered', facts);
       return;
