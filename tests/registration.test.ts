@@ -131,6 +131,20 @@ describe('register (app_private.request_registration)', () => {
     expect((await register(user.email, { commit: true })).emails).toEqual([]);
   });
 
+  test('expired links\' secrets and old requests are purged daily (worker only); live ones stay', async () => {
+    const live = await pending('purge-live');
+    const old = await pending('purge-old');
+    await pool('owner').query(`update app_private.email_secrets set expires_at = now() - interval '1 second' where message_key = $1`, [`registration:${old.id}`]);
+    await pool('owner').query(`update app_private.registrations set expires_at = now() - interval '2 days' where id = $1`, [old.id]);
+    expect((await pgError(asVisitor({}, (c) => c.query('select app_private.purge_expired_secrets()')))).code).toBe('42501');
+    const purged = (await pool('worker').query<{ n: number }>('select app_private.purge_expired_secrets() as n')).rows[0].n;
+    expect(purged).toBeGreaterThanOrEqual(2);
+    const left = async (id: string) =>
+      (await pool('owner').query(`select (select count(*) from app_private.registrations where id = $1)::int + (select count(*) from app_private.email_secrets where message_key = 'registration:' || $1)::int as n`, [id])).rows[0].n;
+    expect(await left(old.id)).toBe(0);
+    expect(await left(live.id)).toBe(2);
+  });
+
   test('the requests and their tokens are out of the visitor\'s reach, and the API cannot make an account without the email', async () => {
     expect((await pgError(asVisitor({}, (c) => c.query('select * from app_private.registrations')))).code).toBe('42501');
     expect((await pgError(asVisitor({}, (c) => c.query('select * from app_private.email_secrets')))).code).toBe('42501');

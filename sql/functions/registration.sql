@@ -147,7 +147,30 @@ begin
 end
 $$;
 
+-- Daily (task daily_maintenance): one-time secrets whose links have expired, and sign-up requests
+-- a day past theirs, are deleted, even when no new email comes to clear them on the way (every
+-- secret-bearing enqueue_email does, and every register). Worker only. Returns how many went.
+create or replace function app_private.purge_expired_secrets() returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_secrets integer;
+  v_requests integer;
+begin
+  if not app_private.is_worker_session() then
+    perform app_private.fail('NOT_PERMITTED', 'Only the job worker purges expired secrets.');
+  end if;
+  delete from app_private.email_secrets s where s.expires_at <= now();
+  get diagnostics v_secrets = row_count;
+  delete from app_private.registrations r where r.expires_at < now() - interval '1 day';
+  get diagnostics v_requests = row_count;
+  return v_secrets + v_requests;
+end
+$$;
+
 revoke all on function
+  app_private.purge_expired_secrets(),
   app_private.registration_ttl(),
   app_private.registration_interval(),
   app_private.request_registration(text, text, text),
@@ -157,3 +180,4 @@ grant execute on function
   app_private.request_registration(text, text, text),
   app_private.confirm_registration(text, text)
 to :DATABASE_VISITOR;
+grant execute on function app_private.purge_expired_secrets() to :DATABASE_WORKER;
