@@ -4,10 +4,13 @@
 // password-reset flows with every log line and every job row captured: none holds a token, a
 // password or a session token, and the emails' links still work.
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { configureEmail } from '../src/email/service.ts';
 import { startAtrium, type Atrium } from '../src/index.ts';
 import { createLogger, graphileLogFactory, graphileMeta, REDACT_PATHS } from '../src/log.ts';
 import { startWorker } from '../src/worker/index.ts';
@@ -108,26 +111,21 @@ describe('graphile-worker\'s own lines (graphileLogFactory)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// End to end: the API and a real worker in this process, logging at trace into a buffer; console
-// output and stdout/stderr writes captured too; every row graphile-worker's job table receives
-// copied by a trigger. Then sign-up, invitation and password reset, as people do them.
+// End to end: the API and a real worker in this process, on a database of their own (so that
+// worker takes no other test file's jobs, and theirs none of these), logging at trace into a
+// buffer; console output and stdout/stderr writes captured too; every row graphile-worker's job
+// table receives copied by a trigger. Then sign-up, invitation and password reset, as people do.
 
 describe('end to end: no token, password or session token in any log line or job row', () => {
   let app: Atrium;
   let url: string;
   let emailDir: string;
   const { lines, log } = bufferLogger('trace');
-  const captureTable = `test_job_rows_${Math.random().toString(36).slice(2, 10)}`;
+  const databaseName = `atrium_logs_${randomBytes(4).toString('hex')}`;
+  const db: Record<'owner' | 'worker' | 'superuser', pg.Pool> = {} as never;
   const restore: Array<() => void> = [];
 
   beforeAll(async () => {
-    // Every row written to the job table, as it was written.
-    await pool('superuser').query(`
-      create table public.${captureTable} (row text not null);
-      create function public.${captureTable}() returns trigger language plpgsql security definer set search_path = pg_catalog as $f$
-      begin insert into public.${captureTable} (row) values (to_jsonb(new)::text); return null; end $f$;
-      create trigger ${captureTable} after insert or update on graphile_worker._private_jobs for each row execute function public.${captureTable}();
-    `);
     // Anything written around the logger (a library's console.error, a stray write).
     for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const) {
       const spy = jest.spyOn(console, method).mockImplementation((...args: unknown[]) => void lines.push(`console.${method}: ${args.map((a) => (a instanceof Error ? `${a.message}\n${a.stack}` : typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}`));
@@ -142,15 +140,28 @@ describe('end to end: no token, password or session token in any log line or job
       restore.push(() => void (stream.write = original as typeof stream.write));
     }
     emailDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-log-test-'));
-    const config = testConfig({ DATABASE_URL: urlFor('owner'), LOG_LEVEL: 'trace', EMAIL_DIR: path.join(emailDir, 'mail'), APP_URL: 'https://app.example.test' });
-    app = await startAtrium(config, log, { api: true, worker: true });
+    const config = testConfig({ DATABASE_URL: urlFor('superuser'), LOG_LEVEL: 'trace', EMAIL_DIR: path.join(emailDir, 'mail'), APP_URL: 'https://app.example.test' });
+    app = await startAtrium(config, log, { api: true, worker: true, databaseName });
     url = app.url!;
-  }, 60_000);
+    db.owner = new pg.Pool({ connectionString: app.db.ownerUrl, max: 2 });
+    db.worker = new pg.Pool({ connectionString: app.db.workerUrl, max: 2 });
+    db.superuser = new pg.Pool({ connectionString: app.db.superuserUrl!, max: 1 });
+    // Every row written to the job table, as it was written.
+    await db.superuser.query(`
+      create table public.job_rows (row text not null);
+      create function public.capture_job_row() returns trigger language plpgsql security definer set search_path = pg_catalog as $f$
+      begin insert into public.job_rows (row) values (to_jsonb(new)::text); return null; end $f$;
+      create trigger capture_job_row after insert or update on graphile_worker._private_jobs for each row execute function public.capture_job_row();
+    `);
+  }, 120_000);
 
   afterAll(async () => {
     await app?.stop();
     for (const undo of restore.splice(0).reverse()) undo();
-    await pool('superuser').query(`drop trigger if exists ${captureTable} on graphile_worker._private_jobs; drop function if exists public.${captureTable}(); drop table if exists public.${captureTable};`);
+    await Promise.all(Object.values(db).map((p) => p.end()));
+    await pool('superuser').query(`drop database if exists ${databaseName} with (force)`);
+    // The email service is the process's: back to the run's (other files in this process use it).
+    configureEmail(testConfig().email, createLogger('silent'));
     fs.rmSync(emailDir, { recursive: true, force: true });
   });
 
@@ -164,7 +175,7 @@ describe('end to end: no token, password or session token in any log line or job
   async function emailTo(to: string, template: string) {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const { rows } = await pool('owner').query<{ transport_detail: string }>(
+      const { rows } = await db.owner.query<{ transport_detail: string }>(
         `select transport_detail from app_private.email_messages where recipient = $1 and template = $2 and sent_at is not null order by sent_at desc limit 1`,
         [to, template],
       );
@@ -188,10 +199,10 @@ describe('end to end: no token, password or session token in any log line or job
     fs.writeFileSync(path.join(emailDir, 'mail'), 'not a folder');
     await ok('mutation($input: RegisterInput!) { register(input: $input) { requested } }', { input: { email: ownerEmail, password: secrets.ownerPassword, name: 'Log Owner' } });
     const failedOnce = async () =>
-      ((await pool('owner').query(`select 1 from graphile_worker._private_jobs where key like 'send_email:registration:%' and payload->>'to' = $1 and last_error is not null`, [ownerEmail])).rowCount ?? 0) > 0;
+      ((await db.owner.query(`select 1 from graphile_worker._private_jobs where key like 'send_email:registration:%' and payload->>'to' = $1 and last_error is not null`, [ownerEmail])).rowCount ?? 0) > 0;
     for (const deadline = Date.now() + 30_000; !(await failedOnce()); await sleep(100)) if (Date.now() > deadline) throw new Error('the first send did not fail');
     fs.rmSync(path.join(emailDir, 'mail'));
-    await pool('worker').query(`update graphile_worker._private_jobs set run_at = now() where key like 'send_email:registration:%' and payload->>'to' = $1`, [ownerEmail]);
+    await db.worker.query(`update graphile_worker._private_jobs set run_at = now() where key like 'send_email:registration:%' and payload->>'to' = $1`, [ownerEmail]);
     secrets.ownerConfirmation = confirmationTokenIn(await emailTo(ownerEmail, 'registration_confirm'));
     const owner = (await ok<{ confirmRegistration: Record<string, string> }>(`mutation($input: ConfirmRegistrationInput!) { confirmRegistration(input: $input) { ${AUTH_PAYLOAD_FIELDS} } }`, { input: { token: secrets.ownerConfirmation, password: secrets.ownerPassword } })).confirmRegistration;
     secrets.ownerRefresh = owner.refreshToken;
@@ -220,7 +231,7 @@ describe('end to end: no token, password or session token in any log line or job
     // Let the worker finish what these flows queued, so its last lines are in the buffer.
     await sleep(500);
     const logged = lines.join('\n');
-    const jobRows = (await pool('superuser').query<{ row: string }>(`select row from public.${captureTable}`)).rows.map((r) => r.row).join('\n');
+    const jobRows = (await db.superuser.query<{ row: string }>('select row from public.job_rows')).rows.map((r) => r.row).join('\n');
 
     // The capture is real: debug lines, graphile-worker's own lines, the failed send and its
     // retry, the emails, and the jobs' rows (each check names what it looked for, not the text).
