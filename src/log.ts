@@ -119,8 +119,8 @@ export function graphileLogFactory(logger: Logger) {
     let child: Logger | undefined;
     return (level: string, message: string, meta?: Record<string, unknown>) => {
       const method = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+      if (!logger.isLevelEnabled(method)) return; // (a job's debug line at level info costs nothing)
       child ??= logger.child(graphileMeta(scope));
-      if (!child.isLevelEnabled(method)) return;
       child[method](graphileMeta(meta), message);
     };
   };
