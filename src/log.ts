@@ -105,8 +105,7 @@ export function graphileMeta(meta: Record<string, unknown> | undefined): Record<
       // pino serializes an error under `err`; under any other key it would print `{}`.
       const name = key === 'error' && !('err' in meta) ? 'err' : key;
       safe[name] = name === 'err' ? value : pino.stdSerializers.err(value);
-    }
-    else if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) safe[key] = value;
+    } else if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) safe[key] = value;
     // Anything else (a class instance: a client, a pool, a worker) is left out.
   }
   return safe;
