@@ -53,12 +53,26 @@ comment on table app_private.login_throttle is 'Failed sign-ins in a row per ema
 -- points 8 and 6): roles pass on only what their maker holds, copies of rows (webhook
 -- deliveries and their endpoints, activity events of copies) are read only by the readers of
 -- their source, and organization slugs are made by the server with a random suffix.
+--!include functions/email.sql
 --!include functions/activity.sql
 --!include functions/permissions.sql
 --!include functions/webhooks.sql
 --!include functions/copies.sql
 --!include functions/organization_slugs.sql
 --!include functions/auth.sql
+
+-- No secret in a job (issue 11, point 4): the one-time tokens of invitation, password-reset and
+-- sign-up emails wait for the worker in app_private.email_secrets instead of the send_email
+-- job's payload (sql/functions/email.sql, included above). Sign-up by email (points 6 and 11):
+-- register answers the same for every address and emails a confirmation link, or a note to an
+-- existing account; confirmRegistration creates the account (sql/functions/registration.sql).
+-- app_private.register becomes app_private.create_account, for the demo data and test fixtures
+-- only (owner).
+--!include functions/password_reset.sql
+--!include functions/registration.sql
+
+-- Logs carry no secret (point 4): the echo task logs its payload's keys, not their values.
+--!include functions/jobs.sql
 
 grant execute on function app_private.login_retry_after(text) to :DATABASE_VISITOR;
 

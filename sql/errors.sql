@@ -142,3 +142,10 @@ insert into app_private.domain_rules (domain_name, constraint_name, code, messag
   ('app_public.business_timestamp', 'business_timestamp_range', 'INVALID_VALUE', 'A point in time must be between the years 1900 and 2999.'),
   ('app_public.email_address', 'email_address_format', 'INVALID_EMAIL', 'An email address must look like name@example.com (at most 320 characters, no spaces inside).')
 on conflict (domain_name, constraint_name) do update set code = excluded.code, message = excluded.message;
+
+-- Sign-up by email (sql/functions/registration.sql): confirming a registration.
+insert into app_private.error_codes (code, sqlstate, http_status, description) values
+  ('REGISTRATION_TOKEN_INVALID', 'AT491', 400, 'The confirmation token is unknown, was replaced by a newer one, or was already used; sign up again.'),
+  ('REGISTRATION_TOKEN_EXPIRED', 'AT492', 400, 'The confirmation token has expired; sign up again.')
+on conflict (code) do update
+  set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { Atrium } from '../src/index.ts';
 import { closePools, unique } from './support/db.ts';
-import { errorCode, gql, startTestApp, type GraphQLResponse } from './support/app.ts';
+import { errorCode, gql, registerAndConfirm, startTestApp, type GraphQLResponse } from './support/app.ts';
 
 const MAX = 3;
 const NAMES = ['Beta Works', 'Alpha One', 'Delta Studio', 'Alpha Two', 'Gamma Labs']; // inserted in this order
@@ -22,11 +22,7 @@ async function ok<T>(query: string, variables: Record<string, unknown> = {}, as 
 /** A user with a new organization of their own, and a token scoped to it. */
 async function ownerOfNewOrg(label: string): Promise<string> {
   const email = `${unique(label)}@example.com`;
-  const { register } = await ok<{ register: { accessToken: string } }>(
-    'mutation($input: RegisterInput!) { register(input: $input) { accessToken } }',
-    { input: { email, password: 'correct horse battery', name: `Test ${label}` } },
-    undefined,
-  );
+  const register = await registerAndConfirm(url, { email, name: `Test ${label}` });
   const { createOrganization } = await ok<{ createOrganization: { organization: { rowId: string } } }>(
     'mutation($name: String!) { createOrganization(input: { name: $name }) { organization { rowId } } }',
     { name: unique('Org') },

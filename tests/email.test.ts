@@ -15,7 +15,7 @@ import { createEmailTransport, messageIdFor } from '../src/email/transport.ts';
 import { createLogger } from '../src/log.ts';
 import { PermanentJobError } from '../src/worker/permanent.ts';
 import { makeSendEmail, payloadProblems } from '../src/worker/tasks/send_email.ts';
-import { asVisitor, closePools, createOrganization, pgError, pool, sessionOf, signUp, unique, type Session, type User } from './support/db.ts';
+import { asVisitor, asWorker, closePools, createOrganization, pgError, pool, sessionOf, signUp, unique, type Session, type User } from './support/db.ts';
 import { commitAs, one } from './support/fixtures.ts';
 import { emailsOf, inRequest, jobsWithKey, type QueuedEmail } from './support/outbox.ts';
 import { parseMessage, startSmtpServer, type SmtpServer } from './support/smtp.ts';
@@ -46,8 +46,8 @@ const emlFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filt
 describe('templates', () => {
   const data = { inviter_name: 'Ada', organization_name: 'Northwind', email: 'new@example.com', role: 'member', token: 'tok-123', expires_on: 'March 1, 2030', app_url: 'https://app.example.test' };
 
-  test('every template in templates/email has its three parts: the four emails exist', async () => {
-    expect(await templateNames()).toEqual(['invitation', 'invoice_sent', 'password_reset', 'proposal_sent']);
+  test('every template in templates/email has its three parts: the six emails exist', async () => {
+    expect(await templateNames()).toEqual(['invitation', 'invoice_sent', 'password_reset', 'proposal_sent', 'registration_confirm', 'registration_exists']);
   });
 
   test('renders subject, text and HTML from the files, with links on APP_URL', async () => {
@@ -338,6 +338,74 @@ describe('the send_email task', () => {
     await pool('worker').query('delete from graphile_worker._private_jobs where id = $1', [rows[0].id]);
   });
 
+  describe('one-time secrets (has_secrets): read inside the task, never in the payload', () => {
+    const withSecret = async (key: string, token: string, expiresIn = '1 hour') => {
+      await pool('owner').query(`insert into app_private.email_secrets (message_key, organization_id, secrets, expires_at) values ($1, $2, $3, now() + $4::interval)`, [key, orgId, { token }, expiresIn]);
+      const { data, ...rest } = invitation(key);
+      const { token: _none, ...withoutToken } = data;
+      return { ...rest, data: withoutToken, has_secrets: true };
+    };
+
+    test('the task reads the token inside its transaction, the email carries the link, and the secret is deleted once recorded sent', async () => {
+      const config = emailConfig();
+      const task = makeSendEmail(() => makeEmailService(config, log));
+      const key = unique('invitation:secret');
+      const token = unique('tok');
+      const payload = await withSecret(key, token);
+      expect(JSON.stringify(payload)).not.toContain(token);
+      const run = helpersFor();
+      await task(payload, run.helpers);
+      const files = emlFiles(config.dir);
+      expect(files).toHaveLength(1);
+      expect(parseMessage(fs.readFileSync(path.join(config.dir, files[0]), 'utf8')).text).toContain(`/invitations/accept?token=${token}`);
+      expect(await sentRecord(key)).toMatchObject({ attempts: 1, transport: 'folder' });
+      expect(await secretRows(key)).toBe(0);
+      expect(JSON.stringify(run.logs)).not.toContain(token);
+    });
+
+    test('a send that fails keeps the secret for the retry, which sends the same link', async () => {
+      const config = emailConfig();
+      const working = makeEmailService(config, log);
+      let calls = 0;
+      const flaky: EmailService = { ...working, transport: { ...working.transport, send: async (m) => (++calls === 1 ? Promise.reject(new Error('451 try again later')) : working.transport.send(m)) } };
+      const task = makeSendEmail(() => flaky);
+      const key = unique('invitation:secret-retry');
+      const token = unique('tok');
+      const payload = await withSecret(key, token);
+      await expect(task(payload, helpersFor().helpers)).rejects.toThrow('451');
+      expect(await secretRows(key)).toBe(1);
+      await task(payload, helpersFor().helpers);
+      expect(parseMessage(fs.readFileSync(path.join(config.dir, emlFiles(config.dir)[0]), 'utf8')).text).toContain(`token=${token}`);
+      expect(await secretRows(key)).toBe(0);
+    });
+
+    test('a message whose secret is gone (replaced, revoked, used) or expired is not sent, and nothing is recorded', async () => {
+      const config = emailConfig();
+      const task = makeSendEmail(() => makeEmailService(config, log));
+      const gone = unique('invitation:gone');
+      const { has_secrets: _flag, ...base } = await withSecret(unique('invitation:unused'), 'x');
+      const run = helpersFor();
+      await task({ ...base, message_key: gone, has_secrets: true }, run.helpers);
+      expect(run.logs.map((l) => l.message)).toEqual(['email not sent: its link was replaced, revoked, used or has expired']);
+      const expired = unique('invitation:expired');
+      await task(await withSecret(expired, 'y', '-1 second'), helpersFor().helpers);
+      expect(emlFiles(config.dir)).toEqual([]);
+      expect(await sentRecord(gone)).toBeUndefined();
+      expect(await sentRecord(expired)).toBeUndefined();
+    });
+
+    test('only the worker reads secrets, and only those of its organization', async () => {
+      const key = unique('invitation:scoped-secret');
+      await withSecret(key, 'z');
+      expect((await pgError(asVisitor(sessionOf(owner, orgId), (c) => c.query('select app_private.email_secret($1)', [key])))).code).toBe('42501');
+      expect((await pgError(asVisitor(sessionOf(owner, orgId), (c) => c.query('select * from app_private.email_secrets')))).code).toBe('42501');
+      const read = (org: string) => asWorker(org, async (c) => (await c.query('select app_private.email_secret($1) as s', [key])).rows[0].s);
+      expect(await read(orgId)).toEqual({ token: 'z' });
+      expect(await read(await createOrganization(await signUp('secret-other'), 'secret-other'))).toBeNull();
+      expect((await pgError(asWorker(orgId, (c) => c.query('select * from app_private.email_secrets')))).code).toBe('42501');
+    });
+  });
+
   test('only the worker records emails, and a key stays in its organization', async () => {
     const session = sessionOf(owner, orgId);
     expect((await pgError(asVisitor(session, (c) => c.query(`select app_private.claim_email('k', 'invitation', 'a@b.example')`)))).code).toBe('42501');
@@ -360,6 +428,7 @@ describe('the send_email task', () => {
 // Producers: run as an API request would, then, still inside that transaction, look at the
 // send_email jobs it enqueued (tests/support/outbox.ts). Rolled back: the jobs go with it.
 
+const secretRows = async (messageKey: string) => (await pool('owner').query('select 1 from app_private.email_secrets where message_key = $1', [messageKey])).rowCount ?? 0;
 const renders = (email: QueuedEmail) => renderTemplate(email.payload.template, { ...email.payload.data, app_url: 'https://app.example.test' });
 
 describe('producers enqueue send_email in the same transaction', () => {
@@ -373,30 +442,64 @@ describe('producers enqueue send_email in the same transaction', () => {
     session = sessionOf(owner, orgId);
   });
 
-  test('inviteMember: one email to the invitee with the accept link and its token', async () => {
+  test('inviteMember: one email to the invitee; the token waits in email_secrets until the invitation expires, never in the job', async () => {
     const invitee = `${unique('invitee')}@example.com`;
-    const { result, emails } = await emailsOf(session, (c) => one<{ invitation_id: string; token: string }>(c, `select (i).* from (select app_public.invite_member($1, 'admin') as i) x`, [invitee]));
+    const { result, emails } = await emailsOf(session, async (c) => {
+      const invitation = await one<{ invitation_id: string; token: string; expires_at: Date }>(c, `select (i).* from (select app_public.invite_member($1, 'admin') as i) x`, [invitee]);
+      await c.query('reset role'); // the owner, to look at the secret in this transaction
+      const secret = await one<{ secrets: Record<string, unknown>; expires_at: Date; organization_id: string }>(c, 'select secrets, expires_at, organization_id from app_private.email_secrets where message_key = $1', [`invitation:${invitation.invitation_id}`]);
+      return { ...invitation, secret };
+    });
     expect(emails).toHaveLength(1);
     expect(emails[0].key).toBe(`send_email:invitation:${result.invitation_id}`);
-    expect(emails[0].payload).toMatchObject({ organization_id: orgId, template: 'invitation', to: invitee, message_key: `invitation:${result.invitation_id}` });
-    expect(emails[0].payload.data).toMatchObject({ token: result.token, role: 'admin', inviter_name: owner.name, email: invitee });
-    const email = await renders(emails[0]);
+    expect(emails[0].payload).toMatchObject({ organization_id: orgId, template: 'invitation', to: invitee, message_key: `invitation:${result.invitation_id}`, has_secrets: true });
+    expect(emails[0].payload.data).toMatchObject({ role: 'admin', inviter_name: owner.name, email: invitee });
+    expect(emails[0].payload.data.token).toBeUndefined();
+    expect(JSON.stringify(emails[0])).not.toContain(result.token);
+    expect(result.secret).toEqual({ secrets: { token: result.token }, expires_at: result.expires_at, organization_id: orgId });
+    const email = await renderTemplate('invitation', { ...emails[0].payload.data, ...result.secret.secrets, app_url: 'https://app.example.test' });
     expect(email.text).toContain(`https://app.example.test/invitations/accept?token=${encodeURIComponent(result.token)}`);
-    // Rolled back: the invitation and its email are gone together.
+    // Rolled back: the invitation, its email and its secret are gone together.
     expect(await jobsWithKey(emails[0].key)).toBe(0);
+    expect(await secretRows(`invitation:${result.invitation_id}`)).toBe(0);
   });
 
-  test('a revoked or replaced invitation takes its queued email along', async () => {
+  test('a secret-looking key in an email\'s data is refused: secrets go in `secrets`, never in the job', async () => {
+    const err = await pgError(pool('owner').query(`select app_private.enqueue_email('invitation', 'a@b.example', '{"email": "a@b.example", "token": "x"}', $1)`, [unique('k')]));
+    expect(err.code).toBe('AT500');
+    expect(err.message).toMatch(/secrets go in `secrets`/);
+    for (const key of ['Password', 'refresh_token', 'signing_secret']) {
+      expect((await pgError(pool('owner').query(`select app_private.enqueue_email('invitation', 'a@b.example', jsonb_build_object($2::text, 'x'), $1)`, [unique('k'), key]))).code).toBe('AT500');
+    }
+  });
+
+  test('a revoked or replaced invitation takes its queued email along, and its token', async () => {
     const invitee = `${unique('invitee')}@example.com`;
     const { result, emails } = await emailsOf(session, async (c) => {
       const first = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [invitee]);
       const second = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1, 'admin') as i) x`, [invitee]); // replaces the first
       const other = await one<{ invitation_id: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [`${unique('revoked')}@example.com`]);
       await c.query('delete from app_public.invitations where id = $1', [other.invitation_id]); // revoked
-      return { first: first.invitation_id, second: second.invitation_id };
+      await c.query('reset role');
+      const { rows } = await c.query<{ message_key: string }>('select message_key from app_private.email_secrets where message_key = any($1) order by 1', [[first, second, other].map((i) => `invitation:${i.invitation_id}`)]);
+      return { first: first.invitation_id, second: second.invitation_id, secrets: rows.map((r) => r.message_key) };
     });
     expect(emails.map((e) => e.key)).toEqual([`send_email:invitation:${result.second}`]);
     expect(emails[0].payload.data.role).toBe('admin');
+    expect(result.secrets).toEqual([`invitation:${result.second}`]);
+  });
+
+  test('an accepted invitation takes its still-queued email and its token along', async () => {
+    const invitee = await signUp('accepting');
+    const { result, emails } = await emailsOf(session, async (c) => {
+      const invitation = await one<{ invitation_id: string; token: string }>(c, `select (i).* from (select app_public.invite_member($1) as i) x`, [invitee.email]);
+      await c.query(`select set_config('app.user_id', $1, true), set_config('app.session_id', $2, true), set_config('app.org_id', '', true)`, [invitee.userId, invitee.sessionId]);
+      await c.query('select app_public.accept_invitation($1)', [invitation.token]);
+      await c.query('reset role');
+      return { invitation, secrets: (await c.query('select 1 from app_private.email_secrets where message_key = $1', [`invitation:${invitation.invitation_id}`])).rowCount };
+    });
+    expect(result.secrets).toBe(0);
+    expect(emails).toEqual([]);
   });
 
   test('inviteMember committed: its job is in the queue after commit', async () => {

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import type { Atrium } from '../src/index.ts';
 import { closePools, unique } from './support/db.ts';
-import { errorCode, gql, startTestApp, type GraphQLResponse } from './support/app.ts';
+import { errorCode, gql, registerAndConfirm, startTestApp, type GraphQLResponse } from './support/app.ts';
 
 let app: Atrium;
 let url: string;
@@ -31,8 +31,7 @@ const call = (query: string, variables: Record<string, unknown> = {}): Promise<G
 test('deal → proposal → contract → engagement → project → time → invoice → payments → paid', async () => {
   // Sign up, create the firm, and work in it.
   const email = `${unique('owner')}@example.com`;
-  const reg = await gql<any>(url, 'mutation($i: RegisterInput!) { register(input: $i) { accessToken } }', { i: { email, password: 'correct horse battery', name: 'Olive Owner' } });
-  token = reg.data.register.accessToken;
+  token = (await registerAndConfirm(url, { email, name: 'Olive Owner' })).accessToken;
   orgId = (await ok('mutation { createOrganization(input: { name: "Flow Studio" }) { organization { rowId } } }')).createOrganization.organization.rowId;
   token = (await ok('mutation($o: UUID) { switchOrganization(input: { organizationId: $o }) { accessToken } }', { o: orgId })).switchOrganization.accessToken;
   const memberId = (await ok('{ organizationMembers { nodes { rowId } } }')).organizationMembers.nodes[0].rowId;

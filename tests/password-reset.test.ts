@@ -1,13 +1,14 @@
 // Password reset by email (sql/functions/password_reset.sql; requestPasswordReset and
-// resetPassword in src/http/auth-mutations.ts): the request reveals nothing, enqueues one email
-// with a single-use, expiring token stored only as a hash, at most every 5 minutes; the reset
+// resetPassword in src/http/auth-mutations.ts): the request reveals nothing — it only queues a
+// password_reset_request job, the same for every address — and the worker's half enqueues one
+// email with a single-use, expiring token stored only as a hash, at most every 5 minutes; the reset
 // sets the password, uses the token up and signs out every session. End to end over HTTP with a
 // running worker: the email file holds the token that resets the password.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Atrium } from '../src/index.ts';
-import { errorCode, gql, startTestApp } from './support/app.ts';
+import { errorCode, gql, registerAndConfirm, startTestApp } from './support/app.ts';
 import { asVisitor, closePools, pgError, pool, roleName, signUp, unique } from './support/db.ts';
 import { one } from './support/fixtures.ts';
 import { emailsOf, inRequest } from './support/outbox.ts';
@@ -16,26 +17,58 @@ import { parseMessage } from './support/smtp.ts';
 afterAll(closePools);
 
 const anonymous = {};
-const request = (email: string, commit = false) => emailsOf(anonymous, (c) => one<{ ok: boolean }>(c, 'select app_private.request_password_reset($1) as ok', [email]), { commit });
+/** The worker's half of a request (task password_reset_request), and the emails it enqueues. */
+const request = (email: string, commit = false) => emailsOf(anonymous, (c) => c.query('select app_private.start_password_reset($1)', [email]), { commit, as: 'worker' });
+/** The one-time token of a queued message (app_private.email_secrets, read as the owner). */
+const secretOf = async (messageKey: string) =>
+  (await pool('owner').query<{ token: string }>(`select secrets->>'token' as token from app_private.email_secrets where message_key = $1`, [messageKey])).rows[0]?.token;
 const tokenRows = async (userId: string) =>
   (await pool('owner').query<{ id: string; token_hash: Buffer; used_at: Date | null }>('select id, token_hash, used_at from app_private.password_reset_tokens where user_id = $1 order by created_at', [userId])).rows;
 
 describe('requesting a reset', () => {
-  test('an unknown address gets the same answer and no email', async () => {
-    const { result, emails } = await request(`${unique('nobody')}@example.com`);
-    expect(result.ok).toBe(true);
+  /** What requestPasswordReset does in the database, seen from inside its transaction (rolled back). */
+  async function apiRequest(email: string) {
+    const { result } = await emailsOf(anonymous, async (c) => {
+      const { ok } = await one<{ ok: boolean }>(c, 'select app_private.request_password_reset($1) as ok', [email]);
+      await c.query('reset role');
+      const { rows: jobs } = await c.query<{ task: string; key: string; payload: unknown }>(
+        `select t.identifier as task, j.key, j.payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id
+         where j.xmin = pg_current_xact_id()::xid order by j.id`,
+      );
+      const { rows: tokens } = await c.query('select 1 from app_private.password_reset_tokens where xmin = pg_current_xact_id()::xid');
+      return { ok, jobs, tokens: tokens.length };
+    });
+    return result;
+  }
+
+  test('the API\'s half does the same work for an account and for an unknown address: one job with the address, nothing else', async () => {
+    const user = await signUp('reset-same-work');
+    const nobody = `${unique('nobody')}@example.com`;
+    const known = await apiRequest(` ${user.email.toUpperCase()} `);
+    const unknown = await apiRequest(nobody);
+    expect(known).toEqual({ ok: true, tokens: 0, jobs: [{ task: 'password_reset_request', key: `password_reset_request:${user.email}`, payload: { email: user.email } }] });
+    expect(unknown).toEqual({ ok: true, tokens: 0, jobs: [{ task: 'password_reset_request', key: `password_reset_request:${nobody}`, payload: { email: nobody } }] });
+    // No account can have a malformed address: nothing to queue.
+    expect(await apiRequest('not an address')).toEqual({ ok: true, tokens: 0, jobs: [] });
+  });
+
+  test('only the worker role runs the look-up (start_password_reset)', async () => {
+    expect((await pgError(asVisitor({}, (c) => c.query(`select app_private.start_password_reset('a@b.example')`)))).code).toBe('42501');
+  });
+
+  test('an unknown address gets no email', async () => {
+    const { emails } = await request(`${unique('nobody')}@example.com`);
     expect(emails).toEqual([]);
   });
 
-  test('an account gets one email with a token; only its hash is stored', async () => {
+  test('an account gets one email with a token; only its hash is stored, and the job carries no token', async () => {
     const user = await signUp('reset-request');
-    const { result, emails } = await request(`  ${user.email.toUpperCase()} `, true);
-    expect(result.ok).toBe(true);
+    const { emails } = await request(`  ${user.email.toUpperCase()} `, true);
     expect(emails).toHaveLength(1);
-    expect(emails[0].payload).toMatchObject({ template: 'password_reset', to: user.email, data: { name: user.name, email: user.email, valid_for: '1 hour' } });
-    expect(emails[0].payload.organization_id).toBeUndefined();
-    const token = emails[0].payload.data.token as string;
+    expect(emails[0].payload).toEqual({ template: 'password_reset', to: user.email, data: { name: user.name, email: user.email, valid_for: '1 hour' }, message_key: emails[0].payload.message_key, has_secrets: true });
+    const token = (await secretOf(emails[0].payload.message_key))!;
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(JSON.stringify(emails[0])).not.toContain(token);
     const rows = await tokenRows(user.userId);
     expect(rows).toHaveLength(1);
     const expected = (await pool('owner').query<{ h: string }>(`select encode(public.digest($1, 'sha256'), 'hex') as h`, [token])).rows[0].h;
@@ -60,12 +93,12 @@ describe('requesting a reset', () => {
   test("a replaced token's email, still queued, is not sent", async () => {
     const user = await signUp('reset-replaced');
     const { emails, done } = await inRequest(anonymous, async (c) => {
-      await c.query('select app_private.request_password_reset($1)', [user.email]);
+      await c.query('select app_private.start_password_reset($1)', [user.email]);
       await c.query('reset role');
       await c.query(`update app_private.password_reset_tokens set created_at = now() - interval '6 minutes' where user_id = $1`, [user.userId]);
-      await c.query(`select set_config('role', $1, true)`, [roleName('visitor')]);
-      await c.query('select app_private.request_password_reset($1)', [user.email]);
-    });
+      await c.query(`select set_config('role', $1, true)`, [roleName('worker')]);
+      await c.query('select app_private.start_password_reset($1)', [user.email]);
+    }, { as: 'worker' });
     await done(false);
     // Two tokens were made in this transaction; only the second one's email is still queued.
     expect(emails).toHaveLength(1);
@@ -86,7 +119,7 @@ describe('requesting a reset', () => {
 
 describe('resetting the password (SQL)', () => {
   const reset = (token: string, password: string) => asVisitor({}, (c) => c.query('select * from app_private.reset_password($1, $2)', [token, password]), { commit: true });
-  const tokenFor = async (email: string) => (await request(email, true)).emails[0].payload.data.token as string;
+  const tokenFor = async (email: string) => (await secretOf((await request(email, true)).emails[0].payload.message_key))!;
 
   test('a weak password is refused and does not use the token up', async () => {
     const user = await signUp('reset-weak');
@@ -152,8 +185,7 @@ describe('over HTTP, with the worker sending the email', () => {
 
   test('request → email file with the link → reset → the new password works, the old one and the old sessions do not', async () => {
     const email = `${unique('reset-http')}@example.com`;
-    const registered = await gql<{ register: { accessToken: string; refreshToken: string } }>(url, `mutation($email: String!) { register(input: { email: $email, password: "the old password", name: "Reset Me" }) { accessToken refreshToken } }`, { email });
-    expect(registered.errors).toBeUndefined();
+    const registered = await registerAndConfirm(url, { email, password: 'the old password', name: 'Reset Me' });
 
     expect(await requestReset(email)).toBe(true);
     expect(await requestReset(`${unique('nobody')}@example.com`)).toBe(true); // same answer for no account
@@ -176,7 +208,7 @@ describe('over HTTP, with the worker sending the email', () => {
     expect((await login(email, 'the new password')).errors).toBeUndefined();
     expect(errorCode(await login(email, 'the old password'))).toBe('INVALID_CREDENTIALS');
     // Every earlier session is signed out: its refresh token no longer works.
-    const refreshed = await gql(url, 'mutation($t: String!) { refresh(input: { refreshToken: $t }) { accessToken } }', { t: registered.data!.register.refreshToken });
+    const refreshed = await gql(url, 'mutation($t: String!) { refresh(input: { refreshToken: $t }) { accessToken } }', { t: registered.refreshToken });
     expect(errorCode(refreshed)).toBe('INVALID_REFRESH_TOKEN');
 
     // The link works once.

@@ -48,13 +48,17 @@ begin
 end
 $$;
 
--- Sign up. The email is stored lower-cased; the password is hashed with bcrypt (pgcrypto).
-create or replace function app_private.register(email text, password text, name text) returns app_private.auth_grant
+-- Create an account at once and sign in: for the demo data (src/db/seed.ts) and test fixtures,
+-- run as the owner. The API never calls it (it would tell that an address has an account,
+-- EMAIL_TAKEN): sign-up there goes through an email (sql/functions/registration.sql). The email
+-- is stored lower-cased; the password is hashed with bcrypt (pgcrypto).
+drop function if exists app_private.register(text, text, text); -- now create_account, owner only
+create or replace function app_private.create_account(email text, password text, name text) returns app_private.auth_grant
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
-  v_email text := lower(btrim(register.email));
+  v_email text := lower(btrim(create_account.email));
   v_user_id uuid;
 begin
   if v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' or length(v_email) > 320 then
@@ -66,11 +70,12 @@ begin
   if exists (select 1 from app_public.users u where u.email = v_email) then
     perform app_private.fail('EMAIL_TAKEN', 'An account with this email already exists; sign in instead.');
   end if;
-  insert into app_public.users (email, name) values (v_email, btrim(register.name)) returning id into v_user_id;
+  insert into app_public.users (email, name) values (v_email, btrim(create_account.name)) returning id into v_user_id;
   insert into app_private.user_secrets (user_id, password_hash) values (v_user_id, public.crypt(password, public.gen_salt('bf', 10)));
   return app_private.start_session(v_user_id, null);
 end
 $$;
+revoke all on function app_private.create_account(text, text, text) from public;
 
 -- Sign-in throttling, per email address AND client: the client is the caller's network address
 -- as the API sees it (the setting app.client_address, from Express's req.ip: an IPv4 address or
@@ -296,7 +301,7 @@ comment on function app_public.my_organizations() is 'The organizations you are 
 -- Invite someone by email to the current organization (owners and admins; only owners invite
 -- owners). Replaces a pending invitation to the same email. The token is returned once, here;
 -- only its hash is stored. It is valid for 7 days, for the invited email only. The invitation
--- email (with the token) is enqueued in the same transaction.
+-- email (with the accept link) is enqueued in the same transaction.
 create or replace function app_public.invite_member(email text, role app_public.member_role default 'member') returns app_public.invitation_token
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -326,8 +331,8 @@ begin
   returning * into v_invitation;
   insert into app_private.invitation_secrets (organization_id, invitation_id, token_hash)
   values (v_org, v_invitation.id, app_private.hash_token(v_token));
-  -- The invitation email, with the token (it exists only here), in this transaction
-  -- (sql/functions/email.sql).
+  -- The invitation email, in this transaction (sql/functions/email.sql); its token waits for the
+  -- worker in app_private.email_secrets until the invitation expires, never in the job.
   perform app_private.enqueue_email(
     'invitation',
     v_email,
@@ -336,11 +341,12 @@ begin
       'organization_name', o.name,
       'inviter_name', coalesce(u.name, 'A member'),
       'role', invite_member.role,
-      'token', v_token,
       'expires_on', app_private.format_day((v_invitation.expires_at at time zone 'UTC')::date)
     ),
     format('invitation:%s', v_invitation.id),
-    v_org
+    v_org,
+    secrets => jsonb_build_object('token', v_token),
+    secrets_expire_at => v_invitation.expires_at
   )
   from app_public.organizations o
   left join app_public.users u on u.id = v_invitation.invited_by
@@ -384,6 +390,8 @@ begin
   returning * into v_member;
   update app_public.invitations i set accepted_at = now(), accepted_by = v_user_id
   where i.organization_id = v_invitation.organization_id and i.id = v_invitation.id;
+  -- Used: an invitation email still waiting would carry a link that no longer works.
+  perform app_private.cancel_email(format('invitation:%s', v_invitation.id));
   return v_member;
 end
 $$;

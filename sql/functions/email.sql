@@ -6,6 +6,13 @@
 --   invoice_sent    an invoice goes draft → sent                 (trigger below)
 -- A rolled-back write therefore never emails anyone, and a committed one always has its job.
 --
+-- A message's one-time secret (the token of an invitation, password-reset or sign-up link) never
+-- travels in the job: the job carries ids, and the secret waits in app_private.email_secrets,
+-- which only the worker reads (app_private.email_secret), inside the transaction that claims the
+-- message. It is deleted when the message is recorded as sent, when its invitation, reset or
+-- sign-up is replaced, revoked or used (app_private.cancel_email), and once it expires. So no
+-- token sits in graphile-worker's job rows, reaches its log lines or a job's last_error.
+--
 -- Each message has an idempotency key, `message_key` (e.g. invitation:<invitation id>), used as
 -- the job key (enqueuing it again while pending collapses into one job) and as the primary key of
 -- app_private.email_messages, where the worker records each message: it claims the key before
@@ -39,13 +46,62 @@ comment on table app_private.email_messages is 'Every email the worker has tried
 comment on column app_private.email_messages.organization_id is 'The organization the email is about; null for account emails (password reset).';
 comment on column app_private.email_messages.transport_detail is 'SMTP: the server''s final answer; folder: the .eml file written.';
 
--- Enqueue one email, in the caller's transaction. Called only by Atrium's own SECURITY DEFINER
--- functions and triggers (granted to nobody). `data` fills the template's placeholders.
-create or replace function app_private.enqueue_email(template text, recipient text, data jsonb, message_key text, organization_id uuid default null) returns void
+-- The one-time secrets of messages waiting to be sent, by message key (see the top of this file).
+-- Nobody is granted anything on it: the owner's SECURITY DEFINER functions below write and read
+-- it, the worker through app_private.email_secret only.
+create table if not exists app_private.email_secrets (
+  message_key text primary key check (length(message_key) between 1 and 300),
+  organization_id uuid references app_public.organizations on delete cascade,
+  secrets jsonb not null check (jsonb_typeof(secrets) = 'object'),
+  created_at timestamptz not null default now(),
+  expires_at timestamptz not null
+);
+create index if not exists email_secrets_organization_id_idx on app_private.email_secrets (organization_id);
+create index if not exists email_secrets_expires_at_idx on app_private.email_secrets (expires_at);
+call app_private.force_rls('app_private.email_secrets');
+comment on table app_private.email_secrets is 'One-time secrets (link tokens) of emails not yet sent, by message key: read by the worker inside the send, deleted once sent, replaced, revoked or expired. Never in a job payload.';
+
+-- Drops the secret and the pending job of a message that must not go out any more (its link was
+-- replaced, revoked or used). A job a worker already holds finds no secret and sends nothing.
+create or replace function app_private.cancel_email(message_key text) returns void
 language plpgsql volatile
 set search_path = pg_catalog
 as $$
 begin
+  perform graphile_worker.remove_job('send_email:' || cancel_email.message_key);
+  delete from app_private.email_secrets s where s.message_key = cancel_email.message_key;
+end
+$$;
+comment on function app_private.cancel_email(text) is 'Cancels a queued email: removes its pending job and deletes its one-time secret.';
+
+-- Enqueue one email, in the caller's transaction. Called only by Atrium's own SECURITY DEFINER
+-- functions and triggers (granted to nobody). `data` fills the template's placeholders and goes
+-- into the job; `secrets` (e.g. {"token": …}) fill the others and never do: they are kept in
+-- app_private.email_secrets until `secrets_expire_at`, and the job only says it has some.
+-- A key that looks like a secret in `data` is refused (a bug: it would sit in the job row).
+drop function if exists app_private.enqueue_email(text, text, jsonb, text, uuid); -- before secrets
+create or replace function app_private.enqueue_email(
+  template text, recipient text, data jsonb, message_key text, organization_id uuid default null,
+  secrets jsonb default null, secrets_expire_at timestamptz default null
+) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+begin
+  if exists (select from jsonb_object_keys(coalesce(enqueue_email.data, '{}')) k where k ~* '(token|password|secret)') then
+    perform app_private.fail('INTERNAL', format('enqueue_email(%s): secrets go in `secrets`, never in `data` (it is stored in the job)', enqueue_email.template));
+  end if;
+  if enqueue_email.secrets is not null then
+    if enqueue_email.secrets_expire_at is null then
+      perform app_private.fail('INTERNAL', format('enqueue_email(%s): secrets need secrets_expire_at', enqueue_email.template));
+    end if;
+    -- Expired secrets of other messages go at the same time (their links no longer work).
+    delete from app_private.email_secrets s where s.expires_at <= now();
+    insert into app_private.email_secrets as s (message_key, organization_id, secrets, expires_at)
+    values (enqueue_email.message_key, enqueue_email.organization_id, enqueue_email.secrets, enqueue_email.secrets_expire_at)
+    on conflict on constraint email_secrets_pkey do update
+      set organization_id = excluded.organization_id, secrets = excluded.secrets, created_at = now(), expires_at = excluded.expires_at;
+  end if;
   perform graphile_worker.add_job(
     'send_email',
     json_strip_nulls(json_build_object(
@@ -53,14 +109,15 @@ begin
       'template', enqueue_email.template,
       'to', enqueue_email.recipient,
       'data', enqueue_email.data,
-      'message_key', enqueue_email.message_key
+      'message_key', enqueue_email.message_key,
+      'has_secrets', case when enqueue_email.secrets is not null then true end
     )),
     job_key => 'send_email:' || enqueue_email.message_key,
     max_attempts => 12
   );
 end
 $$;
-comment on function app_private.enqueue_email(text, text, jsonb, text, uuid) is 'Enqueues the send_email job of one message in the current transaction (job key send_email:<message_key>).';
+comment on function app_private.enqueue_email(text, text, jsonb, text, uuid, jsonb, timestamptz) is 'Enqueues the send_email job of one message in the current transaction (job key send_email:<message_key>); its one-time secrets wait in app_private.email_secrets, not in the job.';
 
 -- The worker, before sending: records an attempt at `message_key` in the current organization
 -- (app.org_id; none for account emails). Returns the attempt's number (1 the first time; more
@@ -111,22 +168,51 @@ begin
   where m.message_key = record_email_sent.message_key
     and m.organization_id is not distinct from app_public.current_org_id()
     and m.sent_at is null;
+  -- Sent: its one-time secret is needed no more.
+  delete from app_private.email_secrets s
+  where s.message_key = record_email_sent.message_key
+    and s.organization_id is not distinct from app_public.current_org_id();
 end
 $$;
-comment on function app_private.record_email_sent(text, text, text, text) is 'Worker only: marks message_key as sent (Message-ID, transport, SMTP answer or file).';
+comment on function app_private.record_email_sent(text, text, text, text) is 'Worker only: marks message_key as sent (Message-ID, transport, SMTP answer or file) and deletes its one-time secret.';
+
+-- The worker, inside the transaction that claims a message: its one-time secrets (a JSON object),
+-- or null when there are none any more (sent, replaced, revoked or expired: send nothing). Only
+-- the worker's session may call it, and only for a message of the current organization.
+create or replace function app_private.email_secret(message_key text) returns jsonb
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+begin
+  if not app_private.is_worker_session() then
+    perform app_private.fail('NOT_PERMITTED', 'Only the job worker reads the secrets of emails.');
+  end if;
+  return (
+    select s.secrets from app_private.email_secrets s
+    where s.message_key = email_secret.message_key
+      and s.organization_id is not distinct from app_public.current_org_id()
+      and s.expires_at > now()
+  );
+end
+$$;
+comment on function app_private.email_secret(text) is 'Worker only: the one-time secrets of a message waiting to be sent, or null when it must not go out any more.';
 
 revoke all on function
-  app_private.enqueue_email(text, text, jsonb, text, uuid),
+  app_private.cancel_email(text),
+  app_private.enqueue_email(text, text, jsonb, text, uuid, jsonb, timestamptz),
   app_private.claim_email(text, text, text),
-  app_private.record_email_sent(text, text, text, text)
+  app_private.record_email_sent(text, text, text, text),
+  app_private.email_secret(text)
 from public;
 grant execute on function
   app_private.claim_email(text, text, text),
-  app_private.record_email_sent(text, text, text, text)
+  app_private.record_email_sent(text, text, text, text),
+  app_private.email_secret(text)
 to :DATABASE_WORKER;
 
 -- An invitation that is revoked (deleted) or replaced by a new one (inviteMember again) takes its
--- email along while it is still waiting in the queue: nobody receives a link that no longer works.
+-- email along while it is still waiting in the queue, and its token with it: nobody receives a
+-- link that no longer works.
 -- AFTER DELETE per row; SECURITY DEFINER because the queue is not the visitor's.
 create or replace function app_private.tg_invitations__cancel_email() returns trigger
 language plpgsql security definer
@@ -134,7 +220,7 @@ set search_path = pg_catalog
 as $$
 begin
   if old.accepted_at is null then
-    perform graphile_worker.remove_job(format('send_email:invitation:%s', old.id));
+    perform app_private.cancel_email(format('invitation:%s', old.id));
   end if;
   return null;
 end

@@ -16,7 +16,7 @@ alter table app_private.producer_tasks force row level security;
 comment on table app_private.producer_tasks is 'Tasks other services may queue with app_private.enqueue_job().';
 
 insert into app_private.producer_tasks (task, description) values
-  ('echo', 'Diagnostics: logs its payload (checks the path from a producer to the worker; used to measure the queue).')
+  ('echo', 'Diagnostics: logs that it ran, with its payload''s keys (checks the path from a producer to the worker; used to measure the queue).')
 on conflict (task) do update set description = excluded.description;
 
 -- Fairness: how many jobs each organization queued in the current minute. A job's priority is

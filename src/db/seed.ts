@@ -1,9 +1,9 @@
 // Demo data: three organizations (a studio, a consultancy, an agency), each with a member of every
 // role, a billing clerk (custom role), clients, a sales pipeline, and one client taken through
 // the whole lifecycle — deal → proposal → contract → engagement → project from a template → time
-// → invoice → payments → paid — plus a client-portal user. Everything is made through the same
-// SQL functions and row-level security the API uses (as the visitor role, on the API's
-// connection), so the demo is also a smoke test of the rules.
+// → invoice → payments → paid — plus a client-portal user. Everything but the accounts themselves
+// is made through the same SQL functions and row-level security the API uses (as the visitor
+// role, on the API's connection), so the demo is also a smoke test of the rules.
 //
 // `npm run seed` loads it (once: it is skipped when the demo users exist); `npm start` loads it
 // into an empty embedded database unless SEED_DEMO_DATA=false. Never in production.
@@ -135,8 +135,10 @@ export async function seedDemoData(db: Database, log: Logger): Promise<{ created
     if (existing.length > 0) return { created: false, credentials: existing };
 
     for (const spec of ORGS) {
-      const register = (local: string, name: string) =>
-        as({}, (c) => one<{ user_id: string; session_id: string }>(c, 'select user_id, session_id from app_private.register($1, $2, $3)', [`${local}@${spec.domain}`, DEMO_PASSWORD, name]));
+      // Accounts are made directly (app_private.create_account, the owner's): the API's sign-up
+      // goes through an email confirmation instead.
+      const register = async (local: string, name: string) =>
+        (await owner.query<{ user_id: string; session_id: string }>('select user_id, session_id from app_private.create_account($1, $2, $3)', [`${local}@${spec.domain}`, DEMO_PASSWORD, name])).rows[0];
       const ownerUser = await register('owner', `${spec.name} Owner`);
       const org = await as({ userId: ownerUser.user_id, sessionId: ownerUser.session_id }, (c) =>
         one<{ id: string }>(c, 'select id from app_public.create_organization($1)', [spec.name]),

@@ -1,6 +1,7 @@
-// GraphQL mutations that issue access tokens: register, login, refresh, switchOrganization,
-// logout; and password reset by email: requestPasswordReset, resetPassword
-// (sql/functions/password_reset.sql). Every rule (password check, session rotation, reuse detection, membership) is in
+// GraphQL mutations that issue access tokens: login, refresh, switchOrganization, logout; sign-up
+// by email: register, confirmRegistration (sql/functions/registration.sql); and password reset
+// by email: requestPasswordReset, resetPassword (sql/functions/password_reset.sql). register and
+// requestPasswordReset answer the same whether or not an account has the address. Every rule (password check, session rotation, reuse detection, membership) is in
 // SQL (sql/functions/auth.sql); this plugin calls those functions on the request's own
 // connection and signs the access token for the grant they return.
 //
@@ -92,7 +93,7 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
         type AuthPayload {
           accessToken: String!
           accessTokenExpiresAt: Datetime!
-          "Returned by register, login and refresh only. Keep it secret; it is valid once."
+          "Returned by confirmRegistration, login, refresh and resetPassword only. Keep it secret; it is valid once."
           refreshToken: String
           refreshTokenExpiresAt: Datetime!
           userId: UUID!
@@ -103,7 +104,18 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
           email: String!
           "8 to 72 characters."
           password: String!
+          "1 to 200 characters."
           name: String!
+        }
+        type RegisterPayload {
+          "Always true: the answer never tells whether an account has this email."
+          requested: Boolean!
+        }
+        input ConfirmRegistrationInput {
+          "The token from the confirmation email."
+          token: String!
+          "The password given to register."
+          password: String!
         }
         input LoginInput {
           email: String!
@@ -136,8 +148,10 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
           newPassword: String!
         }
         extend type Mutation {
-          "Create an account and sign in."
-          register(input: RegisterInput!): AuthPayload!
+          "Sign up: emails a confirmation link to this address (to an address that already has an account, a note saying so instead). At most one email every 5 minutes. Then call confirmRegistration."
+          register(input: RegisterInput!): RegisterPayload!
+          "Create the account with the token from the confirmation email (valid 24 hours, once) and the password given to register; signs in."
+          confirmRegistration(input: ConfirmRegistrationInput!): AuthPayload!
           "Sign in with email and password."
           login(input: LoginInput!): AuthPayload!
           "Exchange a refresh token for a new access token and refresh token."
@@ -156,8 +170,14 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
         Mutation: {
           plans: {
             register(_$root, fieldArgs) {
-              return run<{ email: string; password: string; name: string }>(fieldArgs.getRaw('input'), async (client, input) =>
-                issue(await grantOf(client, 'register', [input.email, input.password, input.name]), 'INTERNAL'),
+              return sideEffectWithPgClient(executor, fieldArgs.getRaw('input') as Step<{ email: string; password: string; name: string }>, async (client, input) => {
+                await (client as unknown as PgClientLike).query({ text: 'select app_private.request_registration($1, $2, $3)', values: [input.email, input.password, input.name] });
+                return { requested: true };
+              });
+            },
+            confirmRegistration(_$root, fieldArgs) {
+              return run<{ token: string; password: string }>(fieldArgs.getRaw('input'), async (client, input) =>
+                issue(await grantOf(client, 'confirm_registration', [input.token, input.password]), 'INTERNAL'),
               );
             },
             login(_$root, fieldArgs) {
@@ -205,6 +225,11 @@ export function makeAuthPlugin(tokens: TokenService, errors: ErrorCatalog) {
           },
         },
         RequestPasswordResetPayload: {
+          plans: {
+            requested: ($payload: Step) => access($payload, 'requested'),
+          },
+        },
+        RegisterPayload: {
           plans: {
             requested: ($payload: Step) => access($payload, 'requested'),
           },

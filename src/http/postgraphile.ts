@@ -18,6 +18,7 @@ import { SignInRateLimitPlugin } from './rate-limit-requests.ts';
 import { makePageSizePlugin } from './page-size.ts';
 import { makeNotFoundPlugin } from './not-found.ts';
 import { ScalarChecksPlugin } from './scalars.ts';
+import { makeWebhookUrlPlugin } from './webhook-urls.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
@@ -87,6 +88,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       makePageSizePlugin(config.pageSizeMax, errors),
       ScalarChecksPlugin,
       makeNotFoundPlugin(errors),
+      makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks),
       SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({

@@ -1,15 +1,20 @@
 // One webhook delivery attempt: a signed JSON POST over node:http(s), with a deadline, no
-// redirects followed, and (unless allowed) no loopback, private or link-local destinations —
-// checked on the address actually connected to, so DNS cannot point a public name inside.
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+// redirects followed (a 3xx is a failed attempt), and — unless private networks are allowed —
+// only to a public address: the host is resolved once and the connection goes to exactly the
+// address that was checked (./destination.ts), so neither an internal address written in any of
+// its forms nor a name pointing inside the network, now or a moment later, is reached.
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import { pinnedLookup, resolveDestination, type Resolver } from './destination.ts';
 import { SIGNATURE_HEADER, signWebhook } from './signature.ts';
+
+export { isPrivateAddress } from './destination.ts';
 
 export interface DeliveryOptions {
   timeoutMs: number;
   allowPrivateNetworks: boolean;
+  /** How host names are resolved (default: the system's resolver); tests inject their own. */
+  resolve?: Resolver;
 }
 
 export interface DeliveryResult {
@@ -18,37 +23,11 @@ export interface DeliveryResult {
   status?: number;
   /** Why it failed, for the delivery log. */
   error?: string;
+  /** The address connected to (the one checked), once the host was resolved and allowed. */
+  address?: string;
 }
 
 const USER_AGENT = 'Atrium-Webhooks/1.0';
-
-/** Is `address` somewhere a webhook must not reach by default (this host, a private network)? */
-export function isPrivateAddress(address: string): boolean {
-  if (net.isIPv4(address)) {
-    const [a, b] = address.split('.').map(Number) as [number, number];
-    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254)
-      || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || a >= 224;
-  }
-  const v6 = address.toLowerCase();
-  if (v6.startsWith('::ffff:')) return isPrivateAddress(v6.slice(7));
-  return v6 === '::' || v6 === '::1' || v6.startsWith('fc') || v6.startsWith('fd') || v6.startsWith('fe80') || v6.startsWith('ff');
-}
-
-function guardedLookup(allowPrivate: boolean) {
-  return (hostname: string, options: object, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
-      if (err) return callback(err, '');
-      const list = addresses as LookupAddress[];
-      const allowed = allowPrivate ? list : list.filter((a) => !isPrivateAddress(a.address));
-      if (allowed.length === 0) {
-        const refused = Object.assign(new Error(`${hostname} resolves only to private or loopback addresses, which webhooks may not reach`), { code: 'EPRIVATE' });
-        return callback(refused, '');
-      }
-      if ((options as { all?: boolean }).all) return callback(null, allowed);
-      return callback(null, allowed[0]!.address, allowed[0]!.family);
-    });
-  };
-}
 
 export async function postWebhook(
   url: string,
@@ -63,16 +42,23 @@ export async function postWebhook(
   } catch {
     return { ok: false, error: `not a valid URL: ${url}` };
   }
-  if (!options.allowPrivateNetworks && net.isIP(target.hostname.replace(/^\[|\]$/g, '')) && isPrivateAddress(target.hostname.replace(/^\[|\]$/g, ''))) {
-    return { ok: false, error: `${target.hostname} is a private or loopback address, which webhooks may not reach` };
-  }
+  if (target.protocol !== 'https:' && target.protocol !== 'http:') return { ok: false, error: `not an http(s) URL: ${url}` };
+  const started = Date.now();
+  const destination = await resolveDestination(target.hostname, options);
+  if (!destination.ok) return { ok: false, error: destination.error };
+  const address = destination.address.address;
+  const timeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
   const transport = target.protocol === 'https:' ? https : http;
   return new Promise<DeliveryResult>((resolve) => {
     const req = transport.request(
       target,
       {
         method: 'POST',
-        lookup: guardedLookup(options.allowPrivateNetworks) as never,
+        // Connect to the checked address only (no second DNS query); the Host header, TLS SNI and
+        // the certificate check keep the URL's hostname. A fresh connection per delivery (no pooled
+        // socket opened for another check).
+        lookup: pinnedLookup(destination.address) as never,
+        agent: false,
         headers: {
           'Content-Type': 'application/json',
           'Content-Length': Buffer.byteLength(body),
@@ -80,7 +66,7 @@ export async function postWebhook(
           [SIGNATURE_HEADER]: signWebhook(secret, body),
           ...headers,
         },
-        timeout: options.timeoutMs,
+        timeout: timeoutMs,
       },
       (res) => {
         // Read (and drop) at most 64 KiB of the answer; only the status matters.
@@ -92,16 +78,16 @@ export async function postWebhook(
         const done = () => {
           const status = res.statusCode ?? 0;
           const ok = status >= 200 && status < 300;
-          resolve(ok ? { ok, status } : { ok, status, error: `the endpoint answered ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}` });
+          resolve(ok ? { ok, status, address } : { ok, status, address, error: `the endpoint answered ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}` });
         };
         res.on('end', done);
         res.on('close', done);
         res.on('error', done);
       },
     );
-    const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), timeoutMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
-    req.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, error: error.message || error.code || 'connection failed' }));
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, address, error: error.message || error.code || 'connection failed' }));
     req.on('close', () => clearTimeout(deadline));
     req.end(body);
   });

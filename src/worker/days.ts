@@ -12,7 +12,7 @@ export function cronDay(payload: unknown): string {
 export function dayOf(payload: unknown, task: string): string {
   const day = (payload as { day?: unknown } | null)?.day;
   if (typeof day !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(day)) {
-    throw new Error(`${task} payload must carry day (YYYY-MM-DD), got ${JSON.stringify(payload)}`);
+    throw new Error(`${task} payload must carry day (YYYY-MM-DD), got ${JSON.stringify(day) ?? 'none'}`);
   }
   return day;
 }

@@ -37,7 +37,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function organizationOf(payload: unknown): string {
   const id = (payload as { organization_id?: unknown } | null)?.organization_id;
   if (typeof id !== 'string' || !UUID.test(id)) {
-    throw new Error(`job payload must carry organization_id (a uuid), got ${JSON.stringify(payload)}`);
+    // (Not the payload itself: the error is logged and kept on the job.)
+    throw new Error(`job payload must carry organization_id (a uuid), got ${id === undefined ? 'none' : typeof id === 'string' ? 'a string that is not one' : `a ${typeof id}`}`);
   }
   return id;
 }

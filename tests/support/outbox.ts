@@ -1,5 +1,5 @@
 // The jobs a transaction enqueues, seen from inside it. `inRequest` runs `fn` as an API request
-// would (role visitor, the session's settings), then — still in that transaction — switches back
+// would (role visitor, the session's settings; `as: 'worker'`: the worker role, as a job), then — still in that transaction — switches back
 // to the owner role, which may read the job queue, and lists the send_email jobs this
 // transaction inserted (their xmin is its transaction id, and they were created at its start:
 // a job it merely updated — an older email cancelled while a worker holds it — has xmin too). Nothing else can see, or run, those
@@ -13,12 +13,16 @@ export interface QueuedEmail {
   payload: { organization_id?: string; template: string; to: string; data: Record<string, unknown>; message_key: string };
 }
 
-export async function inRequest<T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>): Promise<{ result: T; emails: QueuedEmail[]; done: (commit: boolean) => Promise<void> }> {
+export async function inRequest<T>(
+  session: Session,
+  fn: (c: pg.PoolClient) => Promise<T>,
+  options: { as?: 'visitor' | 'worker' } = {},
+): Promise<{ result: T; emails: QueuedEmail[]; done: (commit: boolean) => Promise<void> }> {
   const client = await pool('owner').connect();
   await client.query('begin');
   try {
     await client.query('select set_config(key, value, true) from json_each_text($1)', [
-      JSON.stringify({ role: roleName('visitor'), 'app.user_id': session.userId ?? '', 'app.session_id': session.sessionId ?? '', 'app.org_id': session.orgId ?? '' }),
+      JSON.stringify({ role: roleName(options.as ?? 'visitor'), 'app.user_id': session.userId ?? '', 'app.session_id': session.sessionId ?? '', 'app.org_id': session.orgId ?? '' }),
     ]);
     const result = await fn(client);
     await client.query('reset role');
@@ -45,8 +49,8 @@ export async function inRequest<T>(session: Session, fn: (c: pg.PoolClient) => P
 }
 
 /** Runs `fn` as a request and returns the emails it enqueued; rolled back unless `commit`. */
-export async function emailsOf<T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>, options: { commit?: boolean } = {}): Promise<{ result: T; emails: QueuedEmail[] }> {
-  const { result, emails, done } = await inRequest(session, fn);
+export async function emailsOf<T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>, options: { commit?: boolean; as?: 'visitor' | 'worker' } = {}): Promise<{ result: T; emails: QueuedEmail[] }> {
+  const { result, emails, done } = await inRequest(session, fn, { as: options.as });
   await done(options.commit ?? false);
   return { result, emails };
 }

@@ -1,10 +1,11 @@
 // A real local HTTP server that receives webhooks: records every request (headers and raw body)
-// and answers as told per path: a status code, 'hang' (never answers), or a status after a delay.
+// and answers as told per path: a status code, 'hang' (never answers), a status after a delay, or
+// a redirect (a 3xx status with a Location).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export type Answer = number | 'hang' | { status: number; delayMs: number };
+export type Answer = number | 'hang' | { status: number; delayMs: number } | { status: number; location: string };
 
 export interface Received {
   path: string;
@@ -45,8 +46,9 @@ export async function startReceiver(): Promise<Receiver> {
         hanging.add(res);
         return;
       }
-      const reply = (status: number) => res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'nope');
+      const reply = (status: number, headers: Record<string, string> = {}) => res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(status < 300 ? 'ok' : 'nope');
       if (typeof how === 'number') reply(how);
+      else if ('location' in how) reply(how.status, { location: how.location });
       else setTimeout(() => reply(how.status), how.delayMs);
     });
   });

@@ -32,7 +32,7 @@ export function deliverWebhook(options: DeliveryOptions): Task {
   return async (payload, helpers) => {
     const organizationId = organizationOf(payload);
     const deliveryId = (payload as { delivery_id?: unknown }).delivery_id;
-    if (typeof deliveryId !== 'string') throw new Error(`deliver_webhook payload must carry delivery_id, got ${JSON.stringify(payload)}`);
+    if (typeof deliveryId !== 'string') throw new Error('deliver_webhook payload must carry delivery_id (a uuid)');
     const scope = { organizationId };
     const record = (outcome: string, result: { status?: number; error?: string } = {}, gone = false) =>
       withTenant(helpers, scope, async (client) => {
@@ -66,7 +66,7 @@ export function deliverWebhook(options: DeliveryOptions): Task {
     const started = Date.now();
     const result = await postWebhook(target.url, target.secret, body, { 'Atrium-Webhook-Id': deliveryId, 'Atrium-Event': target.event_type }, options);
     const status = await record(result.ok ? 'succeeded' : 'failed', result, result.status === 410);
-    const facts = { organizationId, deliveryId, event: target.event_type, responseStatus: result.status, ms: Date.now() - started, deliveryStatus: status };
+    const facts = { organizationId, deliveryId, event: target.event_type, address: result.address, responseStatus: result.status, ms: Date.now() - started, deliveryStatus: status };
     if (result.ok) {
       helpers.logger.info('webhook delivered', facts);
       return;

@@ -11,7 +11,7 @@ export const dispatch_activity: Task = async (payload, helpers) => {
   const organizationId = organizationOf(payload);
   const transactionId = (payload as { transaction_id?: unknown }).transaction_id;
   if (typeof transactionId !== 'number' || !Number.isSafeInteger(transactionId)) {
-    throw new Error(`dispatch_activity payload must carry transaction_id (an integer), got ${JSON.stringify(payload)}`);
+    throw new Error(`dispatch_activity payload must carry transaction_id (an integer), got ${JSON.stringify(transactionId) ?? 'none'}`);
   }
   const result = await withTenant(helpers, { organizationId }, async (client) => {
     const { rows } = await client.query<{ table_name: string; action: string; n: number }>(

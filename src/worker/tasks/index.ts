@@ -5,6 +5,7 @@ import { daily_maintenance } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
+import { password_reset_request } from './password_reset_request.ts';
 import { send_email } from './send_email.ts';
 import { tenant_daily } from './tenant_daily.ts';
 import { scheduled_invoicing } from './scheduled_invoicing.ts';
@@ -22,6 +23,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
+    password_reset_request,
     retention_purge,
     scheduled_invoicing,
     send_email,

@@ -8,7 +8,7 @@ export const tenant_daily: Task = async (payload, helpers) => {
   const organizationId = organizationOf(payload);
   const day = (payload as { day?: unknown }).day;
   if (typeof day !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(day)) {
-    throw new Error(`tenant_daily payload must carry day (YYYY-MM-DD), got ${JSON.stringify(payload)}`);
+    throw new Error(`tenant_daily payload must carry day (YYYY-MM-DD), got ${JSON.stringify(day) ?? 'none'}`);
   }
   const counts = await withTenant(helpers, { organizationId }, async (client) => {
     const { rows } = await client.query<{ overdue: number; expired: number }>(
