@@ -123,7 +123,7 @@ export interface RateLimit {
 }
 
 /** The limits, each keyed by what it counts (docs: README "Rate limits", .env.example). */
-export const RATE_LIMIT_NAMES = ['anonymous', 'user', 'organization', 'login', 'register', 'requestPasswordReset', 'resetPassword', 'refresh'] as const;
+export const RATE_LIMIT_NAMES = ['anonymous', 'user', 'organization', 'login', 'register', 'confirmRegistration', 'requestPasswordReset', 'resetPassword', 'refresh'] as const;
 export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
 
 export interface RateLimitConfig {
@@ -153,6 +153,7 @@ export const DEFAULT_RATE_LIMITS: Record<RateLimitName, string> = {
   organization: '6000/1m',
   login: '30/10m',
   register: '10/1h',
+  confirmRegistration: '20/1h',
   requestPasswordReset: '10/1h',
   resetPassword: '20/1h',
   refresh: '200/10m',
@@ -164,6 +165,7 @@ const RATE_LIMIT_VARIABLES: Record<RateLimitName, string> = {
   organization: 'RATE_LIMIT_ORGANIZATION',
   login: 'RATE_LIMIT_LOGIN',
   register: 'RATE_LIMIT_REGISTER',
+  confirmRegistration: 'RATE_LIMIT_CONFIRM_REGISTRATION',
   requestPasswordReset: 'RATE_LIMIT_REQUEST_PASSWORD_RESET',
   resetPassword: 'RATE_LIMIT_RESET_PASSWORD',
   refresh: 'RATE_LIMIT_REFRESH',

@@ -88,7 +88,7 @@ describe('in memory', () => {
   beforeAll(async () => {
     [general, signIn] = await Promise.all([
       startServer({ RATE_LIMIT_ANONYMOUS: '3/1m', RATE_LIMIT_USER: '3/1m', RATE_LIMIT_ORGANIZATION: '5/1m' }),
-      startServer({ RATE_LIMIT_LOGIN: '3/1m', RATE_LIMIT_REGISTER: '2/1m', RATE_LIMIT_REFRESH: '2/1m', RATE_LIMIT_REQUEST_PASSWORD_RESET: '2/1m', RATE_LIMIT_RESET_PASSWORD: '2/1m' }),
+      startServer({ RATE_LIMIT_LOGIN: '3/1m', RATE_LIMIT_REGISTER: '2/1m', RATE_LIMIT_CONFIRM_REGISTRATION: '2/1m', RATE_LIMIT_REFRESH: '2/1m', RATE_LIMIT_REQUEST_PASSWORD_RESET: '2/1m', RATE_LIMIT_RESET_PASSWORD: '2/1m' }),
     ]);
   }, 60_000);
 
@@ -195,12 +195,13 @@ describe('in memory', () => {
   });
 
   test.each([
-    ['register', 'register(input: { email: "nobody", password: "x", name: "x" }) { userId }'],
+    ['register', 'register(input: { email: "nobody", password: "x", name: "x" }) { requested }'],
+    ['confirmRegistration', 'confirmRegistration(input: { token: "x", password: "x" }) { userId }'],
     ['refresh', 'refresh(input: { refreshToken: "x" }) { userId }'],
     ['requestPasswordReset', 'requestPasswordReset(input: { email: "nobody@example.com" }) { requested }'],
     ['resetPassword', 'resetPassword(input: { token: "x", newPassword: "x" }) { userId }'],
   ])('%s has a limit of its own', async (field, selection) => {
-    const client = `203.0.113.${50 + ['register', 'refresh', 'requestPasswordReset', 'resetPassword'].indexOf(field)}`;
+    const client = `203.0.113.${50 + ['register', 'confirmRegistration', 'refresh', 'requestPasswordReset', 'resetPassword'].indexOf(field)}`;
     const refused = await post(signIn.url, { query: `mutation { a: ${selection} b: ${selection} c: ${selection} }` }, { client });
     expect(refused.status).toBe(429);
     expect(refused.body.errors?.[0].extensions).toMatchObject({ code: 'RATE_LIMITED', limit: field });

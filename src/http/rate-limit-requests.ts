@@ -5,7 +5,7 @@
 //   address when anonymous, against its user and its organization when signed in (the verified
 //   token's claims, src/http/auth.ts). A signed-in request does not count against its address, so
 //   an office behind one NAT address is not one budget.
-// - The sign-in mutations (login, register, refresh, requestPasswordReset, resetPassword) count
+// - The sign-in mutations (login, register, confirmRegistration, refresh, requestPasswordReset, resetPassword) count
 //   against stricter limits of the client address, once per field that can run: grafserv's
 //   processGraphQLRequestBody hook parses the request's document and counts those fields in the
 //   operation GraphQL will run — aliases, inline fragments and fragment spreads each count, and
@@ -24,7 +24,7 @@ import { clientAddress } from './client-address.ts';
 import type { RateLimits, Verdict } from './rate-limits.ts';
 
 /** The sign-in mutations, each limited by the limit of the same name. */
-export const SIGN_IN_FIELDS = ['login', 'register', 'refresh', 'requestPasswordReset', 'resetPassword'] as const satisfies readonly RateLimitName[];
+export const SIGN_IN_FIELDS = ['login', 'register', 'confirmRegistration', 'refresh', 'requestPasswordReset', 'resetPassword'] as const satisfies readonly RateLimitName[];
 export type SignInField = (typeof SIGN_IN_FIELDS)[number];
 
 const WHAT: Record<RateLimitName, string> = {
@@ -33,6 +33,7 @@ const WHAT: Record<RateLimitName, string> = {
   organization: 'Too many requests for this organization',
   login: 'Too many sign-in attempts from your network address',
   register: 'Too many sign-ups from your network address',
+  confirmRegistration: 'Too many sign-up confirmations from your network address',
   refresh: 'Too many token refreshes from your network address',
   requestPasswordReset: 'Too many password-reset requests from your network address',
   resetPassword: 'Too many password resets from your network address',

@@ -70,7 +70,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
     // The rate limits stay on (their code runs on every request of the suite) with budgets no
     // test reaches; tests/rate-limits.test.ts sets its own. No Redis unless a test names one.
     ...Object.fromEntries(
-      ['ANONYMOUS', 'USER', 'ORGANIZATION', 'LOGIN', 'REGISTER', 'REQUEST_PASSWORD_RESET', 'RESET_PASSWORD', 'REFRESH'].map((name) => [`RATE_LIMIT_${name}`, '1000000/1m']),
+      ['ANONYMOUS', 'USER', 'ORGANIZATION', 'LOGIN', 'REGISTER', 'CONFIRM_REGISTRATION', 'REQUEST_PASSWORD_RESET', 'RESET_PASSWORD', 'REFRESH'].map((name) => [`RATE_LIMIT_${name}`, '1000000/1m']),
     ),
     REDIS_URL: '',
     ATRIUM_TEST_SERVER_VERSION: '',
