@@ -251,7 +251,9 @@ describe('over GraphQL', () => {
           if (other) patch[other.name] = plainInput(other.type);
         }
       }
-      // The keys of their row, as the mutation takes them; the random variant replaces its id.
+      // The keys of their row, as the mutation takes them; the random variant replaces its id,
+      // and each other key by a random value of the same kind (a number, an email address, text).
+      const randomKey = (value: unknown) => (typeof value === 'number' ? 987654 : typeof value === 'string' && value.includes('@') ? `${randomUUID()}@example.com` : randomUUID());
       const random = randomUUID();
       const inputs = (id: string, org: string): Record<string, unknown> => {
         const input: Record<string, unknown> = patchField ? { [patchField.name]: patch } : {};
@@ -260,7 +262,7 @@ describe('over GraphQL', () => {
           if (f.name === 'id') input.id = Buffer.from(JSON.stringify(global ? [typeName, id] : [typeName, org, id])).toString('base64');
           else if (f.name === 'rowId') input.rowId = id;
           else if (f.name === 'organizationId') input.organizationId = org;
-          else input[f.name] = id === theirs.id ? theirs[snake(f.name)] : plainInput(f.type) === undefined ? theirs[snake(f.name)] : typeof theirs[snake(f.name)] === 'number' ? 987654 : randomUUID();
+          else input[f.name] = id === theirs.id ? theirs[snake(f.name)] : plainInput(f.type) === undefined ? theirs[snake(f.name)] : randomKey(theirs[snake(f.name)]);
         }
         return input;
       };

@@ -47,6 +47,8 @@ export const EDGE_ERRORS = {
   SERVICE_UNAVAILABLE: 503,
   /** A rate limit (src/http/rate-limit-requests.ts); retry after Retry-After. */
   RATE_LIMITED: 429,
+  /** A webhook endpoint at an internal address (src/http/webhook-urls.ts). */
+  WEBHOOK_URL_NOT_ALLOWED: 422,
 } as const satisfies Record<string, number>;
 
 /** A further SQLSTATE mapped onto a catalogued code (app_private.error_sqlstates), with its message. */
