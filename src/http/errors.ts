@@ -123,16 +123,17 @@ export class ErrorCatalog {
   }
 
   /**
-   * The code and message for an error PostgreSQL raised: our own (class AT) keep their message
-   * written for people; a value breaking a domain's rule gets the rule's message
-   * (app_private.domain_rules); other SQLSTATEs the catalogue's message (app_private.error_codes,
-   * then app_private.error_sqlstates), never PostgreSQL's own, which would quote SQL.
+   * The code and message for an error PostgreSQL raised: our own (class AT, and any code raised by
+   * name with app_private.fail, such as INVALID_VALUE) keep their message written for people; a
+   * value breaking a domain's rule gets the rule's message (app_private.domain_rules); other
+   * SQLSTATEs the catalogue's message (app_private.error_codes, then app_private.error_sqlstates),
+   * never PostgreSQL's own, which would quote SQL.
    */
   forPgError(error: PgErrorLike): { entry: ErrorCode; message: string } | undefined {
     const rule = error.dataType && error.constraint ? this.#domainRules.get(`${error.schema}.${error.dataType}/${error.constraint}`) : undefined;
     if (error.code === '23514' && rule) return { entry: this.byCode(rule.code), message: rule.message };
     const entry = this.#bySqlstate.get(error.code);
-    if (entry) return { entry, message: error.code.startsWith('AT') ? error.message : entry.description };
+    if (entry) return { entry, message: isOurs(error) ? error.message : entry.description };
     const more = this.#moreSqlstates.get(error.code);
     return more ? { entry: this.byCode(more.code), message: more.message } : undefined;
   }
@@ -152,7 +153,18 @@ interface PgErrorLike {
   table?: string;
   schema?: string;
   dataType?: string;
+  /** PostgreSQL's context: the innermost frame first. */
+  where?: string;
 }
+
+/**
+ * Raised by Atrium's SQL, with a message written for people: a code of class AT, or any code raised
+ * by name with app_private.fail (its RAISE is then the innermost frame of the error's context),
+ * e.g. fail('INVALID_VALUE', 'The name must be 1 to 200 characters long.') with SQLSTATE 22023,
+ * which PostgreSQL also raises itself with messages that are not for clients.
+ */
+const RAISED_BY_NAME = /^PL\/pgSQL function app_private\.fail\(text,text\) /;
+const isOurs = (error: PgErrorLike): boolean => error.code.startsWith('AT') || RAISED_BY_NAME.test(error.where ?? '');
 
 function findPgError(error: unknown): PgErrorLike | undefined {
   for (let e = error as { code?: unknown; originalError?: unknown; cause?: unknown } | undefined; e; ) {
@@ -212,10 +224,10 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
     const pgError = findPgError(original);
     const mapped = pgError ? catalog.forPgError(pgError) : undefined;
     if (pgError && mapped) {
-      // Our own errors (class AT) carry a message written for people; PostgreSQL's own are
+      // Our own errors (class AT, or raised by name) carry a message written for people; PostgreSQL's own are
       // replaced by the catalogue's (no SQL, table or policy names leak out).
       const { entry } = mapped;
-      const ours = pgError.code.startsWith('AT');
+      const ours = isOurs(pgError);
       return new GraphQLError(mapped.message, {
         ...options,
         extensions: {
