@@ -15,6 +15,7 @@ import { BIG_FLOAT_LIMIT, DATE_MAX, DATE_MIN } from '../src/http/scalars.ts';
 import { errorCode, gql, startTestApp } from './support/app.ts';
 import { asVisitor, closePools, pgError, pool, sessionOf, signUp, unique, urlFor, type Session } from './support/db.ts';
 import { commitAs, one, oneTenant, type Tenant } from './support/fixtures.ts';
+import { DOMAIN_RULE_SAMPLES, SQLSTATE_SAMPLES } from './support/value-errors.ts';
 
 let t: Tenant;
 let own: Session;
@@ -168,14 +169,8 @@ describe('email addresses', () => {
 });
 
 describe('errors PostgreSQL raises about values', () => {
-  // One real PostgreSQL error per row of app_private.error_sqlstates.
-  const samples: Record<string, string> = {
-    '22003': `select '1e30'::numeric(14,2)`,
-    '22007': `select 'next tuesday'::date`,
-    '22008': `select '2024-02-30'::date`,
-    '22021': `select convert_from('\\x610062'::bytea, 'UTF8')`,
-    '22P05': `select '{"a": "\\u0000"}'::jsonb ->> 'a'`,
-  };
+  // One real PostgreSQL error per row of app_private.error_sqlstates (tests/support/value-errors.ts).
+  const samples = SQLSTATE_SAMPLES;
 
   test('every further SQLSTATE answers its catalogued 4xx code and message, never INTERNAL', async () => {
     const { rows } = await pool('owner').query<{ sqlstate: string; code: string; message: string }>('select sqlstate, code, message from app_private.error_sqlstates order by 1');
@@ -188,15 +183,8 @@ describe('errors PostgreSQL raises about values', () => {
     }
   });
 
-  // One value breaking each rule of app_private.domain_rules.
-  const breaking: Record<string, string> = {
-    money_amount_finite: `select 'NaN'::app_public.money_amount`,
-    quantity_finite: `select 'NaN'::app_public.quantity`,
-    percentage_range: `select 101::numeric(5,2)::app_public.percentage`,
-    business_date_range: `select 'infinity'::app_public.business_date`,
-    business_timestamp_range: `select 'infinity'::app_public.business_timestamp`,
-    email_address_format: `select 'not an email'::app_public.email_address`,
-  };
+  // One value breaking each rule of app_private.domain_rules (tests/support/value-errors.ts).
+  const breaking = DOMAIN_RULE_SAMPLES;
 
   test('a value breaking a domain rule answers the rule’s code and message (not CONSTRAINT_VIOLATION)', async () => {
     const { rows } = await pool('owner').query<{ constraint_name: string; code: string; message: string }>('select constraint_name, code, message from app_private.domain_rules order by 1');
