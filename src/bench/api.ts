@@ -133,7 +133,7 @@ export interface ApiServer {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -162,16 +162,10 @@ export function scriptNodeFlags(script: string): string {
 
 const passwordOf = (url: string) => decodeURIComponent(new URL(url).password);
 
-/**
- * Starts the API as production runs it, in a process of its own: `src/cli.ts start` on the bench
- * database as its owner, with the bench's roles, passwords and JWT secret, no worker, no demo
- * data; resolves once /readyz answers 200.
- */
-export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
+/** The environment of the API as production runs it, on the bench database (port `port`). */
+export function productionApiEnv(ctx: BenchContext, port: number): NodeJS.ProcessEnv {
   const { db } = ctx;
-  const execArgv = serverNodeOptions();
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
+  return {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     // Production: what a deployment runs (Grafast without its development checks, no GraphiQL).
@@ -200,6 +194,17 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
     RATE_LIMIT_ORGANIZATION: '1000000000/1m',
     RATE_LIMIT_ANONYMOUS: '1000000000/1m',
   };
+}
+
+/**
+ * Starts the API as production runs it, in a process of its own: `src/cli.ts start` on the bench
+ * database as its owner, with the bench's roles, passwords and JWT secret, no worker, no demo
+ * data; resolves once /readyz answers 200.
+ */
+export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
+  const execArgv = serverNodeOptions();
+  const port = await freePort();
+  const env = productionApiEnv(ctx, port);
   const child: ChildProcess = spawn(process.execPath, [...execArgv, path.join(ROOT, 'src/cli.ts'), 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (d: Buffer) => {

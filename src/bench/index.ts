@@ -26,6 +26,7 @@ import { latencyChart } from './chart.ts';
 import { generateDataset } from './generate.ts';
 import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
+import { edgeSection } from './edge.ts';
 import { fairnessSection } from './fairness.ts';
 import { jobsSection } from './jobs.ts';
 import { memorySection } from './memory.ts';
@@ -42,6 +43,7 @@ export const SECTIONS: Record<string, BenchSection> = {
   jobs: jobsSection,
   fairness: fairnessSection,
   memory: memorySection,
+  edge: edgeSection,
   plans: plansSection,
 };
 
