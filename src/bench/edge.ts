@@ -42,7 +42,8 @@ export async function edgeSection(ctx: BenchContext): Promise<Section> {
   const documents = ctx.options.smoke ? 4 : 40;
   const port = await freePort();
   // Every plan stays cached (the cache is sized above the documents sent); no rate limit.
-  const env = { ...productionApiEnv(ctx, port), GRAPHQL_DOCUMENT_CACHE_SIZE: String(documents + 10), RATE_LIMITS: 'false' };
+  // Introspection on, to find the fields of documents at the limits.
+  const env = { ...productionApiEnv(ctx, port), GRAPHQL_DOCUMENT_CACHE_SIZE: String(documents + 10), RATE_LIMITS: 'false', GRAPHQL_INTROSPECTION: 'true' };
   const config = loadConfig(env);
   collect();
   const beforeStart = process.memoryUsage().heapUsed;
@@ -55,7 +56,8 @@ export async function edgeSection(ctx: BenchContext): Promise<Section> {
       const text = await response.text();
       return { bytes: Buffer.byteLength(text), body: JSON.parse(text) };
     };
-    const { graphql } = config;
+    // The limits and bounds production runs with (this API keeps more plans, to measure them).
+    const { graphql } = loadConfig(productionApiEnv(ctx, port));
 
     // Documents at the limits: root connections, each with as many scalar fields as fit.
     const schema = await post('{ __schema { queryType { fields { name args { name } type { name } } } } }');
@@ -130,8 +132,8 @@ export async function edgeSection(ctx: BenchContext): Promise<Section> {
       ours: worst,
       baseline: oldSpace,
       baselineLabel: "npm start's --max-old-space-size (the API process)",
-      target: `≤ ${oldSpace} MB`,
-      pass: worst <= oldSpace,
+      target: ctx.options.smoke ? undefined : `≤ ${oldSpace} MB`,
+      pass: ctx.options.smoke ? undefined : worst <= oldSpace,
       note: `${startedMB.toFixed(1)} + ${plansMB.toFixed(1)} + ${answersAtLimitMB.toFixed(1)} MB; docs/SECURITY.md, "Memory"`,
     });
     notes.push(`An API in this process (NODE_ENV=production, the bench database, every plan kept); organization ${org.id} with ${org.tasks} tasks.`);
