@@ -142,7 +142,12 @@ describe('register (app_private.request_registration)', () => {
     const left = async (id: string) =>
       (await pool('owner').query(`select (select count(*) from app_private.registrations where id = $1)::int + (select count(*) from app_private.email_secrets where message_key = 'registration:' || $1)::int as n`, [id])).rows[0].n;
     expect(await left(old.id)).toBe(0);
-    expect(await left(live.id)).toBe(2);
+    // The live request stays, and so does its secret — unless a worker of another test file sent
+    // its email meanwhile (sending deletes the secret, sql/functions/email.sql): then it was sent.
+    const sent = async (id: string) =>
+      (await pool('owner').query(`select 1 from app_private.email_messages where message_key = 'registration:' || $1 and sent_at is not null`, [id])).rowCount === 1;
+    const stayed = await left(live.id);
+    expect(stayed === 2 || (stayed === 1 && (await sent(live.id)))).toBe(true);
   });
 
   test('the requests and their tokens are out of the visitor\'s reach, and the API cannot make an account without the email', async () => {
