@@ -41,18 +41,13 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from 'postgraphile/graphql';
+import type { GraphQLEdgeConfig } from '../config.ts';
 
-export interface DocumentLimits {
-  maxTokens: number;
-  maxDepth: number;
-  maxAliases: number;
-  maxDirectives: number;
-  maxFields: number;
-  maxCollections: number;
-  maxRows: number;
+/** The GRAPHQL_MAX_* limits of the configuration, and the page size. */
+export type DocumentLimits = Pick<GraphQLEdgeConfig, 'maxTokens' | 'maxDepth' | 'maxAliases' | 'maxDirectives' | 'maxFields' | 'maxCollections' | 'maxRows'> & {
   /** The rows a collection returns without `first`/`last`, or with a variable (PAGE_SIZE_MAX). */
   pageSize: number;
-}
+};
 
 export type LimitName = 'tokens' | 'depth' | 'aliases' | 'directives' | 'fields' | 'collections' | 'rows';
 

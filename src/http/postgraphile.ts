@@ -92,16 +92,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({
-        limits: {
-          maxTokens: edge.maxTokens,
-          maxDepth: edge.maxDepth,
-          maxAliases: edge.maxAliases,
-          maxDirectives: edge.maxDirectives,
-          maxFields: edge.maxFields,
-          maxCollections: edge.maxCollections,
-          maxRows: edge.maxRows,
-          pageSize: config.pageSizeMax,
-        },
+        limits: { ...edge, pageSize: config.pageSizeMax },
         introspection: edge.introspection,
         // A document's syntax tree and validation take about 40 bytes per character of its text
         // (docs/SECURITY.md, "Memory"); GRAPHQL_DOCUMENT_CACHE_SIZE average-sized documents fit.
