@@ -248,10 +248,10 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
 }
 
 /** Load timings: warm-up before each measured window. */
-export function loadTiming(ctx: BenchContext): { warmupSeconds: number; durationSeconds: number } {
+export function loadTiming(ctx: BenchContext): { warmupSeconds: number; durationSeconds: number; minAnswers?: number } {
   const { options } = ctx;
   return options.smoke
-    ? { warmupSeconds: 0.3, durationSeconds: Math.min(options.durationSeconds, 1) }
+    ? { warmupSeconds: 0.3, durationSeconds: Math.min(options.durationSeconds, 1), minAnswers: 5 }
     : { warmupSeconds: Math.min(5, Math.max(1, options.durationSeconds / 10)), durationSeconds: options.durationSeconds };
 }
 

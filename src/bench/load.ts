@@ -28,7 +28,16 @@ export interface LoadCommon {
   durationSeconds: number;
   /** Untimed load before the measured window (connections warm, plans cached, JIT done). */
   warmupSeconds: number;
+  /**
+   * Keep the window open past durationSeconds until this many answers came back (at most
+   * MAX_EXTENSION_SECONDS more): a smoke run's one-second window on a busy machine may
+   * otherwise close before the first answer.
+   */
+  minAnswers?: number;
 }
+
+/** How long a window may stay open waiting for minAnswers. */
+const MAX_EXTENSION_SECONDS = 30;
 
 export interface HttpLoadSpec extends LoadCommon {
   kind: 'http';
@@ -83,16 +92,22 @@ class Recorder {
   }
 }
 
-/** The measured window: starts after the warm-up, lasts durationSeconds. */
+/** The measured window: starts after the warm-up, lasts durationSeconds (or until minAnswers). */
 function window(spec: LoadCommon, recorder: Recorder): Promise<number> {
   return new Promise((resolve) => {
     setTimeout(() => {
       recorder.measuring = true;
       const started = process.hrtime.bigint();
-      setTimeout(() => {
+      const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
+      const close = () => {
+        if (recorder.latencies.length < (spec.minAnswers ?? 0) && elapsed() < spec.durationSeconds + MAX_EXTENSION_SECONDS) {
+          setTimeout(close, 50);
+          return;
+        }
         recorder.measuring = false;
-        resolve(Number(process.hrtime.bigint() - started) / 1e9);
-      }, spec.durationSeconds * 1000);
+        resolve(elapsed());
+      };
+      setTimeout(close, spec.durationSeconds * 1000);
     }, spec.warmupSeconds * 1000);
   });
 }
@@ -141,7 +156,7 @@ async function runHttp(spec: HttpLoadSpec): Promise<LoadResult> {
         url: `${url.protocol}//${url.host}`,
         connections: spec.connections,
         pipelining: 1,
-        duration: spec.warmupSeconds + spec.durationSeconds + 0.2,
+        duration: spec.warmupSeconds + spec.durationSeconds + (spec.minAnswers ? MAX_EXTENSION_SECONDS : 0) + 0.2,
         timeout: 10,
         requests: [request],
       },
@@ -152,6 +167,8 @@ async function runHttp(spec: HttpLoadSpec): Promise<LoadResult> {
       verdict = undefined;
     });
     instance.on('reqError', (error) => recorder.record(NaN, `request failed: ${error.message}`));
+    // A window kept open for minAnswers may close early: stop sending then.
+    if (spec.minAnswers) void measured.then(() => instance.stop());
   });
   const seconds = await measured;
   const totals = await done;
