@@ -1,5 +1,5 @@
 // `npm run bench`: Atrium's costs measured side by side in one run — row-level security, audit,
-// the GraphQL API, jobs, memory, query plans — on a generated dataset, against a fresh embedded
+// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans — on a generated dataset, against a fresh embedded
 // PostgreSQL (or BENCH_DATABASE_URL, a superuser URL of a server you choose).
 //
 //   npm run bench                              default size (100 organizations, 2,000 tasks each on average)
