@@ -3,6 +3,7 @@
 -- document before its foreign key's share lock, so concurrent payments of a busy invoice queue
 -- instead of deadlocking.
 --!include functions/lock_order.sql
+--!include functions/line_items.sql
 --!include functions/billing.sql
 --!include functions/sales.sql
 --!include functions/delivery.sql

@@ -78,8 +78,9 @@ begin
 end
 $$;
 
--- The parts whose triggers write their document: payments (amount_paid, status) and lines
--- (subtotal), sql/functions/billing.sql and sql/functions/line_items.sql.
+-- The parts whose triggers write their document: payments (amount_paid, status:
+-- sql/functions/billing.sql) and lines (subtotal: sql/functions/line_items.sql, whose
+-- attach_line_item_totals also attaches this lock to any future table of lines).
 call app_private.attach_parent_lock('app_public.payments', 'app_public.invoices', 'invoice_id');
 call app_private.attach_parent_lock('app_public.invoice_line_items', 'app_public.invoices', 'invoice_id');
 call app_private.attach_parent_lock('app_public.proposal_line_items', 'app_public.proposals', 'proposal_id');
