@@ -1,5 +1,7 @@
 -- Billing and payables lifecycle: invoices from time, sending (numbering), viewing, cancelling,
 -- payments, and bills. SECURITY DEFINER functions check organization and permission first.
+-- Lock order (sql/functions/lock_order.sql): each function locks its document (the invoice, the
+-- bill, the engagement it invoices) FOR UPDATE before it checks its status or touches its parts.
 
 -- The next invoice number of an organization: 1, 2, 3, ... Takes the counter row's lock until
 -- the calling transaction ends, so concurrent senders queue and a rolled-back send returns its
@@ -27,8 +29,10 @@ declare
   v_ids uuid[];
 begin
   perform app_private.require_permission('invoices.write', 'invoice time');
+  -- The engagement first: two invoicings of its time queue, and the second finds none left.
   select e.* into v_engagement from app_public.engagements e
-  where e.organization_id = v_org and e.id = create_invoice_from_time.engagement_id and e.deleted_at is null;
+  where e.organization_id = v_org and e.id = create_invoice_from_time.engagement_id and e.deleted_at is null
+  for update;
   if v_engagement.id is null then
     perform app_private.fail('NOT_FOUND', 'No such engagement in this organization.');
   end if;
@@ -37,6 +41,7 @@ begin
     select t.id from app_public.time_entries t
     where t.organization_id = v_org and t.engagement_id = v_engagement.id
       and t.billable and t.invoice_id is null and t.deleted_at is null and t.rate > 0
+    order by t.id
     for update
   ) t;
   if v_ids is null then
@@ -150,7 +155,9 @@ comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that 
 -- Payments, AFTER INSERT per row (whether through recordPayment or a direct insert): the invoice
 -- must take payments (sent, viewed or overdue: NOT_PAYABLE), the amount must not exceed its
 -- balance (OVERPAYMENT); amount_paid grows, and clearing the balance marks the invoice paid.
--- The invoice row is locked first, so concurrent payments of one invoice are applied in turn.
+-- The invoice row is locked before the payment is inserted (by record_payment, or for any insert
+-- by tg_payments__lock_parent: sql/functions/lock_order.sql), so concurrent payments of one
+-- invoice queue on it and are applied in turn; the lock taken here is then already held.
 create or replace function app_private.tg__payment_applied() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
@@ -184,16 +191,18 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  v_org uuid := app_public.current_org_id();
   v app_public.payments;
 begin
   perform app_private.require_permission('invoices.write', 'record a payment');
-  if not exists (
-    select from app_public.invoices i where i.organization_id = app_public.current_org_id() and i.id = record_payment.invoice_id
-  ) then
+  -- The invoice first (lock order): concurrent payments queue here; the trigger checks its status
+  -- and balance as the previous payment left them.
+  perform from app_public.invoices i where i.organization_id = v_org and i.id = record_payment.invoice_id for update;
+  if not found then
     perform app_private.fail('NOT_FOUND', 'No such invoice in this organization.');
   end if;
   insert into app_public.payments (organization_id, invoice_id, amount, received_on, method, reference)
-  values (app_public.current_org_id(), record_payment.invoice_id, record_payment.amount,
+  values (v_org, record_payment.invoice_id, record_payment.amount,
           coalesce(record_payment.received_on, current_date), coalesce(record_payment.method, 'bank_transfer'), record_payment.reference)
   returning * into v;
   return v;
@@ -203,6 +212,8 @@ comment on function app_public.record_payment(uuid, numeric, date, app_public.pa
 
 -- Move a bill of the current organization to `status`; approving, rejecting and paying are for
 -- owners and admins only (approve_bill records who approved), cancelling needs bills.write.
+-- The bill is locked before its status is read: of two concurrent approvals, the second finds
+-- it approved (INVALID_TRANSITION) instead of approving it again.
 create or replace function app_private.set_bill_status(bill_id uuid, status app_public.bill_status, action text) returns app_public.bills
 language plpgsql volatile
 set search_path = pg_catalog
@@ -215,20 +226,19 @@ begin
   else
     perform app_private.require_member_role('admin', action);
   end if;
-  if exists (
-    select from app_public.bills b
-    where b.organization_id = app_public.current_org_id() and b.id = set_bill_status.bill_id and b.status = set_bill_status.status
-  ) then
+  select b.* into v from app_public.bills b
+  where b.organization_id = app_public.current_org_id() and b.id = set_bill_status.bill_id
+  for update;
+  if v.status = set_bill_status.status then
     perform app_private.fail('INVALID_TRANSITION', format('The bill is already %s.', status));
+  elsif v.id is null or v.deleted_at is not null then
+    perform app_private.fail('NOT_FOUND', 'No such bill in this organization.');
   end if;
   update app_public.bills b
   set status = set_bill_status.status,
       approved_by = case when set_bill_status.status = 'approved' then app_public.current_user_id() else b.approved_by end
-  where b.organization_id = app_public.current_org_id() and b.id = set_bill_status.bill_id and b.deleted_at is null
+  where b.organization_id = v.organization_id and b.id = v.id
   returning b.* into v;
-  if v.id is null then
-    perform app_private.fail('NOT_FOUND', 'No such bill in this organization.');
-  end if;
   return v;
 end
 $$;

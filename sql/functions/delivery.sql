@@ -14,11 +14,13 @@ declare
   v_starts date := coalesce(create_project_from_template.starts_on, current_date);
 begin
   perform app_private.require_permission('projects.write', 'create a project');
-  if not exists (
-    select from app_public.engagements e
-    where e.organization_id = v_org and e.id = create_project_from_template.engagement_id
-      and e.deleted_at is null and e.status in ('active', 'on_hold')
-  ) then
+  -- FOR SHARE: the engagement stays active or on hold until the project is in it, while time
+  -- entries and other projects may still be added to it (lock order: sql/functions/lock_order.sql).
+  perform from app_public.engagements e
+  where e.organization_id = v_org and e.id = create_project_from_template.engagement_id
+    and e.deleted_at is null and e.status in ('active', 'on_hold')
+  for share;
+  if not found then
     perform app_private.fail('NOT_FOUND', 'No such active or on-hold engagement in this organization.');
   end if;
   select t.* into v_template from app_public.project_templates t

@@ -5,6 +5,8 @@
 -- it is recomputed from the lines, so it can never drift and is never typed in (the visitor
 -- has no privilege on it). Tax, total and balance are generated columns of the document.
 -- Lines may only change while their document is a draft (NOT_EDITABLE otherwise).
+-- Lock order (sql/functions/lock_order.sql): a line inserted or moved has already locked its
+-- document (tg_<lines>__lock_parent, attached with the totals), so the lock taken here is held.
 --
 -- TG_ARGV[0]: the document table (e.g. app_public.invoices); TG_ARGV[1]: the line's column
 -- naming it (e.g. invoice_id). SECURITY DEFINER: the visitor may not write subtotal itself.
@@ -57,5 +59,6 @@ begin
   execute format('drop trigger if exists %I on %s', format('tg_%s__totals', v_rel), tbl);
   execute format('create trigger %I after insert or update or delete on %s for each row execute function app_private.tg__line_item_totals(%L, %L)',
     format('tg_%s__totals', v_rel), tbl, document::text, document_column);
+  call app_private.attach_parent_lock(tbl, document, document_column);
 end
 $$;

@@ -90,8 +90,11 @@ declare
   v_expires timestamptz;
 begin
   perform app_private.require_permission('portal.write', 'give portal access');
+  -- The contact first (lock order): two grants to one contact queue, and the second revokes the
+  -- access the first made instead of colliding with it.
   select c.* into v_contact from app_public.contacts c
-  where c.organization_id = v_org and c.id = grant_portal_access.contact_id and c.deleted_at is null;
+  where c.organization_id = v_org and c.id = grant_portal_access.contact_id and c.deleted_at is null
+  for update;
   if v_contact.id is null then
     perform app_private.fail('NOT_FOUND', 'No such contact in this organization.');
   end if;

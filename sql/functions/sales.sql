@@ -2,6 +2,9 @@
 -- SECURITY DEFINER so it can write the columns the visitor may not (status, stamps) — which is
 -- why each one checks the organization and the permission itself first. Status changes still
 -- pass through the status machine (INVALID_TRANSITION) and the edit locks.
+-- Lock order (sql/functions/lock_order.sql): each step locks its proposal or contract FOR UPDATE
+-- before it reads its status; what the step then creates or changes (the contract of an accepted
+-- proposal, the deal it wins, the engagement of a signed contract) comes after.
 
 -- The organization of the request, for steps members and client-portal users both take.
 create or replace function app_private.acting_org_id() returns uuid
@@ -142,7 +145,8 @@ $$;
 comment on function app_public.reject_proposal(uuid, text) is 'Rejects a sent or viewed proposal (its client in the portal, or a member with proposals.write).';
 
 -- Move a contract of the current organization to `status` (contracts.write); the status machine
--- decides whether it may.
+-- decides whether it may. The contract is locked before its status is read: of two concurrent
+-- signatures, the second finds it signed (INVALID_TRANSITION) and starts no second engagement.
 create or replace function app_private.set_contract_status(contract_id uuid, status app_public.contract_status, action text, signer_name text default null) returns app_public.contracts
 language plpgsql volatile
 set search_path = pg_catalog
@@ -151,20 +155,19 @@ declare
   v app_public.contracts;
 begin
   perform app_private.require_permission('contracts.write', action);
-  if exists (
-    select from app_public.contracts c
-    where c.organization_id = app_public.current_org_id() and c.id = set_contract_status.contract_id and c.status = set_contract_status.status
-  ) then
+  select c.* into v from app_public.contracts c
+  where c.organization_id = app_public.current_org_id() and c.id = set_contract_status.contract_id
+  for update;
+  if v.status = set_contract_status.status then
     perform app_private.fail('INVALID_TRANSITION', format('The contract is already %s.', status));
+  elsif v.id is null or v.deleted_at is not null then
+    perform app_private.fail('NOT_FOUND', 'No such contract in this organization.');
   end if;
   update app_public.contracts c
   set status = set_contract_status.status,
       signer_name = coalesce(set_contract_status.signer_name, c.signer_name)
-  where c.organization_id = app_public.current_org_id() and c.id = set_contract_status.contract_id and c.deleted_at is null
+  where c.organization_id = v.organization_id and c.id = v.id
   returning c.* into v;
-  if v.id is null then
-    perform app_private.fail('NOT_FOUND', 'No such contract in this organization.');
-  end if;
   return v;
 end
 $$;
