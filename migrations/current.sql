@@ -1,1 +1,3 @@
 -- Enter migration here
+-- Fencing for jobs: a heartbeat tells a worker that it was declared dead.
+--!include functions/worker_health.sql
