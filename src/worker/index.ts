@@ -121,15 +121,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // graphile-worker 0.18's local queue, released while it holds jobs it has not started, sends them
   // back to the database but then fails to track that query ("Cannot background something when
   // the queue is already released"), and the shutdown reports "Errors occurred whilst deactivating
-  // queue" at error level. stop() below makes sure those jobs are back; during our own stop those
-  // lines are logged at debug level.
+  // queue" at error level. stop() below makes sure those jobs are back; during our own stop, and
+  // while a pool declared dead is dropped (its jobs are no longer its own), those lines are logged
+  // at debug level.
   let stopRequested = false;
+  let droppingDeclaredDead = false;
   const knownReleaseIssue = /Cannot background something when the queue is already released|whilst deactivating queue/;
   const graphileLog = graphileLogFactory(log);
   const workerLogFactory = (scope: Record<string, unknown>) => {
     const inner = graphileLog(scope);
     return (level: string, message: string, meta?: Record<string, unknown>) =>
-      stopRequested && level === 'error' && knownReleaseIssue.test(message)
+      (stopRequested || droppingDeclaredDead) && level === 'error' && knownReleaseIssue.test(message)
         ? inner('debug', `${message} (the local queue's jobs are returned by the worker's stop)`, meta)
         : meta?.error instanceof JobFencedError
           ? inner('debug', message, meta) // a fenced job: the fence logged it at warn
@@ -195,6 +197,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     state = 'restarting';
     if (declaredDead) {
       log.warn({ workerId: dead.id, staleAfterMs }, 'this worker was declared dead by another (silent too long: paused?); its jobs run elsewhere: dropping them and restarting');
+      droppingDeclaredDead = true;
       void dead.runner.stop('declared dead').catch(() => undefined);
     } else {
       log.error({ err: error, workerId: dead.id }, 'the job worker stopped unexpectedly (database lost?); restarting it');
@@ -212,6 +215,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           await pgPool.query('select graphile_worker.force_unlock_workers(array[$1]::text[])', [dead.id]);
           await pgPool.query('delete from app_private.worker_heartbeats where worker_id = $1', [dead.id]);
           current = await startRunner();
+          droppingDeclaredDead = false;
           restarts++;
           state = 'running';
           heartbeat.beatNow(); // register the new pool (and start its lease) now

@@ -1,0 +1,226 @@
+// Fencing for jobs (src/worker/fencing.ts): a worker paused longer than the stale time is
+// declared dead by another, which runs its jobs; when it resumes it sends nothing for the jobs it
+// held — neither the one it was running (stopped before its POST) nor those waiting in its local
+// queue — completes none of them, and starts afresh under a new pool id. On a PostgreSQL of its
+// own (the run's other workers must not take these jobs), with short heartbeat settings.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import pino from 'pino';
+import { ROOT } from '../src/paths.ts';
+import { startWorker } from '../src/worker/index.ts';
+import { asVisitor, closePools, createOrganization, pool, sessionOf, signUp, urlFor, type User } from './support/db.ts';
+import { provisionTestDatabase, type Provisioned } from './support/provision.ts';
+import { startReceiver, type Receiver } from './support/receiver.ts';
+
+const HEARTBEAT_MS = 300;
+const STALE_MS = 1500;
+/** How long the receiver takes to answer: the new owner's deliveries are still in flight when the paused worker resumes. */
+const ANSWER_MS = 1500;
+const DELIVERIES = 6;
+
+type Line = Record<string, any>;
+
+let provisioned: Provisioned;
+let savedEnv: NodeJS.ProcessEnv;
+let receiver: Receiver;
+let owner: User;
+let orgId: string;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  provisioned = await provisionTestDatabase();
+  savedEnv = { ...process.env };
+  Object.assign(process.env, provisioned.env);
+  receiver = await startReceiver();
+  owner = await signUp('fencing');
+  orgId = await createOrganization(owner, 'fencing');
+}, 120_000);
+
+afterAll(async () => {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+  }
+  await receiver?.close();
+  await closePools();
+  await provisioned?.teardown();
+  if (savedEnv) process.env = savedEnv;
+}, 60_000);
+
+/** `npm run worker` as its own process (concurrency 2: a local queue of 20 jobs), logging JSON lines we keep. */
+async function spawnWorker(): Promise<{ process: ChildProcess; lines: Line[]; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'worker'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      LOG_FORMAT: 'json',
+      LOG_LEVEL: 'info',
+      WORKER_CONCURRENCY: '2',
+      WORKER_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+      WORKER_STALE_AFTER_MS: String(STALE_MS),
+      WEBHOOK_TIMEOUT_MS: '60000',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const lines: Line[] = [];
+  let buffer = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const parts = buffer.split('\n');
+    buffer = parts.pop()!;
+    for (const part of parts) {
+      try {
+        lines.push(JSON.parse(part));
+      } catch {
+        lines.push({ msg: part });
+      }
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString() }));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await waitFor('the worker to start', async () => {
+    if (child.exitCode !== null) throw new Error(`worker exited:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    return lines.some((l) => l.msg === 'job worker running');
+  }, 60_000);
+  return { process: child, lines, exited };
+}
+
+/** A logger that keeps its JSON lines in memory (nothing reaches jest's output). */
+function memoryLogger(): { log: pino.Logger; lines: Line[] } {
+  const lines: Line[] = [];
+  return { log: pino({ level: 'info' }, { write: (text: string) => void lines.push(JSON.parse(text)) }), lines };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let value: T | undefined | false;
+    try {
+      value = await fn();
+    } catch (error) {
+      if (String(error).includes('worker exited')) throw error;
+    }
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('a worker paused past the stale time', () => {
+  test('SIGSTOP then SIGCONT: the jobs it held run once, on the worker that took them over; it sends and completes none of them', async () => {
+    receiver.answer('/paused', { status: 200, delayMs: ANSWER_MS });
+    const session = sessionOf(owner, orgId);
+    const endpoint: string = await asVisitor(session, async (c) => (await c.query('select endpoint_id from app_public.create_webhook_endpoint($1, $2)', [receiver.url('/paused'), ['*']])).rows[0].endpoint_id, { commit: true });
+    const deliveries: string[] = [];
+    for (let i = 0; i < DELIVERIES; i++) {
+      deliveries.push(await asVisitor(session, async (c) => (await c.query('select id from app_public.send_test_webhook($1)', [endpoint])).rows[0].id, { commit: true }));
+    }
+    const jobs = await pool('worker').query<{ id: string; key: string }>('select id::text, key from graphile_worker._private_jobs where key = any ($1)', [deliveries.map((d) => `deliver_webhook:${d}`)]);
+    const jobIds = new Set(jobs.rows.map((j) => j.id));
+    expect(jobIds.size).toBe(DELIVERIES);
+    // Only these wait in the queue (not the activity dispatches of the changes above).
+    await pool('worker').query('delete from graphile_worker._private_jobs where id <> all ($1::bigint[])', [[...jobIds]]);
+
+    // Hold the deliveries the worker starts before their POST: reading a delivery's target
+    // (app_private.webhook_delivery_target) waits for the signing secrets, locked here.
+    const locker = new pg.Client({ connectionString: urlFor('superuser') });
+    locker.on('error', () => undefined); // (ended below; a failed test may leave it to the teardown)
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table app_private.webhook_secrets in access exclusive mode');
+
+    // The paused worker: its first fetch takes every job into its local queue; two start (its
+    // concurrency) and wait for the secrets, the others wait in its memory.
+    const paused = await spawnWorker();
+    await waitFor('both its job slots to wait for the secrets', async () => {
+      const { rows } = await locker.query('select count(*)::int as n from pg_stat_activity where pg_backend_pid() = any (pg_blocking_pids(pid))');
+      return rows[0].n === 2 && paused.lines.filter((l) => l.msg === 'job started').length === 2;
+    });
+    const running = paused.lines.filter((l) => l.msg === 'job started').map((l) => String(l.jobId));
+    expect(running.every((id) => jobIds.has(id))).toBe(true);
+    const held = await pool('worker').query<{ locked_by: string | null }>('select distinct locked_by from graphile_worker._private_jobs where id = any ($1::bigint[])', [[...jobIds]]);
+    expect(held.rows).toEqual([{ locked_by: expect.stringMatching(/^pool-/) }]); // all of them, by its pool
+    const pausedPool = held.rows[0].locked_by;
+    paused.process.kill('SIGSTOP');
+    await locker.query('rollback'); // its read completes, unseen until it resumes
+    await locker.end();
+
+    // Another worker declares it dead (no heartbeat for STALE_MS), frees its jobs and runs them.
+    const rescuerLog = memoryLogger();
+    const rescuer = await startWorker({
+      connectionString: urlFor('worker'),
+      concurrency: 2,
+      log: rescuerLog.log,
+      webhooks: { timeoutMs: 60_000, allowPrivateNetworks: true },
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      staleAfterMs: STALE_MS,
+      crontab: false,
+    });
+    try {
+      await receiver.waitFor('/paused', 2, 60_000);
+      expect(rescuerLog.lines.some((l) => l.msg === 'worker presumed dead: its jobs will run again')).toBe(true);
+
+      // It resumes while the new owner's first deliveries are still in flight.
+      paused.process.kill('SIGCONT');
+      const ofPaused = (jobId: string, msgs: string[]) => paused.lines.find((l) => String(l.jobId) === jobId && msgs.includes(l.msg));
+      const outcomes = await Promise.all(running.map((jobId) => waitFor('the paused worker to finish the jobs it was running', async () =>
+        ofPaused(jobId, ['job fenced: this worker no longer holds it, so it does nothing more for it', 'job succeeded', 'job failed; will retry', 'job failed permanently']),
+      )));
+      await waitFor('every delivery recorded', async () => {
+        const { rows } = await pool('owner').query<{ n: number }>("select count(*)::int as n from app_public.webhook_deliveries where id = any ($1) and status = 'succeeded'", [deliveries]);
+        return rows[0].n === DELIVERIES;
+      }, 60_000);
+
+      // Each delivery was POSTed once: the receiver saw each id once, with it in the header.
+      const seen = () => {
+        const counts: Record<string, number> = {};
+        for (const r of receiver.requests('/paused')) counts[r.headers['atrium-webhook-id'] as string] = (counts[r.headers['atrium-webhook-id'] as string] ?? 0) + 1;
+        return counts;
+      };
+      expect(seen()).toEqual(Object.fromEntries(deliveries.map((d) => [d, 1])));
+      for (const outcome of outcomes) {
+        expect(outcome).toMatchObject({ msg: 'job fenced: this worker no longer holds it, so it does nothing more for it', moment: 'before a side effect', level: 40 });
+      }
+
+      // It learnt from its heartbeat that it was declared dead, and started afresh: a new pool,
+      // its old local queue dropped unrun.
+      const restarted = await waitFor('the paused worker to restart its pool', async () => paused.lines.find((l) => l.msg === 'job worker restarted'));
+      expect(paused.lines.some((l) => l.msg?.startsWith('this worker was declared dead by another'))).toBe(true);
+      expect(restarted.previous).toBe(pausedPool);
+      expect(restarted.workerId).not.toBe(pausedPool);
+      expect(paused.process.exitCode).toBeNull();
+
+      // Still once each after it is done with its old batch; the delivery log counts one attempt each.
+      expect(seen()).toEqual(Object.fromEntries(deliveries.map((d) => [d, 1])));
+      const log = await pool('owner').query('select id, status, attempts from app_public.webhook_deliveries where id = any ($1) order by id', [deliveries]);
+      expect(log.rows).toEqual([...deliveries].sort().map((id) => ({ id, status: 'succeeded', attempts: 1 })));
+
+      // Every job done exactly once, by the worker that took it over; the paused one completed none.
+      const rescued = rescuerLog.lines.filter((l) => l.msg === 'job succeeded' && jobIds.has(String(l.jobId))).map((l) => String(l.jobId));
+      expect(rescued.sort()).toEqual([...jobIds].sort());
+      expect(paused.lines.filter((l) => l.msg === 'job succeeded' && jobIds.has(String(l.jobId)))).toEqual([]);
+      const left = await pool('worker').query('select id from graphile_worker._private_jobs where id = any ($1::bigint[])', [[...jobIds]]);
+      expect(left.rows).toEqual([]);
+      // The fenced jobs were logged at warn, by id, never with their payload; nothing at error level.
+      const fenced = paused.lines.filter((l) => l.msg === 'job fenced: this worker no longer holds it, so it does nothing more for it');
+      expect(fenced.length).toBeGreaterThanOrEqual(2);
+      for (const line of fenced) {
+        expect(jobIds.has(String(line.jobId))).toBe(true);
+        expect(JSON.stringify(line)).not.toContain('delivery_id');
+      }
+      expect(paused.lines.filter((l) => (l.level ?? 0) >= 50 || l.stderr)).toEqual([]);
+    } finally {
+      paused.process.kill('SIGCONT');
+      paused.process.kill('SIGTERM');
+      await rescuer.stop();
+    }
+    expect(await paused.exited).toBe(0);
+  }, 180_000);
+});
