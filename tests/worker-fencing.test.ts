@@ -3,6 +3,9 @@
 // held — neither the one it was running (stopped before its POST) nor those waiting in its local
 // queue — completes none of them, and starts afresh under a new pool id. On a PostgreSQL of its
 // own (the run's other workers must not take these jobs), with short heartbeat settings.
+// Then the fence's rules one by one: no query while the lease is valid; a job another pool holds
+// is fenced before it starts, before its side effect and when it finishes; a database that cannot
+// answer fences; a heartbeat says when its worker was declared dead.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -10,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import pino from 'pino';
 import { ROOT } from '../src/paths.ts';
+import { Fence, JobFencedError, assertOwnership, now } from '../src/worker/fencing.ts';
 import { startWorker } from '../src/worker/index.ts';
 import { asVisitor, closePools, createOrganization, pool, sessionOf, signUp, urlFor, type User } from './support/db.ts';
 import { provisionTestDatabase, type Provisioned } from './support/provision.ts';
@@ -223,4 +227,135 @@ describe('a worker paused past the stale time', () => {
     }
     expect(await paused.exited).toBe(0);
   }, 180_000);
+});
+
+describe('the fence', () => {
+  const STALE = 600; // lease: 400 ms
+  /** The worker role's pool, counting the fence's queries. */
+  function countingPool(fail = false) {
+    const counter = { queries: 0 };
+    const real = pool('worker');
+    const stub = {
+      query: (...args: unknown[]) => {
+        counter.queries++;
+        return fail ? Promise.reject(new Error('connect ECONNREFUSED')) : (real.query as (...a: unknown[]) => unknown)(...args);
+      },
+    } as unknown as pg.Pool;
+    return { stub, counter };
+  }
+  /** A real job, locked by `lockedBy` at `attempts` (as graphile-worker's fetch leaves it). */
+  async function lockedJob(lockedBy: string, attempts: number) {
+    const { rows } = await pool('worker').query<{ id: string }>("select (graphile_worker.add_job('echo', '{}'::json, run_at => now() + interval '1 hour')).id::text as id");
+    await pool('worker').query('update graphile_worker._private_jobs set locked_by = $2, locked_at = now(), attempts = $3 where id = $1', [rows[0].id, lockedBy, attempts]);
+    return { id: rows[0].id, locked_by: lockedBy, attempts, task_identifier: 'echo', max_attempts: 25 } as any;
+  }
+  const takeOver = (jobId: string) => pool('worker').query("update graphile_worker._private_jobs set locked_by = 'pool-other', attempts = attempts + 1 where id = $1", [jobId]);
+  /** Runs `task` fenced, as graphile-worker would: (payload, helpers). */
+  const runFenced = (fence: Fence, job: any, task: (helpers: any) => Promise<void>) => {
+    const helpers = { job } as any;
+    return fence.wrap(async (_payload, h) => task(h))({}, helpers);
+  };
+  const leaseFor = (fence: Fence, poolId: string) => {
+    fence.poolStarted(poolId, now());
+    expect(fence.confirmed(poolId, now())).toBe(true);
+  };
+
+  test('while the lease is valid, a task and its side effect run without a query', async () => {
+    const { stub, counter } = countingPool();
+    const fence = new Fence({ pool: stub, staleAfterMs: 45_000, log: pino({ level: 'silent' }) });
+    leaseFor(fence, 'pool-a');
+    const job = await lockedJob('pool-a', 1);
+    let sent = 0;
+    await runFenced(fence, job, async (helpers) => {
+      await assertOwnership(helpers);
+      sent++;
+    });
+    expect({ sent, queries: counter.queries }).toEqual({ sent: 1, queries: 0 });
+  });
+
+  test('lease expired: a job another pool now holds is fenced before it starts (logged once, by id)', async () => {
+    const { stub, counter } = countingPool();
+    const log = memoryLogger();
+    const fence = new Fence({ pool: stub, staleAfterMs: STALE, log: log.log });
+    leaseFor(fence, 'pool-a');
+    const job = await lockedJob('pool-a', 1);
+    await takeOver(job.id);
+    await sleep(STALE);
+    let ran = false;
+    await expect(runFenced(fence, job, async () => void (ran = true))).rejects.toBeInstanceOf(JobFencedError);
+    expect({ ran, queries: counter.queries }).toEqual({ ran: false, queries: 1 });
+    expect(log.lines).toEqual([expect.objectContaining({ level: 40, jobId: job.id, task: 'echo', attempt: 1, lockedBy: 'pool-a', moment: 'before it started' })]);
+  });
+
+  test('lease expired: a job still ours at the attempt it was taken with runs (one query per check)', async () => {
+    const { stub, counter } = countingPool();
+    const fence = new Fence({ pool: stub, staleAfterMs: STALE, log: pino({ level: 'silent' }) });
+    leaseFor(fence, 'pool-a');
+    const job = await lockedJob('pool-a', 1);
+    await sleep(STALE);
+    let sent = 0;
+    await runFenced(fence, job, async (helpers) => {
+      await assertOwnership(helpers);
+      sent++;
+    });
+    expect({ sent, queries: counter.queries }).toEqual({ sent: 1, queries: 3 });
+  });
+
+  test('the same pool at a later attempt is not the same holder: fenced before the side effect', async () => {
+    const fence = new Fence({ pool: pool('worker'), staleAfterMs: STALE, log: pino({ level: 'silent' }) });
+    leaseFor(fence, 'pool-a');
+    const job = await lockedJob('pool-a', 1);
+    await sleep(STALE);
+    let sent = 0;
+    await expect(runFenced(fence, job, async (helpers) => {
+      await pool('worker').query('update graphile_worker._private_jobs set attempts = attempts + 1 where id = $1', [job.id]); // swept, then fetched again by the same pool
+      await assertOwnership(helpers);
+      sent++;
+    })).rejects.toThrow(/fenced before a side effect/);
+    expect(sent).toBe(0);
+  });
+
+  test('a task that ends after its job was taken over fails instead of returning (no completion of another worker\'s job)', async () => {
+    const fence = new Fence({ pool: pool('worker'), staleAfterMs: STALE, log: pino({ level: 'silent' }) });
+    leaseFor(fence, 'pool-a');
+    const job = await lockedJob('pool-a', 1);
+    await expect(runFenced(fence, job, async () => {
+      await sleep(STALE); // a pause past the lease...
+      await takeOver(job.id); // ...during which the job was freed and taken by another worker
+    })).rejects.toThrow(/fenced when it finished/);
+  });
+
+  test('a database that cannot answer fences (nothing is sent on a guess)', async () => {
+    const { stub } = countingPool(true);
+    const fence = new Fence({ pool: stub, staleAfterMs: STALE, log: pino({ level: 'silent' }) });
+    const job = { id: '1', locked_by: 'pool-a', attempts: 1, task_identifier: 'echo' } as any; // no heartbeat yet: no lease
+    await expect(runFenced(fence, job, async () => undefined)).rejects.toThrow(/could not be checked \(connect ECONNREFUSED\)/);
+  });
+
+  test('a pool declared dead is fenced without a query; one whose first heartbeat came after the lease counts as declared dead', async () => {
+    const { stub, counter } = countingPool();
+    const fence = new Fence({ pool: stub, staleAfterMs: STALE, log: pino({ level: 'silent' }) });
+    leaseFor(fence, 'pool-a');
+    fence.declaredDead('pool-a');
+    expect(fence.confirmed('pool-a', now())).toBe(false);
+    await expect(runFenced(fence, { id: '1', locked_by: 'pool-a', attempts: 1 }, async () => undefined)).rejects.toThrow(/declared dead/);
+    expect(counter.queries).toBe(0);
+    fence.poolStarted('pool-late', now());
+    await sleep(STALE);
+    expect(fence.confirmed('pool-late', now())).toBe(false);
+    expect(fence.leaseValid('pool-late')).toBe(false);
+  });
+
+  test('worker_heartbeat: the first beat registers; later ones say whether the row is still there (false once swept)', async () => {
+    const beat = async (register: boolean) => (await pool('worker').query('select app_private.worker_heartbeat($1, $2, $3, $4) as alive', ['pool-beat', 'host', 1, register])).rows[0].alive;
+    expect(await beat(false)).toBe(false); // never registered
+    expect(await beat(true)).toBe(true);
+    expect(await beat(false)).toBe(true);
+    await pool('worker').query("delete from app_private.worker_heartbeats where worker_id = 'pool-beat'"); // what a sweep does
+    expect(await beat(false)).toBe(false);
+    expect((await pool('worker').query("select 1 from app_private.worker_heartbeats where worker_id = 'pool-beat'")).rows).toEqual([]); // not brought back
+    // The earlier form still works (workers of earlier versions).
+    await pool('worker').query("select app_private.worker_heartbeat('pool-old', 'host', 1)");
+    await pool('worker').query("delete from app_private.worker_heartbeats where worker_id = 'pool-old'");
+  });
 });
