@@ -8,3 +8,6 @@
 --!include functions/sales.sql
 --!include functions/delivery.sql
 --!include functions/portal.sql
+
+-- Fencing for jobs: a heartbeat tells a worker that it was declared dead.
+--!include functions/worker_health.sql

@@ -9,7 +9,9 @@
 -- counted). Locks held by a pool that has no heartbeat row at all are freed once they are older
 -- than `stale_after` too (a worker that died before its first heartbeat).
 -- Defaults: a heartbeat every 10 s, dead after 45 s (WORKER_HEARTBEAT_INTERVAL_MS,
--- WORKER_STALE_AFTER_MS), so a killed worker's job runs again within about a minute.
+-- WORKER_STALE_AFTER_MS), so a killed worker's job runs again within about a minute. A worker
+-- that was only paused learns from its next heartbeat that it was declared dead, and is fenced
+-- from the jobs it held (src/worker/fencing.ts; the arithmetic: docs/DATA_FLOWS.md).
 -- Idempotent; re-included by later migrations.
 
 create table if not exists app_private.worker_heartbeats (
@@ -48,6 +50,33 @@ as $$
 $$;
 revoke all on function app_private.worker_heartbeat(text, text, integer) from public;
 grant execute on function app_private.worker_heartbeat(text, text, integer) to :DATABASE_WORKER;
+
+-- Records that `worker_id` is alive and says whether it still counts as alive. `register`: the
+-- pool's first heartbeat, which creates its row. Afterwards only an existing row is touched, and
+-- false means the row is gone: another worker declared this one dead (recover_stale_workers) and
+-- its jobs run elsewhere. The worker then stops acting for the jobs it held and starts afresh
+-- under a new pool id (src/worker/heartbeat.ts, src/worker/fencing.ts) — a swept worker never
+-- brings its row back. (The three-argument form above, which re-creates the row, stays for
+-- workers of earlier versions.)
+create or replace function app_private.worker_heartbeat(worker_id text, hostname text, pid integer, register boolean) returns boolean
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+begin
+  if register then
+    insert into app_private.worker_heartbeats as h (worker_id, hostname, pid)
+    values (worker_heartbeat.worker_id, worker_heartbeat.hostname, worker_heartbeat.pid)
+    on conflict on constraint worker_heartbeats_pkey do update set last_seen_at = now(), hostname = excluded.hostname, pid = excluded.pid;
+    return true;
+  end if;
+  update app_private.worker_heartbeats h
+  set last_seen_at = now(), hostname = worker_heartbeat.hostname, pid = worker_heartbeat.pid
+  where h.worker_id = worker_heartbeat.worker_id;
+  return found;
+end
+$$;
+revoke all on function app_private.worker_heartbeat(text, text, integer, boolean) from public;
+grant execute on function app_private.worker_heartbeat(text, text, integer, boolean) to :DATABASE_WORKER;
 
 -- Frees the jobs of workers not seen for `stale_after` (and of lock holders that never had a
 -- heartbeat, once their locks are that old). Returns one row per dead worker with how many jobs

@@ -3,6 +3,9 @@
 // only to a public address: the host is resolved once and the connection goes to exactly the
 // address that was checked (./destination.ts), so neither an internal address written in any of
 // its forms nor a name pointing inside the network, now or a moment later, is reached.
+// `beforeSend` runs after the host is resolved, right before the request is made: the worker's
+// last check that it still holds the job (src/worker/fencing.ts); when it throws, nothing is sent
+// and postWebhook rejects with its error.
 import http from 'node:http';
 import https from 'node:https';
 import { pinnedLookup, resolveDestination, type Resolver } from './destination.ts';
@@ -35,6 +38,7 @@ export async function postWebhook(
   body: string,
   headers: Record<string, string>,
   options: DeliveryOptions,
+  beforeSend?: () => Promise<void>,
 ): Promise<DeliveryResult> {
   let target: URL;
   try {
@@ -47,6 +51,7 @@ export async function postWebhook(
   const destination = await resolveDestination(target.hostname, options);
   if (!destination.ok) return { ok: false, error: destination.error };
   const address = destination.address.address;
+  await beforeSend?.();
   const timeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
   const transport = target.protocol === 'https:' ? https : http;
   return new Promise<DeliveryResult>((resolve) => {

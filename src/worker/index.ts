@@ -4,6 +4,8 @@
 // job id, task, organization, attempt and duration. A heartbeat (./heartbeat.ts) lets other
 // workers free this one's jobs if it dies. While busy it vacuums graphile-worker's job table
 // (./queue-vacuum.ts). The jobs of each batch it takes start in priority order (./job-order.ts).
+// Every task is fenced (./fencing.ts): a worker declared dead while paused does nothing more for
+// the jobs it held, and starts afresh under a new pool id.
 import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, run, type Job, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import pg from 'pg';
@@ -11,6 +13,7 @@ import pino from 'pino';
 import { graphileLogFactory, type Logger } from '../log.ts';
 import type { DeliveryOptions } from '../webhooks/deliver.ts';
 import { crontab } from './crontab.ts';
+import { Fence, fenceTasks, JobFencedError } from './fencing.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import { orderFetchedJobs } from './job-order.ts';
 import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
@@ -89,6 +92,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     orderFetchedJobs(client);
   });
 
+  const staleAfterMs = options.staleAfterMs ?? 45_000;
+  const fence = new Fence({ pool: pgPool, staleAfterMs, log: log.child({ component: 'job' }) });
+
   const events = new EventEmitter() as WorkerEvents;
   let workerId: string | undefined;
   events.on('pool:create', ({ workerPool }) => (workerId = workerPool.id));
@@ -107,6 +113,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   events.on('job:complete', () => queueVacuum.jobFinished());
   events.on('job:success', ({ job }) => jobLog.info({ ...jobFacts(job), durationMs: took(job) }, 'job succeeded'));
   events.on('job:error', ({ job, error }) => {
+    if (error instanceof JobFencedError) return void took(job); // logged by the fence; the job is another worker's
     const final = job.attempts >= job.max_attempts;
     jobLog[final ? 'error' : 'warn']({ ...jobFacts(job), durationMs: took(job), err: error, willRetry: !final }, final ? 'job failed permanently' : 'job failed; will retry');
   });
@@ -114,17 +121,21 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // graphile-worker 0.18's local queue, released while it holds jobs it has not started, sends them
   // back to the database but then fails to track that query ("Cannot background something when
   // the queue is already released"), and the shutdown reports "Errors occurred whilst deactivating
-  // queue" at error level. stop() below makes sure those jobs are back; during our own stop those
-  // lines are logged at debug level.
+  // queue" at error level. stop() below makes sure those jobs are back; during our own stop, and
+  // while a pool declared dead is dropped (its jobs are no longer its own), those lines are logged
+  // at debug level.
   let stopRequested = false;
+  let droppingDeclaredDead = false;
   const knownReleaseIssue = /Cannot background something when the queue is already released|whilst deactivating queue/;
   const graphileLog = graphileLogFactory(log);
   const workerLogFactory = (scope: Record<string, unknown>) => {
     const inner = graphileLog(scope);
     return (level: string, message: string, meta?: Record<string, unknown>) =>
-      stopRequested && level === 'error' && knownReleaseIssue.test(message)
+      (stopRequested || droppingDeclaredDead) && level === 'error' && knownReleaseIssue.test(message)
         ? inner('debug', `${message} (the local queue's jobs are returned by the worker's stop)`, meta)
-        : inner(level, message, meta);
+        : meta?.error instanceof JobFencedError
+          ? inner('debug', message, meta) // a fenced job: the fence logged it at warn
+          : inner(level, message, meta);
   };
 
   const runnerOptions = {
@@ -133,7 +144,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     crontab: options.crontab === false ? '' : crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
-    taskList: { ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }) },
+    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }) }, fence),
     logger: new WorkerLogger(workerLogFactory as never),
     events,
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports
@@ -147,8 +158,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   };
   const startRunner = async (): Promise<{ runner: Runner; id: string }> => {
     workerId = undefined;
+    const startedAt = fence.poolStarting();
     const runner = await run(runnerOptions);
     if (!workerId) throw new Error('graphile-worker did not report its pool id');
+    fence.poolStarted(workerId, startedAt);
     return { runner, id: workerId };
   };
 
@@ -162,8 +175,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     pool: pgPool,
     workerId: () => current.id,
     intervalMs: options.heartbeatIntervalMs ?? 10_000,
-    staleAfterMs: options.staleAfterMs ?? 45_000,
+    staleAfterMs,
     log,
+    onAlive: (id, sentAt) => fence.confirmed(id, sentAt),
+    // Swept while paused: its jobs run elsewhere. Fence them all, drop the local queue unrun and
+    // start a new pool (the restart below).
+    onDeclaredDead: (id) => {
+      fence.declaredDead(id);
+      if (id === current.id && state === 'running') restart(current, undefined, true);
+    },
   });
   const supervise = (instance: { runner: Runner; id: string }): void => {
     instance.runner.promise.then(
@@ -172,10 +192,16 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     );
   };
   let restarting: Promise<void> | undefined;
-  const restart = (dead: { runner: Runner; id: string }, error: unknown): void => {
+  const restart = (dead: { runner: Runner; id: string }, error: unknown, declaredDead = false): void => {
     if (stopRequested || dead !== current || state === 'restarting') return;
     state = 'restarting';
-    log.error({ err: error, workerId: dead.id }, 'the job worker stopped unexpectedly (database lost?); restarting it');
+    if (declaredDead) {
+      log.warn({ workerId: dead.id, staleAfterMs }, 'this worker was declared dead by another (silent too long: paused?); its jobs run elsewhere: dropping them and restarting');
+      droppingDeclaredDead = true;
+      void dead.runner.stop('declared dead').catch(() => undefined);
+    } else {
+      log.error({ err: error, workerId: dead.id }, 'the job worker stopped unexpectedly (database lost?); restarting it');
+    }
     restarting = (async () => {
       // Let the old pool wind down (bounded), then stop it for good: it may be stuck retrying.
       const settled = (ms: number) => Promise.race([dead.runner.promise.then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), ms))]);
@@ -189,8 +215,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           await pgPool.query('select graphile_worker.force_unlock_workers(array[$1]::text[])', [dead.id]);
           await pgPool.query('delete from app_private.worker_heartbeats where worker_id = $1', [dead.id]);
           current = await startRunner();
+          droppingDeclaredDead = false;
           restarts++;
           state = 'running';
+          heartbeat.beatNow(); // register the new pool (and start its lease) now
           log.warn({ workerId: current.id, previous: dead.id, attempt }, 'job worker restarted');
           supervise(current);
           return;

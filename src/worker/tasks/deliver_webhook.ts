@@ -6,9 +6,13 @@
 //      else throws, and graphile-worker retries with exponential backoff until the job's last
 //      attempt, which marks the delivery failed. An endpoint failing too often is disabled.
 // A delivery already finished (a retried job after a crash) is not sent again; receivers get the
-// same `id` (the delivery's) on every attempt to ignore the rare repeat of an unrecorded success.
+// same `id` (the delivery's, also in the Atrium-Webhook-Id header) on every attempt to ignore the
+// rare repeat of an unrecorded success. Right before the POST the worker checks that it still
+// holds the job (assertOwnership, src/worker/fencing.ts): a worker declared dead while paused
+// sends nothing when it resumes.
 import type { Task } from 'graphile-worker';
 import { postWebhook, type DeliveryOptions } from '../../webhooks/deliver.ts';
+import { assertOwnership } from '../fencing.ts';
 import { organizationOf, withTenant } from '../tenant.ts';
 
 interface Target {
@@ -64,7 +68,7 @@ export function deliverWebhook(options: DeliveryOptions): Task {
 
     const body = JSON.stringify(target.payload);
     const started = Date.now();
-    const result = await postWebhook(target.url, target.secret, body, { 'Atrium-Webhook-Id': deliveryId, 'Atrium-Event': target.event_type }, options);
+    const result = await postWebhook(target.url, target.secret, body, { 'Atrium-Webhook-Id': deliveryId, 'Atrium-Event': target.event_type }, options, () => assertOwnership(helpers));
     const status = await record(result.ok ? 'succeeded' : 'failed', result, result.status === 410);
     const facts = { organizationId, deliveryId, event: target.event_type, address: result.address, responseStatus: result.status, ms: Date.now() - started, deliveryStatus: status };
     if (result.ok) {

@@ -15,7 +15,8 @@
 //   1. claims the key in app_private.email_messages, reads its secrets and renders the message
 //      (committed: attempt n) — or stops there if the key is already recorded as sent (a retried
 //      or duplicate job sends nothing), or its secrets are gone (nothing recorded);
-//   2. hands the message to the transport;
+//   2. checks that this worker still holds the job (a worker declared dead while paused sends
+//      nothing: src/worker/fencing.ts) and hands the message to the transport;
 //   3. records it as sent, which deletes its secrets (committed).
 // A crash between 2 and 3 leaves the key claimed but not sent: the retry sends again (the one
 // at-least-once window), with the same Message-ID and the same link, and logs that an earlier
@@ -26,6 +27,7 @@ import type { PoolClient } from 'pg';
 import { emailService, type EmailService } from '../../email/service.ts';
 import { renderTemplate, TemplateError, type RenderedEmail } from '../../email/templates.ts';
 import { messageIdFor } from '../../email/transport.ts';
+import { assertOwnership } from '../fencing.ts';
 import { failPermanently } from '../permanent.ts';
 import { inTenantTransaction } from '../tenant.ts';
 
@@ -105,6 +107,7 @@ export function makeSendEmail(service: () => EmailService = emailService): Task 
         }
         const { attempt, rendered } = claimed;
         if (attempt > 1) helpers.logger.warn('email: an earlier attempt did not record its outcome; sending (again)', { ...context, attempt });
+        await assertOwnership(helpers);
         const delivery = await email.transport.send({
           to: payload.to,
           subject: rendered.subject,
