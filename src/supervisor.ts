@@ -118,10 +118,11 @@ export function superviseChild(options: ChildOptions): SupervisedChild {
   };
 }
 
-/** In a child: stop (and exit) when the parent is gone, its IPC channel closed. */
+/** In a child: stop (and exit) when the parent is gone, its IPC channel closed; within 30 s at most. */
 export function stopWithParent(stop: () => Promise<void>): void {
   if (!process.send) return;
   process.once('disconnect', () => {
+    setTimeout(() => process.exit(1), 30_000).unref();
     void stop().then(
       () => process.exit(0),
       () => process.exit(1),
