@@ -229,7 +229,8 @@ async function main(): Promise<void> {
       process.exit(0);
     }
     log.fatal({ err: error }, (error as Error).message);
-    process.exitCode = 1;
+    // What had started is stopped; exit now (an IPC channel to a supervisor would keep a child alive).
+    process.exit(1);
   }
 }
 

@@ -26,8 +26,14 @@ import { freePort, provisionTestDatabase, type Provisioned } from './support/pro
 import { startReceiver, type Receiver } from './support/receiver.ts';
 
 const WRITERS = 4;
+/** Readers without a pause: most of the time some request holds a connection between its statements. */
+const READERS = 4;
 const WORKER_CONCURRENCY = 4;
 const DOWN_MS = 2000;
+/** A backlog of jobs queued just before the database goes away (the `echo` task: does nothing). */
+const ECHO_JOBS = 3000;
+/** How long before the database went away a job may have finished without its success recorded (a loaded machine). */
+const RECORDING_WINDOW_MS = 2000;
 
 let provisioned: Provisioned;
 let savedEnv: NodeJS.ProcessEnv;
@@ -172,7 +178,29 @@ function startWriters(url: string, token: string, label: string, until: Promise<
       await sleep(100); // about 40 writes a second in all: a load the worker keeps up with on a busy machine
     }
   };
-  return Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w))).then(() => outcomes);
+  const reader = async () => {
+    while (!done) {
+      const outcome: Outcome = { name: '', at: 0, acknowledged: false, status: 0 };
+      try {
+        const response = await fetch(`${url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query: '{ clientCompanies(first: 5, orderBy: NAME_DESC) { totalCount nodes { name } } }' }),
+        });
+        const body = (await response.json()) as { data?: { clientCompanies?: { totalCount: number } | null }; errors?: Array<{ extensions?: { code?: string } }> };
+        outcome.status = response.status;
+        outcome.code = body.errors?.[0]?.extensions?.code;
+        outcome.retryAfter = response.headers.get('retry-after');
+        if (response.status === 200 && typeof body.data?.clientCompanies?.totalCount === 'number') continue; // answered
+      } catch (error) {
+        outcome.noAnswer = (error as Error).message;
+      }
+      outcome.at = Date.now();
+      outcomes.push(outcome);
+      await sleep(100);
+    }
+  };
+  return Promise.all([...Array.from({ length: WRITERS }, (_, w) => writer(w)), ...Array.from({ length: READERS }, () => reader())]).then(() => outcomes);
 }
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
@@ -201,13 +229,23 @@ describe.each([
       expect({ api: partsBefore.api.length, worker: partsBefore.worker.length }).toEqual({ api: 1, worker: 1 });
       const writing = startWriters(app.url, token, `Faults ${mode}`, new Promise<void>((resolve) => (finish = resolve)));
 
-      // Under load for a moment, then the database goes away for DOWN_MS.
+      // Under load for a moment, and a backlog of jobs (the worker's local queue full of jobs it
+      // has taken and not started), then the database goes away for DOWN_MS.
       await waitFor('deliveries under way', async () => receiver.requests(hookPath).length >= 20, 60_000);
+      const echoIds = (
+        await pool('owner').query<{ id: string }>(
+          `select id::text as id from app_private.enqueue_jobs('echo', $1, array(select jsonb_build_object('n', n) from generate_series(1, $2) n)) id`,
+          [orgId, ECHO_JOBS],
+        )
+      ).rows.map((r) => r.id);
+      expect(new Set(echoIds).size).toBe(ECHO_JOBS);
+      const echoSet = new Set(echoIds);
+      const echoRuns = () => app.lines.filter((l) => l.msg === 'job succeeded' && l.task === 'echo' && echoSet.has(String(l.jobId)));
+      await waitFor('the backlog under way', async () => echoRuns().length >= 50, 60_000);
       const stoppedAt = Date.now();
       await provisioned.stopServer!(mode);
       const downAt = Date.now();
       await sleep(DOWN_MS);
-      const deliveredWhileDown = receiver.requests(hookPath).length;
       await provisioned.startServer!();
       const backAt = Date.now();
 
@@ -216,7 +254,7 @@ describe.each([
       let jobsBackAt: number | undefined;
       const probeDeadline = Date.now() + 60_000;
       while ((apiBackAt === undefined || jobsBackAt === undefined) && Date.now() < probeDeadline) {
-        if (jobsBackAt === undefined && receiver.requests(hookPath).length > deliveredWhileDown) jobsBackAt = Date.now();
+        if (jobsBackAt === undefined) jobsBackAt = app.lines.find((l) => l.msg === 'job started' && l.time >= backAt)?.time;
         if (apiBackAt === undefined) {
           const answer = await fetch(`${app.url}/graphql`, {
             method: 'POST',
@@ -254,6 +292,24 @@ describe.each([
       const acknowledged = outcomes.filter((o) => o.acknowledged);
       expect(acknowledged.filter((o) => !stored.has(o.name)).map((o) => o.name)).toEqual([]);
 
+      // Every job of the backlog ran, each once, or again only if the worker held it (taken or
+      // running) when the database went away: at most its local queue plus its running jobs.
+      await waitFor('the backlog done', async () => {
+        const { rows: left } = await pool('owner').query<{ n: number }>('select count(*)::int as n from graphile_worker._private_jobs where id = any ($1::bigint[])', [echoIds]);
+        return left[0].n === 0;
+      }, 90_000);
+      await sleep(200); // the last log lines
+      const runs = echoRuns();
+      const ran = new Map<string, number[]>();
+      for (const run of runs) ran.set(String(run.jobId), [...(ran.get(String(run.jobId)) ?? []), run.time as number]);
+      expect(echoIds.filter((id) => !ran.has(id))).toEqual([]);
+      const jobDuplicates = runs.length - ran.size;
+      // A job runs again only when it had finished just before the database went away (from
+      // RECORDING_WINDOW_MS before the stop until the server was down) and its success could not
+      // be recorded; it runs again after the database is back, and only once more.
+      const outsideTheWindow = [...ran].filter(([, times]) => times.length > 1 && (times.length > 2 || times[0]! < stoppedAt - RECORDING_WINDOW_MS || times[0]! > downAt || times[1]! < downAt));
+      expect(outsideTheWindow).toEqual([]);
+
       // Every stored client company's delivery reached the receiver; a delivery sent twice carries
       // the same id, and only those in flight when the database went away may be (at most one
       // per worker slot).
@@ -286,12 +342,15 @@ describe.each([
         downMs: backAt - stoppedAt,
         apiRecoveryMs: apiBackAt! - backAt,
         jobRecoveryMs: jobsBackAt! - backAt,
-        writes: outcomes.length,
+        writes: outcomes.filter((o) => o.name !== '').length,
         acknowledged: acknowledged.length,
-        unavailable503: failed.length,
+        writes503: failed.filter((o) => o.name !== '').length,
+        reads503: failed.filter((o) => o.name === '').length,
         stored: stored.size,
         deliveries: deliveries.length,
-        duplicates,
+        deliveryDuplicates: duplicates,
+        jobs: ECHO_JOBS,
+        jobDuplicates,
       };
       process.stdout.write(`fault injection: ${JSON.stringify(figures)}\n`);
       const stopMs = downAt - stoppedAt;
@@ -302,7 +361,6 @@ describe.each([
     } finally {
       finish();
       if (app.process.exitCode === null) {
-        app.process.kill('SIGTERM');
         const killer = setTimeout(() => app.process.kill('SIGKILL'), 30_000);
         await app.stop();
         clearTimeout(killer);
