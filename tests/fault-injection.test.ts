@@ -30,6 +30,7 @@ const WRITERS = 4;
 const READERS = 4;
 const WORKER_CONCURRENCY = 4;
 const DOWN_MS = 2000;
+const RECEIVER_DELAY_MS = 300;
 /** A backlog of jobs queued just before the database goes away (the `echo` task: does nothing). */
 const ECHO_JOBS = 3000;
 /** How long before the database went away a job may have finished without its success recorded (a loaded machine). */
@@ -175,7 +176,7 @@ function startWriters(url: string, token: string, label: string, until: Promise<
       }
       outcome.at = Date.now();
       outcomes.push(outcome);
-      await sleep(100); // about 40 writes a second in all: a load the worker keeps up with on a busy machine
+      await sleep(250); // about 15 writes a second in all: deliveries the worker keeps up with
     }
   };
   const reader = async () => {
@@ -221,6 +222,9 @@ describe.each([
     const orgId = await createOrganization(owner, `faults-${mode}`);
     const hookPath = `/hooks/${mode}`;
     await asVisitor(sessionOf(owner, orgId), (c) => c.query('select app_public.create_webhook_endpoint($1, $2)', [receiver.url(hookPath), ['client_company.created']]), { commit: true });
+    // The receiver takes its time: the worker's slots are busy sending, and the jobs it has taken
+    // wait in its local queue.
+    receiver.answer(hookPath, { status: 200, delayMs: RECEIVER_DELAY_MS });
     const token = await tokenFor(owner, orgId);
     const app = await startApp(mode);
     let finish: () => void = () => undefined;
