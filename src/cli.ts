@@ -1,7 +1,9 @@
 // Atrium's command line. `npm start` runs `start`; the other commands have npm scripts too.
 //
-//   start                  PostgreSQL (embedded unless DATABASE_URL), migrations, API, worker
-//   worker                 the job worker alone (set WORKER_INLINE=false on the API then);
+//   start                  PostgreSQL (embedded unless DATABASE_URL), migrations, and the API and
+//                          the worker each in a supervised child process (src/supervisor.ts)
+//   api                    the API alone (`npm start` runs it as `api --supervised`)
+//   worker                 the job worker alone (set WORKER_INLINE=false on `start` then);
 //                          `npm start` runs it as its own child process (src/worker/process.ts)
 //   migrate <args...>      the graphile-migrate CLI with connections and role names filled in
 //   db:setup [--print]     create/update roles and database as a superuser (or print the SQL)
@@ -18,22 +20,26 @@ import { openDatabase, runSetup, setupSql, withDatabase } from './db/bootstrap.t
 import { installWorkerSchema } from './db/migrations.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ROOT } from './paths.ts';
+import { installProcessGuard } from './process-guard.ts';
 
 type Command = (config: Config, log: Logger, args: string[]) => Promise<void>;
 
 const commands: Record<string, Command> = {
   async start(config, log) {
-    const { startAtrium } = await import('./index.ts');
+    // Signals first: one during start-up stops what has started (the embedded PostgreSQL too).
+    const { handleSignals, startSupervised } = await import('./index.ts');
+    const signals = handleSignals(log);
     const { GRAPHIQL_PATH, GRAPHQL_PATH } = await import('./http/postgraphile.ts');
-    const { inline, sameProcess } = config.worker;
-    const atrium = await startAtrium(config, log, { api: true, worker: inline && sameProcess, workerProcess: inline && !sameProcess, handleSignals: true });
+    const atrium = await startSupervised(config, log, { signal: signals.signal });
+    signals.started(atrium.stop);
     if (atrium.demo) process.stdout.write(`\n${(await import('./db/seed.ts')).formatCredentials(atrium.demo)}`);
     process.stdout.write(
       `\nAtrium is running.\n  GraphQL:  ${atrium.url}${GRAPHQL_PATH}\n` +
         (config.graphiql ? `  GraphiQL: ${atrium.url}${GRAPHIQL_PATH}\n` : '') +
         `  Health:   ${atrium.url}/healthz  ${atrium.url}/readyz\n` +
-        (atrium.worker
-          ? '  Jobs:     the worker runs in this process\n'
+        `  API:      runs in its own process (pid ${atrium.apiProcess.pid()}), restarted if it dies\n` +
+        (atrium.workerInApi
+          ? '  Jobs:     the worker runs in the API process\n'
           : atrium.workerProcess
             ? `  Jobs:     the worker runs in its own process (pid ${atrium.workerProcess.pid()})\n`
             : '  Jobs:     no worker here (WORKER_INLINE=false): run `npm run worker`\n') +
@@ -41,11 +47,31 @@ const commands: Record<string, Command> = {
     );
   },
 
+  async api(config, log, args) {
+    // --supervised: started by `npm start` (src/index.ts, startSupervised), which has migrated
+    // already; --with-worker: the job worker in this process too (WORKER_SAME_PROCESS);
+    // --worker-reports: the parent passes on the worker process's health, for /readyz.
+    const { handleSignals, startAtrium } = await import('./index.ts');
+    const signals = handleSignals(log);
+    const supervised = args.includes('--supervised');
+    const { relayedWorkerHealth } = await import('./worker/process.ts');
+    const relayed = args.includes('--worker-reports') ? relayedWorkerHealth() : undefined;
+    if (relayed) process.on('message', (message) => relayed.receive(message));
+    const atrium = await startAtrium(config, log, { api: true, worker: args.includes('--with-worker'), workerHealth: relayed?.health, migrate: !supervised, signal: signals.signal });
+    signals.started(atrium.stop);
+    if (supervised && process.send) {
+      process.send({ type: 'api-listening', url: atrium.url!, port: atrium.port! });
+      (await import('./supervisor.ts')).stopWithParent(atrium.stop);
+    }
+  },
+
   async worker(config, log, args) {
-    const { startAtrium } = await import('./index.ts');
+    const { handleSignals, startAtrium } = await import('./index.ts');
+    const signals = handleSignals(log);
     // --supervised: started by `npm start` (src/worker/process.ts), which has migrated already.
     const supervised = args.includes('--supervised');
-    const atrium = await startAtrium(config, log, { api: false, worker: true, handleSignals: true, migrate: !supervised });
+    const atrium = await startAtrium(config, log, { api: false, worker: true, migrate: !supervised, signal: signals.signal });
+    signals.started(atrium.stop);
     if (supervised) (await import('./worker/process.ts')).superviseFromParent(atrium.worker!, atrium.stop);
   },
 
@@ -187,6 +213,8 @@ async function main(): Promise<void> {
   // Grafast reads this at import time; development mode adds checks and readable errors.
   process.env.GRAPHILE_ENV ??= config.nodeEnv === 'production' ? 'production' : 'development';
   const log = createLogger(config.logLevel);
+  // An error nothing handled ends the process with a fatal log line and code 70 (src/process-guard.ts).
+  installProcessGuard(log);
   const command = commands[name];
   if (!command) {
     process.stderr.write(`Unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}\n`);
@@ -195,8 +223,14 @@ async function main(): Promise<void> {
   try {
     await command(config, log, args);
   } catch (error) {
+    if ((error as Error).name === 'StartupAborted') {
+      // A signal during start-up: what had started is stopped.
+      log.info('stopped during start-up');
+      process.exit(0);
+    }
     log.fatal({ err: error }, (error as Error).message);
-    process.exitCode = 1;
+    // What had started is stopped; exit now (an IPC channel to a supervisor would keep a child alive).
+    process.exit(1);
   }
 }
 

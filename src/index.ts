@@ -1,6 +1,12 @@
 // Wires Atrium together and owns its shutdown: database (embedded or yours) → migrations →
 // GraphQL API → job worker. Stopping reverses the order: stop taking requests and jobs, let
 // running ones finish, close pools, and stop the embedded PostgreSQL last.
+//
+// startAtrium runs parts in this process (tests, `worker`, `api`); startSupervised is `npm start`:
+// the database, migrations and demo data here, the API and the worker each in a supervised child
+// process (src/supervisor.ts). SIGINT/SIGTERM may come at any moment (handleSignals): during
+// start-up they abort it, stopping what has started (the embedded PostgreSQL included), and the
+// process exits 0; after it, they stop everything in order and the process exits 0.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
@@ -10,16 +16,17 @@ import { isEmptyDatabase, seedDemoData, type DemoCredentials } from './db/seed.t
 import { configureEmail } from './email/service.ts';
 import type { Logger } from './log.ts';
 import { startWorker, type WorkerHandle } from './worker/index.ts';
-import { startWorkerProcess, type WorkerProcess } from './worker/process.ts';
+import { superviseChild, scriptNodeFlags, type SupervisedChild } from './supervisor.ts';
+import { startWorkerProcess, type WorkerHealth, type WorkerProcess } from './worker/process.ts';
 import { DEFAULT_QUEUE_VACUUM } from './worker/queue-vacuum.ts';
 
 export interface Atrium {
   db: Database;
   /** Base URL of the HTTP server (when the API runs). */
   url: string | undefined;
+  /** The port the HTTP server listens on (when the API runs). */
+  port: number | undefined;
   worker: WorkerHandle | undefined;
-  /** The job worker's own process, when this one supervises it (`npm start`). */
-  workerProcess: WorkerProcess | undefined;
   /** Sign-ins of the demo data loaded at this start (an empty embedded database), if any. */
   demo: DemoCredentials[] | undefined;
   stop(): Promise<void>;
@@ -29,15 +36,27 @@ export interface StartOptions {
   api: boolean;
   /** Run the job worker in this process. */
   worker: boolean;
-  /** Run the job worker in a process of its own, supervised by this one (src/worker/process.ts). */
-  workerProcess?: boolean;
+  /** The health of a job worker elsewhere, for /readyz (the API process of `npm start`). */
+  workerHealth?: () => WorkerHealth;
   /** Apply migrations (and load the demo data into an empty embedded database); default true. */
   migrate?: boolean;
-  /** Install SIGINT/SIGTERM handlers that stop everything (the CLI does; tests do not). */
-  handleSignals?: boolean;
+  /** Aborts start-up (handleSignals): what has started is stopped, and the start rejects with StartupAborted. */
+  signal?: AbortSignal;
   /** Passed to openDatabase (tests use a fresh database name). */
   databaseName?: string;
 }
+
+/** Start-up was aborted (a signal came): what had started was stopped. */
+export class StartupAborted extends Error {
+  constructor(reason: unknown) {
+    super(`start-up aborted (${String(reason)})`);
+    this.name = 'StartupAborted';
+  }
+}
+
+const checkAborted = (signal: AbortSignal | undefined) => {
+  if (signal?.aborted) throw new StartupAborted(signal.reason);
+};
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
@@ -52,27 +71,45 @@ function cached<T>(ms: number, fn: () => Promise<T>): () => Promise<T> {
   };
 }
 
-export async function startAtrium(config: Config, log: Logger, options: StartOptions): Promise<Atrium> {
-  const db = await openDatabase(config, log, { databaseName: options.databaseName });
-  const closers: Array<{ name: string; close: () => Promise<void> }> = [{ name: 'database', close: () => db.stop() }];
-  const stopAll = async () => {
+type Closers = Array<{ name: string; close: () => Promise<void> }>;
+
+/** Stops what `closers` holds, last started first. */
+function stopper(closers: Closers, log: Logger): () => Promise<void> {
+  return async () => {
     for (const { name, close } of closers.reverse().splice(0)) {
       log.debug({ part: name }, 'stopping');
       await close().catch((error: Error) => log.error({ err: error, part: name }, 'error during shutdown'));
     }
   };
+}
+
+/** The database (embedded or yours), migrated, with the demo data in an empty embedded one; aborted between steps. */
+async function prepareDatabase(config: Config, log: Logger, options: Pick<StartOptions, 'migrate' | 'signal' | 'databaseName'>, closers: Closers) {
+  checkAborted(options.signal);
+  const db = await openDatabase(config, log, { databaseName: options.databaseName });
+  closers.push({ name: 'database', close: () => db.stop() });
+  checkAborted(options.signal);
+  const migrate = options.migrate !== false;
+  if (migrate) await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
+  checkAborted(options.signal);
+  let demo: DemoCredentials[] | undefined;
+  if (migrate && config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
+    log.info('empty embedded database: loading the demo data (SEED_DEMO_DATA=false to skip)');
+    demo = (await seedDemoData(db, log)).credentials;
+  }
+  checkAborted(options.signal);
+  return { db, demo };
+}
+
+export async function startAtrium(config: Config, log: Logger, options: StartOptions): Promise<Atrium> {
+  const closers: Closers = [];
+  const stopAll = stopper(closers, log);
   try {
-    const migrate = options.migrate !== false;
-    if (migrate) await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
-    let demo: DemoCredentials[] | undefined;
-    if (migrate && config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
-      log.info('empty embedded database: loading the demo data (SEED_DEMO_DATA=false to skip)');
-      demo = (await seedDemoData(db, log)).credentials;
-    }
+    const { db, demo } = await prepareDatabase(config, log, options, closers);
 
     let url: string | undefined;
+    let port: number | undefined;
     let worker: WorkerHandle | undefined;
-    let workerProcess: WorkerProcess | undefined;
     if (options.api) {
       // Loaded only where the API runs: a worker process does without PostGraphile and Express.
       const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }, { createRateLimits }] = await Promise.all([
@@ -104,7 +141,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
             await pool.query('select 1');
           },
           pendingMigrations: cached(5000, () => pendingMigrations(db, log)),
-          worker: options.worker || options.workerProcess ? () => workerHealth(worker ?? workerProcess, config.worker.staleAfterMs) : undefined,
+          worker: options.worker ? () => workerHealth(worker, config.worker.staleAfterMs) : options.workerHealth ? () => workerHealth({ health: options.workerHealth! }, config.worker.staleAfterMs) : undefined,
         },
       });
       server.on('request', app);
@@ -120,7 +157,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
             server.closeIdleConnections();
           }),
       });
-      const { port } = server.address() as AddressInfo;
+      port = (server.address() as AddressInfo).port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       url = config.port === 0 ? `http://${host}:${port}` : config.publicUrl;
       log.info({ graphql: `${url}${GRAPHQL_PATH}` }, 'API listening');
@@ -143,32 +180,16 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       log.info({ concurrency: config.worker.concurrency }, 'job worker running');
     }
 
-    if (options.workerProcess) {
-      const password = (url: string) => decodeURIComponent(new URL(url).password);
-      const child = startWorkerProcess({
-        log,
-        env: {
-          ...process.env,
-          DATABASE_URL: db.ownerUrl,
-          DATABASE_AUTHENTICATOR_PASSWORD: password(db.authenticatorUrl),
-          DATABASE_WORKER_PASSWORD: password(db.workerUrl),
-          JWT_SECRET: db.jwtSecret,
-        },
-      });
-      workerProcess = child;
-      closers.push({ name: 'worker process', close: () => child.stop() });
-    }
-
     let stopping: Promise<void> | undefined;
     const atrium: Atrium = {
       db,
       url,
+      port,
       worker,
-      workerProcess,
       demo,
       stop: () => (stopping ??= stopAll()),
     };
-    if (options.handleSignals) installSignalHandlers(atrium, log);
+    checkAborted(options.signal);
     return atrium;
   } catch (error) {
     await stopAll();
@@ -176,21 +197,128 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
   }
 }
 
-function installSignalHandlers(atrium: Atrium, log: Logger): void {
-  let signalled = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+/** `npm start`: what startSupervised runs. */
+export interface SupervisedAtrium {
+  db: Database;
+  /** Base URL of the API (as its process reported it). */
+  url: string;
+  apiProcess: SupervisedChild;
+  /** The job worker's own process (WORKER_INLINE, not WORKER_SAME_PROCESS). */
+  workerProcess: WorkerProcess | undefined;
+  /** The job worker runs inside the API process (WORKER_SAME_PROCESS). */
+  workerInApi: boolean;
+  demo: DemoCredentials[] | undefined;
+  stop(): Promise<void>;
+}
+
+/** What the API process of `npm start` reports once it listens. */
+export interface ApiListeningMessage {
+  type: 'api-listening';
+  url: string;
+  port: number;
+}
+
+/**
+ * `npm start`: the database, its migrations and the demo data in this process; the API in a
+ * child process (`src/cli.ts api --supervised`, with the Node flags this process was started
+ * with: the `start` script's heap bound), and the job worker in another (`worker --supervised`,
+ * the `worker` script's), unless WORKER_SAME_PROCESS puts it in the API's or WORKER_INLINE=false
+ * leaves it to `npm run worker`. A child that dies is started again (src/supervisor.ts); with
+ * PORT=0 the API keeps the port its first process was given.
+ */
+export async function startSupervised(config: Config, log: Logger, options: { signal?: AbortSignal } = {}): Promise<SupervisedAtrium> {
+  const closers: Closers = [];
+  const stopAll = stopper(closers, log);
+  try {
+    const { db, demo } = await prepareDatabase(config, log, options, closers);
+    const password = (url: string) => decodeURIComponent(new URL(url).password);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: db.ownerUrl,
+      DATABASE_AUTHENTICATOR_PASSWORD: password(db.authenticatorUrl),
+      DATABASE_WORKER_PASSWORD: password(db.workerUrl),
+      JWT_SECRET: db.jwtSecret,
+    };
+    const { inline, sameProcess } = config.worker;
+
+    let workerProcess: WorkerProcess | undefined;
+    if (inline && !sameProcess) {
+      const child = startWorkerProcess({ log, env });
+      workerProcess = child;
+      closers.push({ name: 'worker process', close: () => child.stop() });
     }
-    signalled = true;
+
+    // The API process: the heap flags this process got (`npm start`'s), else the `start` script's.
+    const ownFlags = process.execArgv.filter((flag) => /^--max-(?:old|semi)-space-size=/.test(flag));
+    const apiFlags = ownFlags.some((flag) => flag.startsWith('--max-old-space-size=')) ? ownFlags : scriptNodeFlags('start');
+    let port = config.port;
+    let listening: (message: ApiListeningMessage) => void = () => undefined;
+    let exitedEarly: (why: string) => void = () => undefined;
+    const firstListening = new Promise<ApiListeningMessage>((resolve, reject) => {
+      listening = resolve;
+      exitedEarly = (why) => reject(new Error(`the API process exited during start-up (${why}); its log lines above say why`));
+    });
+    let everListened = false;
+    const api = superviseChild({
+      name: 'API',
+      nodeFlags: apiFlags,
+      args: ['api', '--supervised', ...(inline && sameProcess ? ['--with-worker'] : []), ...(workerProcess ? ['--worker-reports'] : [])],
+      env: () => ({ ...env, PORT: String(port) }),
+      log,
+      onMessage(message) {
+        const m = message as ApiListeningMessage | undefined;
+        if (m?.type !== 'api-listening') return;
+        port = m.port; // a restarted API process listens where the first one did (PORT=0)
+        everListened = true;
+        listening(m);
+      },
+      onExit(code, signal) {
+        if (!everListened) exitedEarly(`code ${code ?? signal}`);
+      },
+    });
+    closers.push({ name: 'API process', close: () => api.stop() });
+    if (workerProcess) {
+      // The worker's health, for the API's /readyz.
+      const relay = setInterval(() => api.send({ type: 'worker-health', ...healthMessage(workerProcess!.health()) }), 2000);
+      relay.unref();
+      closers.push({ name: 'worker health relay', close: async () => clearInterval(relay) });
+    }
+    const aborted = new Promise<never>((_resolve, reject) => {
+      if (options.signal?.aborted) reject(new StartupAborted(options.signal.reason));
+      options.signal?.addEventListener('abort', () => reject(new StartupAborted(options.signal!.reason)), { once: true });
+    });
+    // (Whichever loses the race settles later, or never: no one waits for it.)
+    firstListening.catch(() => undefined);
+    aborted.catch(() => undefined);
+    const { url } = await Promise.race([firstListening, aborted]);
+    let stopping: Promise<void> | undefined;
+    return { db, url, apiProcess: api, workerProcess, workerInApi: inline && sameProcess, demo, stop: () => (stopping ??= stopAll()) };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+const healthMessage = ({ state, lastHeartbeatAt }: WorkerHealth) => ({ state, lastHeartbeatAt: lastHeartbeatAt?.toISOString() ?? null });
+
+/**
+ * SIGINT/SIGTERM at any moment. Installed before start-up begins: a signal during start-up aborts
+ * it (`signal`; what has started is stopped, and the process exits 0); once started() names how
+ * to stop, a signal stops everything in order and the process exits 0 (1 if that fails or takes
+ * longer than 30 s). A second signal exits at once (1).
+ */
+export function handleSignals(log: Logger): { signal: AbortSignal; started(stop: () => Promise<void>): void } {
+  const controller = new AbortController();
+  let stop: (() => Promise<void>) | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  const shutdown = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'shutting down: finishing requests and jobs in progress');
     const timer = setTimeout(() => {
       log.error(`shutdown took longer than ${SHUTDOWN_TIMEOUT_MS / 1000} s; exiting`);
       process.exit(1);
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
-    atrium.stop().then(
+    stop!().then(
       () => {
         log.info('stopped');
         process.exit(0);
@@ -201,12 +329,29 @@ function installSignalHandlers(atrium: Atrium, log: Logger): void {
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    signalled = signal;
+    if (stop) return shutdown(signal);
+    log.info({ signal }, 'signal during start-up: stopping what has started');
+    controller.abort(signal);
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    started(fn) {
+      stop = fn;
+      if (signalled) shutdown(signalled);
+    },
+  };
 }
 
 /** The worker's readiness: running, with a heartbeat recorded within the stale window. */
-function workerHealth(worker: Pick<WorkerHandle, 'health'> | Pick<WorkerProcess, 'health'> | undefined, staleAfterMs: number): string {
+function workerHealth(worker: { health(): { state: string; lastHeartbeatAt: Date | null } } | undefined, staleAfterMs: number): string {
   if (!worker) return 'stopped';
   const { state, lastHeartbeatAt } = worker.health();
   if (state !== 'running') return state;

@@ -1,5 +1,6 @@
 // Memory bounded by design (docs/SECURITY.md, "Memory"): the API process, started as
-// `npm start` starts it but with a smaller heap, answers hundreds of distinct documents, each as
+// `npm start` starts it but with a smaller heap (its API child process gets the heap flags
+// `start` was given), answers hundreds of distinct documents, each as
 // large as the limits allow (GRAPHQL_MAX_COLLECTIONS connections, GRAPHQL_MAX_FIELDS fields),
 // and stays up: Grafast's operation plans (about 2.4 MB each for such a document) are cached for
 // at most GRAPHQL_DOCUMENT_CACHE_SIZE documents. With Grafast's own default (500 documents),
@@ -8,7 +9,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, test } from '@jest/globals';
-import { processMemory } from '../src/bench/proc.ts';
+import fs from 'node:fs';
+import { childrenOf, processMemory } from '../src/bench/proc.ts';
 import { ROOT } from '../src/paths.ts';
 import { scriptNodeFlags } from '../src/worker/process.ts';
 import { tokenFor } from './support/app.ts';
@@ -48,6 +50,11 @@ test(`${DOCUMENTS} distinct documents at the limits leave the API up within a ${
       if (exit || Date.now() > deadline) throw new Error(`the API did not start (${exit ?? 'timeout'}):\n${output}`);
       await sleep(200);
     }
+    // The API runs in a child process of `start` (src/index.ts, startSupervised): the one measured.
+    const apiPids = () => childrenOf(child.pid!).filter((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('cli.ts\0api'));
+    const [apiPid] = apiPids();
+    expect(apiPid).toEqual(expect.any(Number));
+    expect(fs.readFileSync(`/proc/${apiPid}/cmdline`, 'utf8')).toContain(`--max-old-space-size=${HEAP_MB}`);
     // The root connections and, for each, the scalar fields of its nodes.
     const schema = await post('{ __schema { queryType { fields { name args { name } type { name } } } } }');
     const connections = (schema.data!.__schema.queryType.fields as Array<{ name: string; args: Array<{ name: string }>; type: { name: string | null } }>)
@@ -68,7 +75,8 @@ test(`${DOCUMENTS} distinct documents at the limits leave the API up within a ${
     }
     expect(exit).toBeUndefined();
     expect(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status)).toBe(200);
-    const memory = processMemory(child.pid!);
+    expect(apiPids()).toEqual([apiPid]); // the same API process: it never died (and was restarted)
+    const memory = processMemory(apiPid!);
     expect(memory).toBeDefined();
     // Heap bounded by --max-old-space-size (the process would have died otherwise), plus code,
     // young generation and buffers.

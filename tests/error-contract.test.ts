@@ -503,8 +503,15 @@ const PROVOKE: Record<string, Provoke> = {
   NOT_ACCEPTABLE: async () => provoked('http', 'Accept: text/html', await send(app.url!, { headers: { 'content-type': 'application/json', accept: 'text/html' }, body: '{"query":"{ __typename }"}' })),
   PERSISTED_OPERATION_REQUIRED: async () => provoked('http', 'a document that is not registered, where only registered ones run', await post(edge.url!, { query: '{ viewer { name } }' }, { token: ownerToken })),
   RESPONSE_TOO_LARGE: async () => provoked('http', 'an answer above GRAPHQL_MAX_RESPONSE_BYTES', await post(edge.url!, { documentId: 'schema' }, { token: ownerToken })),
-  SERVICE_UNAVAILABLE: async () =>
+  // Over HTTP (a busy server); and through the mapping, the errors of a database that cannot be
+  // reached (tests/fault-injection.test.ts stops a real one under an API).
+  SERVICE_UNAVAILABLE: async () => [
     provoked('http', 'a request while the only slot is taken and the queue holds none', (await holdingTheEdgeApp(() => post(edge.url!, { documentId: 'schema' }, { token: ownerToken }))).during),
+    mapped('a connection cut while the request ran', new Error('Connection terminated unexpectedly')),
+    mapped('a database that refuses connections', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })),
+    mapped('a database shutting down', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' })),
+    mapped('no connection within the pool\'s connection timeout', new Error('timeout exceeded when trying to connect')),
+  ],
   RATE_LIMITED: async () => {
     // Anonymous requests to the edge app: two a minute.
     for (let i = 0; i < 5; i++) {

@@ -1,4 +1,4 @@
-// 3. The GraphQL API under load: the real server (`src/cli.ts start`, NODE_ENV=production, a
+// 3. The GraphQL API under load: the real server (`src/cli.ts api`, NODE_ENV=production, a
 // process of its own on the bench database) answering real access tokens of the benchmark
 // organizations' owners, loaded by autocannon from another process (src/bench/load.ts) —
 // beside the floor: the same data fetched with `pg` directly, as the owner with the
@@ -197,7 +197,8 @@ export function productionApiEnv(ctx: BenchContext, port: number): NodeJS.Proces
 }
 
 /**
- * Starts the API as production runs it, in a process of its own: `src/cli.ts start` on the bench
+ * Starts the API as production runs it, in a process of its own (the one measured): `src/cli.ts api`
+ * (what `npm start` runs in its API child process, here with no supervisor around it) on the bench
  * database as its owner, with the bench's roles, passwords and JWT secret, no worker, no demo
  * data; resolves once /readyz answers 200.
  */
@@ -205,7 +206,7 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
   const execArgv = serverNodeOptions();
   const port = await freePort();
   const env = productionApiEnv(ctx, port);
-  const child: ChildProcess = spawn(process.execPath, [...execArgv, path.join(ROOT, 'src/cli.ts'), 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...execArgv, path.join(ROOT, 'src/cli.ts'), 'api'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (d: Buffer) => {
     output = (output + d.toString()).slice(-8192);
@@ -404,7 +405,7 @@ export async function apiSection(ctx: BenchContext): Promise<Section> {
   const timing = loadTiming(ctx);
   notes.unshift(
     `Each operation: ${options.connections} connections (one request in flight each) for ${timing.durationSeconds} s after ${timing.warmupSeconds} s of warm-up, from a separate process (autocannon, src/bench/load.ts); then the pg floor with ${options.connections} connections in the same kind of process. Latency is the client's: request written → answer read.`,
-    `The server: \`node ${serverNodeOptions().join(' ')}${serverNodeOptions().length ? ' ' : ''}src/cli.ts start\` with NODE_ENV=production (Grafast without development checks, no GraphiQL), WORKER_INLINE=false, its default pool (20) and PAGE_SIZE_MAX, in its own process; tokens are real HS256 access tokens of each organization's owner, verified on every request.`,
+    `The server: \`node ${serverNodeOptions().join(' ')}${serverNodeOptions().length ? ' ' : ''}src/cli.ts api\` (the API process of \`npm start\`, alone) with NODE_ENV=production (Grafast without development checks, no GraphiQL), WORKER_INLINE=false, its default pool (20) and PAGE_SIZE_MAX, in its own process; tokens are real HS256 access tokens of each organization's owner, verified on every request.`,
     'The floor runs the same reads as the owner with the organization filter written out (no token, no GraphQL, no RLS, no transaction set-up); the lifecycle step runs the same UPDATE (same triggers: status machine, audit, outbox job).',
     `API server memory: ${fmt(loads.memory.serverIdleMB)} MB once ready, peak ${fmt(loads.memory.serverPeakMB)} MB during these runs (section "memory").`,
   );

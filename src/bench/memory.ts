@@ -159,8 +159,8 @@ export async function memorySection(ctx: BenchContext): Promise<Section> {
   }
   notes.push(
     serverNodeOptions().length
-      ? `The server runs as in section 3: \`node ${serverNodeOptions().join(' ')} src/cli.ts start\` (the heap bounds of \`npm start\`, or BENCH_SERVER_NODE_OPTIONS when set), NODE_ENV=production, no worker.`
-      : "The server runs as in section 3: `src/cli.ts start`, NODE_ENV=production, no worker, Node's default heap settings (BENCH_SERVER_NODE_OPTIONS sets others).",
+      ? `The server runs as in section 3: \`node ${serverNodeOptions().join(' ')} src/cli.ts api\` (the heap bounds of \`npm start\`, or BENCH_SERVER_NODE_OPTIONS when set), NODE_ENV=production, no worker.`
+      : "The server runs as in section 3: `src/cli.ts api`, NODE_ENV=production, no worker, Node's default heap settings (BENCH_SERVER_NODE_OPTIONS sets others).",
     'PostgreSQL: the postmaster (from postmaster.pid) and its children. PSS (smaps_rollup) divides each shared page among the processes mapping it, so the PSS sum is the real footprint; the RSS sum counts shared buffers once per process that touched them.',
     'The worker\'s memory (target ≤ 200 MB) is measured in the jobs section.',
   );

@@ -74,6 +74,7 @@ export function setupSql(roles: RoleNames, databaseName: string): { roles: strin
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
+  client.on('error', () => undefined); // a lost connection fails the query in progress instead
   await client.connect();
   try {
     return await fn(client);
@@ -128,6 +129,7 @@ export async function openDatabase(config: Config, log: Logger, options: OpenOpt
       worker: passwords.worker ?? secrets.workerPassword,
     };
     jwtSecret ??= secrets.jwtSecret;
+    log.info({ dataDir }, 'starting the embedded PostgreSQL');
     embedded = await startEmbeddedPostgres({
       dir: dataDir,
       // A checkout in a private folder (as root: /root, or a mode 700 temp dir) is out of the

@@ -34,7 +34,11 @@ export interface EmbeddedPostgres {
   version: string;
   /** Connection string for the `postgres` superuser to `database`. */
   superuserUrl(database?: string): string;
-  stop(): Promise<void>;
+  /**
+   * fast (default): open transactions are rolled back, a checkpoint, exit. immediate (tests of
+   * faults): every process quits at once, and the next start recovers from the WAL like after a crash.
+   */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
 }
 
 interface Binaries {
@@ -232,10 +236,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   child.unref();
 
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  const stop = (mode: 'fast' | 'immediate' = 'fast') =>
     (stopping ??= (async () => {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+        // SIGINT: fast shutdown (roll back open transactions, checkpoint, exit); SIGQUIT: immediate.
+        child.kill(mode === 'immediate' ? 'SIGQUIT' : 'SIGINT');
         let timer: NodeJS.Timeout | undefined;
         const killed = await Promise.race([
           exited.then(() => true),

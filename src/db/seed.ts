@@ -128,6 +128,12 @@ export interface DemoCredentials {
 export async function seedDemoData(db: Database, log: Logger): Promise<{ created: boolean; credentials: DemoCredentials[] }> {
   const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
   const api = new pg.Pool({ connectionString: db.authenticatorUrl, max: 2 });
+  // pool.end() does not wait for its connections to close: one still closing when the database
+  // stops right after (a signal during start-up) gets an error, which must not end the process.
+  for (const p of [owner, api]) {
+    p.on('error', () => undefined);
+    p.on('connect', (client) => client.on('error', () => undefined));
+  }
   const visitor = db.roles.visitor;
   const as = <T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>) => asVisitor(api, visitor, session, fn);
   try {

@@ -2,10 +2,12 @@
 // message. The codes, their SQLSTATEs and HTTP statuses live in the database
 // (app_private.error_codes, sql/errors.sql); this module loads them once at start and maps
 // PostgreSQL errors onto them. Anything unexpected becomes INTERNAL, logged with an id.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { isSafeError, SafeError } from 'postgraphile/grafast';
 import { GraphQLError } from 'postgraphile/graphql';
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.ts';
 import type { Logger } from '../log.ts';
 
 export interface ErrorCode {
@@ -43,7 +45,10 @@ export const EDGE_ERRORS = {
   METHOD_NOT_ALLOWED: 405,
   /** The Accept header allows no JSON answer. */
   NOT_ACCEPTABLE: 406,
-  /** Too many requests in progress and waiting (src/http/concurrency.ts); retry after Retry-After. */
+  /**
+   * Too many requests in progress and waiting (src/http/concurrency.ts), or the database cannot be
+   * reached (src/db/unavailable.ts); retry after Retry-After.
+   */
   SERVICE_UNAVAILABLE: 503,
   /** A rate limit (src/http/rate-limit-requests.ts); retry after Retry-After. */
   RATE_LIMITED: 429,
@@ -93,6 +98,7 @@ export class ErrorCatalog {
 
   static async load(ownerUrl: string): Promise<ErrorCatalog> {
     const client = new pg.Client({ connectionString: ownerUrl });
+    client.on('error', () => undefined); // a lost connection fails the query below instead
     await client.connect();
     try {
       const { rows } = await client.query<ErrorCode>(
@@ -191,6 +197,20 @@ const FILTER_INPUT_ERRORS = new Set([
 // mutations get the same answer from src/http/not-found.ts).
 const NO_ROW_DELETED = /^No values were deleted in collection '[^']*' because no values you can delete were found matching these criteria\.$/;
 
+/**
+ * What the errors of one GraphQL request said, for its HTTP answer (src/http/graphql-edge.ts runs
+ * each request inside it): a request that failed only because the database cannot be reached is
+ * answered with HTTP 503 and Retry-After.
+ */
+export const requestErrors = new AsyncLocalStorage<{ databaseUnavailable: boolean }>();
+
+/** The answer while the database cannot be reached: the client may retry. */
+export function databaseUnavailableExtensions() {
+  return edgeExtensions('SERVICE_UNAVAILABLE', { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
+}
+
+export const DATABASE_UNAVAILABLE_MESSAGE = `The database cannot be reached right now; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds.`;
+
 /** grafserv's maskError: shapes every GraphQL error. */
 export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
   return (error: GraphQLError): GraphQLError => {
@@ -220,6 +240,14 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
     if (NO_ROW_DELETED.test(original.message)) {
       const notFound = catalog.byCode('NOT_FOUND');
       return new GraphQLError(notFound.description, { ...options, extensions: { code: notFound.code, httpStatus: notFound.httpStatus } });
+    }
+    if (isDatabaseUnavailable(original)) {
+      const store = requestErrors.getStore();
+      if (store) store.databaseUnavailable = true;
+      // Only the message and code: the error may carry the client and its statements.
+      const cause = original as { code?: unknown };
+      log.warn({ error: original.message, code: typeof cause.code === 'string' ? cause.code : undefined, path: error.path }, 'database unavailable: answered SERVICE_UNAVAILABLE');
+      return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, { ...options, extensions: databaseUnavailableExtensions() });
     }
     const pgError = findPgError(original);
     const mapped = pgError ? catalog.forPgError(pgError) : undefined;

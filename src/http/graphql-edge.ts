@@ -20,7 +20,8 @@ import type { Logger } from '../log.ts';
 import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, parse, Source, specifiedRules, validate, ValuesOfCorrectTypeRule, type ASTVisitor, type DocumentNode, type GraphQLSchema, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
 import { isPromiseLike, SafeError } from 'postgraphile/grafast';
 import { limitRules, tooComplex, isTokenLimitError, type DocumentLimits } from './document-limits.ts';
-import { EDGE_ERRORS, edgeExtensions, type EdgeErrorCode } from './errors.ts';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../db/unavailable.ts';
+import { EDGE_ERRORS, edgeExtensions, requestErrors, type EdgeErrorCode } from './errors.ts';
 
 export interface EdgeOptions {
   limits: DocumentLimits;
@@ -194,9 +195,25 @@ const errorBody = (code: EdgeErrorCode, message: string, details: Record<string,
 
 type GrafservResult = Awaited<ReturnType<GraphileConfig.GrafservMiddleware['processRequest']>>;
 
+/**
+ * A GraphQL answer in which nothing was done because the database cannot be reached (no data,
+ * or only nulls at the top, and every error SERVICE_UNAVAILABLE) is sent with HTTP 503 and
+ * Retry-After, like the busy server's refusal (src/http/concurrency.ts). An answer in which some
+ * field did get done stays HTTP 200, with SERVICE_UNAVAILABLE on the fields that failed.
+ */
+function unavailableResult(result: GrafservResult & { type: 'buffer' }): GrafservResult {
+  if (result.buffer.length >= 65_536) return result;
+  const body = JSON.parse(result.buffer.toString('utf8')) as { data?: Record<string, unknown> | null; errors?: Array<{ extensions?: Record<string, unknown> }> };
+  const nothingDone = body.data == null || Object.values(body.data).every((value) => value === null);
+  const allUnavailable = (body.errors ?? []).length > 0 && body.errors!.every((error) => error.extensions?.code === 'SERVICE_UNAVAILABLE');
+  if (!nothingDone || !allUnavailable) return result;
+  return { ...result, statusCode: EDGE_ERRORS.SERVICE_UNAVAILABLE, headers: { ...result.headers, 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) } };
+}
+
 /** Codes grafserv's own refusals, and caps the size of what is sent. */
-function finishResult(result: GrafservResult, options: EdgeOptions): GrafservResult {
+function finishResult(result: GrafservResult, options: EdgeOptions, databaseUnavailable = false): GrafservResult {
   if (!result) return result;
+  if (databaseUnavailable && result.type === 'buffer' && result.statusCode < 300) return unavailableResult(result);
   if (result.type === 'error') {
     const status = result.statusCode >= 400 && result.statusCode < 500 ? result.statusCode : 500;
     if (status === 500 || !(result.error instanceof SafeError)) {
@@ -261,8 +278,12 @@ export function makeEdgePlugin(options: EdgeOptions): GraphileConfig.Plugin {
           return next();
         },
         processRequest(next) {
-          const result = next();
-          return isPromiseLike(result) ? Promise.resolve(result).then((r) => finishResult(r, options)) : finishResult(result, options);
+          // What the request's errors say (set by makeMaskError, src/http/errors.ts).
+          const errors = { databaseUnavailable: false };
+          const result = requestErrors.run(errors, next);
+          return isPromiseLike(result)
+            ? Promise.resolve(result).then((r) => finishResult(r, options, errors.databaseUnavailable))
+            : finishResult(result, options, errors.databaseUnavailable);
         },
       },
     },

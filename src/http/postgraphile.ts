@@ -37,12 +37,22 @@ export interface ApiDatabase {
   authenticatorUrl: string;
 }
 
+/** How long a request waits for a database connection before it answers SERVICE_UNAVAILABLE (ms). */
+export const API_CONNECT_TIMEOUT_MS = 5_000;
+
 /** The API's pool: logs in as the authenticator; ended by whoever created it, after release. */
 export function createApiPool(db: ApiDatabase, log: Logger): pg.Pool {
-  const pool = new pg.Pool({ connectionString: db.authenticatorUrl, max: 20 });
-  // A connection dropped by the server (restart, failover) is replaced by the next checkout.
+  // A request waits at most API_CONNECT_TIMEOUT_MS for a connection (a server that is down or
+  // unreachable, or every connection busy), then fails with a connection error: SERVICE_UNAVAILABLE.
+  const pool = new pg.Pool({ connectionString: db.authenticatorUrl, max: 20, connectionTimeoutMillis: API_CONNECT_TIMEOUT_MS });
+  // A connection dropped by the server (restart, failover) is replaced by the next checkout. An idle
+  // one reports to the pool; one checked out by a request reports to its client, whose query
+  // fails (and the request answers SERVICE_UNAVAILABLE): without a listener there, that 'error'
+  // event would end the process.
   // (Only the message and code: pg attaches the whole client, with its statements, to the error.)
-  pool.on('error', (error) => log.warn({ error: error.message, code: (error as { code?: string }).code }, 'API database connection lost'));
+  const onError = (error: Error) => log.warn({ error: error.message, code: (error as { code?: string }).code }, 'API database connection lost');
+  pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }
 

@@ -17,6 +17,7 @@ import { Fence, fenceTasks, JobFencedError } from './fencing.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import { orderFetchedJobs } from './job-order.ts';
 import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
+import { shutdownErrorsPlugin } from './shutdown-errors.ts';
 import { createTaskList } from './tasks/index.ts';
 
 export interface WorkerOptions {
@@ -154,7 +155,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     // throughput of one job per fetch (docs/PERFORMANCE.md). The price: a job queued meanwhile at a
     // better priority waits for the local batch, and a killed worker holds that batch until the
     // heartbeat sweep frees it.
-    preset: { worker: { completeJobBatchDelay: 2, failJobBatchDelay: 0, localQueue: { size: LOCAL_QUEUE_PER_WORKER * options.concurrency } } },
+    // The shutdowns graphile-worker starts by itself must not end the process (./shutdown-errors.ts).
+    preset: { plugins: [shutdownErrorsPlugin(log)], worker: { completeJobBatchDelay: 2, failJobBatchDelay: 0, localQueue: { size: LOCAL_QUEUE_PER_WORKER * options.concurrency } } },
   };
   const startRunner = async (): Promise<{ runner: Runner; id: string }> => {
     workerId = undefined;

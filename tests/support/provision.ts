@@ -19,6 +19,9 @@ export interface Provisioned {
   teardown(): Promise<void>;
   /** Stops and starts the embedded server (same data, same port); only with an embedded server. */
   restartServer?(): Promise<void>;
+  /** Stops the embedded server (fast or immediate shutdown); startServer() starts it again. */
+  stopServer?(mode?: 'fast' | 'immediate'): Promise<void>;
+  startServer?(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -32,7 +35,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function provisionTestDatabase(options: { embedded?: boolean } = {}): Promise<Provisioned> {
+/**
+ * embedded: always on an embedded server of its own (for tests that stop it); durable: that server
+ * keeps fsync and synchronous commits on (by default they are off, for speed).
+ */
+export async function provisionTestDatabase(options: { embedded?: boolean; durable?: boolean } = {}): Promise<Provisioned> {
   const id = randomBytes(4).toString('hex');
   const secret = () => randomBytes(18).toString('base64url');
   const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-setup');
@@ -44,7 +51,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
   if (!external) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-'));
     fs.chmodSync(tmp, 0o755); // the embedded server runs as the OS user "postgres"
-    embeddedOptions = { dir: path.join(tmp, 'pg'), port: await freePort(), superuserPassword: secret(), fast: true };
+    embeddedOptions = { dir: path.join(tmp, 'pg'), port: await freePort(), superuserPassword: secret(), fast: !options.durable };
     embedded = await startEmbeddedPostgres(embeddedOptions);
     serverUrl = embedded.superuserUrl('postgres');
   }
@@ -104,7 +111,13 @@ export async function provisionTestDatabase(options: { embedded?: boolean } = {}
           embedded = await startEmbeddedPostgres(embeddedOptions!);
         }
       : undefined;
-    return { env, teardown, restartServer };
+    const stopServer = embeddedOptions ? (mode?: 'fast' | 'immediate') => embedded!.stop(mode) : undefined;
+    const startServer = embeddedOptions
+      ? async () => {
+          embedded = await startEmbeddedPostgres(embeddedOptions!);
+        }
+      : undefined;
+    return { env, teardown, restartServer, stopServer, startServer };
   } catch (error) {
     await teardown().catch(() => undefined);
     throw error;
