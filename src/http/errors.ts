@@ -2,7 +2,6 @@
 // message. The codes, their SQLSTATEs and HTTP statuses live in the database
 // (app_private.error_codes, sql/errors.sql); this module loads them once at start and maps
 // PostgreSQL errors onto them. Anything unexpected becomes INTERNAL, logged with an id.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { isSafeError, SafeError } from 'postgraphile/grafast';
@@ -197,13 +196,6 @@ const FILTER_INPUT_ERRORS = new Set([
 // mutations get the same answer from src/http/not-found.ts).
 const NO_ROW_DELETED = /^No values were deleted in collection '[^']*' because no values you can delete were found matching these criteria\.$/;
 
-/**
- * What the errors of one GraphQL request said, for its HTTP answer (src/http/graphql-edge.ts runs
- * each request inside it): a request that failed only because the database cannot be reached is
- * answered with HTTP 503 and Retry-After.
- */
-export const requestErrors = new AsyncLocalStorage<{ databaseUnavailable: boolean }>();
-
 /** The answer while the database cannot be reached: the client may retry. */
 export function databaseUnavailableExtensions() {
   return edgeExtensions('SERVICE_UNAVAILABLE', { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
@@ -242,8 +234,6 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       return new GraphQLError(notFound.description, { ...options, extensions: { code: notFound.code, httpStatus: notFound.httpStatus } });
     }
     if (isDatabaseUnavailable(original)) {
-      const store = requestErrors.getStore();
-      if (store) store.databaseUnavailable = true;
       // Only the message and code: the error may carry the client and its statements.
       const cause = original as { code?: unknown };
       log.warn({ error: original.message, code: typeof cause.code === 'string' ? cause.code : undefined, path: error.path }, 'database unavailable: answered SERVICE_UNAVAILABLE');

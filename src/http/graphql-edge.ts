@@ -21,7 +21,7 @@ import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, parse, Source, spe
 import { isPromiseLike, SafeError } from 'postgraphile/grafast';
 import { limitRules, tooComplex, isTokenLimitError, type DocumentLimits } from './document-limits.ts';
 import { DATABASE_RETRY_AFTER_SECONDS } from '../db/unavailable.ts';
-import { EDGE_ERRORS, edgeExtensions, requestErrors, type EdgeErrorCode } from './errors.ts';
+import { EDGE_ERRORS, edgeExtensions, type EdgeErrorCode } from './errors.ts';
 
 export interface EdgeOptions {
   limits: DocumentLimits;
@@ -195,6 +195,10 @@ const errorBody = (code: EdgeErrorCode, message: string, details: Record<string,
 
 type GrafservResult = Awaited<ReturnType<GraphileConfig.GrafservMiddleware['processRequest']>>;
 
+/** Answers this long or longer carried data: they are never refusals. */
+const UNAVAILABLE_SCAN_BYTES = 65_536;
+const UNAVAILABLE_CODE = '"SERVICE_UNAVAILABLE"';
+
 /**
  * A GraphQL answer in which nothing was done because the database cannot be reached (no data,
  * or only nulls at the top, and every error SERVICE_UNAVAILABLE) is sent with HTTP 503 and
@@ -202,7 +206,6 @@ type GrafservResult = Awaited<ReturnType<GraphileConfig.GrafservMiddleware['proc
  * field did get done stays HTTP 200, with SERVICE_UNAVAILABLE on the fields that failed.
  */
 function unavailableResult(result: GrafservResult & { type: 'buffer' }): GrafservResult {
-  if (result.buffer.length >= 65_536) return result;
   const body = JSON.parse(result.buffer.toString('utf8')) as { data?: Record<string, unknown> | null; errors?: Array<{ extensions?: Record<string, unknown> }> };
   const nothingDone = body.data == null || Object.values(body.data).every((value) => value === null);
   const allUnavailable = (body.errors ?? []).length > 0 && body.errors!.every((error) => error.extensions?.code === 'SERVICE_UNAVAILABLE');
@@ -211,9 +214,11 @@ function unavailableResult(result: GrafservResult & { type: 'buffer' }): Grafser
 }
 
 /** Codes grafserv's own refusals, and caps the size of what is sent. */
-function finishResult(result: GrafservResult, options: EdgeOptions, databaseUnavailable = false): GrafservResult {
+function finishResult(result: GrafservResult, options: EdgeOptions): GrafservResult {
   if (!result) return result;
-  if (databaseUnavailable && result.type === 'buffer' && result.statusCode < 300) return unavailableResult(result);
+  // (A search of the answer's bytes, cheaper than tracking each request's errors; the body is
+  // parsed only when the code is in it.)
+  if (result.type === 'buffer' && result.statusCode < 300 && result.buffer.length < UNAVAILABLE_SCAN_BYTES && result.buffer.includes(UNAVAILABLE_CODE)) return unavailableResult(result);
   if (result.type === 'error') {
     const status = result.statusCode >= 400 && result.statusCode < 500 ? result.statusCode : 500;
     if (status === 500 || !(result.error instanceof SafeError)) {
@@ -278,12 +283,8 @@ export function makeEdgePlugin(options: EdgeOptions): GraphileConfig.Plugin {
           return next();
         },
         processRequest(next) {
-          // What the request's errors say (set by makeMaskError, src/http/errors.ts).
-          const errors = { databaseUnavailable: false };
-          const result = requestErrors.run(errors, next);
-          return isPromiseLike(result)
-            ? Promise.resolve(result).then((r) => finishResult(r, options, errors.databaseUnavailable))
-            : finishResult(result, options, errors.databaseUnavailable);
+          const result = next();
+          return isPromiseLike(result) ? Promise.resolve(result).then((r) => finishResult(r, options)) : finishResult(result, options);
         },
       },
     },
