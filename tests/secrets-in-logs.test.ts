@@ -83,16 +83,24 @@ describe('graphile-worker\'s own lines (graphileLogFactory)', () => {
 
   test('with a real worker logging at trace, no line carries a job\'s payload: success, failure and permanent failure', async () => {
     const { lines, log } = bufferLogger();
-    // (Deliveries allowed to this machine, like the other test files' workers: this one may take their jobs.)
-    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log, crontab: false, webhooks: { timeoutMs: 1500, allowPrivateNetworks: true } });
+    // Tasks only this worker has: the workers of other test files, sharing the queue, cannot take its jobs.
+    const succeeds = unique('log_succeeds').replace(/-/g, '_');
+    const fails = unique('log_fails').replace(/-/g, '_');
+    const extraTasks = {
+      [succeeds]: async () => undefined,
+      [fails]: async () => {
+        throw new Error('this task always fails');
+      },
+    };
+    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log, crontab: false, extraTasks });
     try {
       const org = await createOrganization(await signUp('log-worker'), 'log-worker');
       const marker = unique('payload-marker');
       const { rows } = await pool('worker').query<{ id: string }>(
-        `select (graphile_worker.add_job('echo', json_build_object('organization_id', $1::uuid, 'note', $2::text))).id
+        `select (graphile_worker.add_job($3, json_build_object('organization_id', $1::uuid, 'note', $2::text))).id
          union all
-         select (graphile_worker.add_job('deliver_webhook', json_build_object('organization_id', $1::uuid, 'note', $2::text), max_attempts => 1)).id`,
-        [org, marker],
+         select (graphile_worker.add_job($4, json_build_object('organization_id', $1::uuid, 'note', $2::text), max_attempts => 1)).id`,
+        [org, marker, succeeds, fails],
       );
       const deadline = Date.now() + 20_000;
       while ((await pool('worker').query('select 1 from graphile_worker._private_jobs where id = any($1) and (attempts = 0 or locked_at is not null)', [rows.map((r) => r.id)])).rowCount! > 0) {
