@@ -1,13 +1,1 @@
--- Lock order by design (sql/functions/lock_order.sql): lifecycle functions lock their document
--- FOR UPDATE before they read its status or touch its parts, and a payment or line locks its
--- document before its foreign key's share lock, so concurrent payments of a busy invoice queue
--- instead of deadlocking.
---!include functions/lock_order.sql
---!include functions/line_items.sql
---!include functions/billing.sql
---!include functions/sales.sql
---!include functions/delivery.sql
---!include functions/portal.sql
-
--- Fencing for jobs: a heartbeat tells a worker that it was declared dead.
---!include functions/worker_health.sql
+-- Enter migration here
