@@ -166,9 +166,11 @@ describe('sign-in throttling per client', () => {
       headers: { 'content-type': 'application/json', 'x-forwarded-for': client },
       body: JSON.stringify({ query: `mutation($input: LoginInput!) { login(input: $input) { ${AUTH_FIELDS} } }`, variables: { input: { email, password } } }),
     }).then(async (r) => ({ status: r.status, ...((await r.json()) as { data?: { login: Auth }; errors?: Array<{ message: string; extensions?: Record<string, any> }> }) }));
+  // (In milliseconds: login() reads clock_timestamp() once per column, so on a busy machine the two
+  // stamps of one failure can be a microsecond apart.)
   const waitOf = async (email: string, client: string) =>
     (await pool('owner').query<{ failures: number; wait: number }>(
-      'select failures, extract(epoch from next_attempt_at - last_failed_at)::float8 as wait from app_private.login_throttle where email = $1 and client = $2',
+      'select failures, round(extract(epoch from next_attempt_at - last_failed_at), 3)::float8 as wait from app_private.login_throttle where email = $1 and client = $2',
       [email, client],
     )).rows[0];
 
