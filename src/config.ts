@@ -75,6 +75,40 @@ export interface Config {
   graphql: GraphQLEdgeConfig;
   /** Client addresses and request rate limits (src/http/client-address.ts, src/http/rate-limits.ts). */
   rateLimits: RateLimitConfig;
+  /** Object storage for files (src/storage/, docs/FILES.md). */
+  files: FilesConfig;
+}
+
+/** Object storage for files (FILES_*, S3_*; docs/FILES.md). */
+export interface FilesConfig {
+  /** FILES_DRIVER: `s3` when S3_BUCKET is set, else `local`. */
+  driver: 'local' | 's3';
+  /** FILES_DIR: where the local driver keeps the bytes. */
+  localDir: string;
+  /**
+   * FILES_SIGNING_SECRET: the local driver's HMAC key for its URLs; undefined: derived from the
+   * JWT secret (HKDF, its own label), so the embedded default needs no configuration.
+   */
+  signingSecret: string | undefined;
+  /** How long a presigned upload URL is valid; an upload not completed by then is cleaned up. */
+  uploadUrlTtlSeconds: number;
+  /** How long a presigned download URL is valid. */
+  downloadUrlTtlSeconds: number;
+  /** FILE_SCAN_URL: the scanner every completed upload is sent to (docs/FILES.md); undefined: marked clean. */
+  scanUrl: string | undefined;
+  s3: {
+    /** S3_ENDPOINT: undefined means AWS S3 itself (by region). */
+    endpoint: string | undefined;
+    /** S3_PUBLIC_ENDPOINT: the endpoint browsers reach, when it differs (e.g. http://localhost:9000 beside http://minio:9000). */
+    publicEndpoint: string | undefined;
+    bucket: string;
+    region: string;
+    /** S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY; undefined: the AWS SDK's default chain (AWS_* variables, instance roles). */
+    accessKeyId: string | undefined;
+    secretAccessKey: string | undefined;
+    /** S3_FORCE_PATH_STYLE: http://host/bucket/key instead of http://bucket.host/key (MinIO and most self-hosted stores). */
+    forcePathStyle: boolean;
+  };
 }
 
 /** Limits and switches of the GraphQL edge (GRAPHQL_*; .env.example explains each). */
@@ -365,6 +399,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     limits[name] = parsed ?? null;
   }
 
+  const filesDriver = str('FILES_DRIVER') ?? (str('S3_BUCKET') !== undefined ? 's3' : 'local');
+  if (filesDriver !== 'local' && filesDriver !== 's3') problems.push(`FILES_DRIVER="${filesDriver}" must be local or s3`);
+  if (filesDriver === 's3' && str('S3_BUCKET') === undefined) problems.push('S3_BUCKET is required when FILES_DRIVER=s3');
+  const s3Bucket = str('S3_BUCKET') ?? '';
+  if (s3Bucket !== '' && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3Bucket)) problems.push(`S3_BUCKET="${s3Bucket}" is not a valid bucket name (3 to 63 lowercase letters, digits, dots and hyphens)`);
+  for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'FILE_SCAN_URL']) {
+    const value = str(name);
+    if (value === undefined) continue;
+    let protocol: string | undefined;
+    try {
+      protocol = new URL(value).protocol;
+    } catch {
+      problems.push(`${name} is not a valid URL (expected e.g. https://s3.example.com)`);
+    }
+    if (protocol !== undefined && !['http:', 'https:'].includes(protocol)) problems.push(`${name} must start with http:// or https://`);
+  }
+  const s3AccessKeyId = str('S3_ACCESS_KEY_ID');
+  const s3SecretAccessKey = str('S3_SECRET_ACCESS_KEY');
+  if ((s3AccessKeyId === undefined) !== (s3SecretAccessKey === undefined)) problems.push('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both, or neither (the AWS default credential chain)');
+  const filesSigningSecret = str('FILES_SIGNING_SECRET');
+  if (filesSigningSecret !== undefined && filesSigningSecret.length < 32) problems.push('FILES_SIGNING_SECRET must be at least 32 characters (use e.g. `openssl rand -base64 48`)');
+
   const config: Config = {
     nodeEnv,
     host,
@@ -435,6 +491,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       redisTimeoutMs: int('RATE_LIMIT_REDIS_TIMEOUT_MS', 200, 10, 10_000),
       memoryMaxKeys: int('RATE_LIMIT_MEMORY_MAX_KEYS', 20_000, 100, 10_000_000),
       limits,
+    },
+    files: {
+      driver: filesDriver === 's3' ? 's3' : 'local',
+      localDir: path.resolve(cwd, str('FILES_DIR') ?? '.data/files'),
+      signingSecret: filesSigningSecret,
+      // A presigned URL is valid at most 7 days (SigV4's limit).
+      uploadUrlTtlSeconds: int('FILE_UPLOAD_URL_TTL_SECONDS', 15 * 60, 10, 7 * 24 * 3600),
+      downloadUrlTtlSeconds: int('FILE_DOWNLOAD_URL_TTL_SECONDS', 5 * 60, 10, 7 * 24 * 3600),
+      scanUrl: str('FILE_SCAN_URL'),
+      s3: {
+        endpoint: str('S3_ENDPOINT')?.replace(/\/+$/, ''),
+        publicEndpoint: str('S3_PUBLIC_ENDPOINT')?.replace(/\/+$/, ''),
+        bucket: s3Bucket,
+        region: str('S3_REGION') ?? 'us-east-1',
+        accessKeyId: s3AccessKeyId,
+        secretAccessKey: s3SecretAccessKey,
+        forcePathStyle: bool('S3_FORCE_PATH_STYLE', str('S3_ENDPOINT') !== undefined),
+      },
     },
   };
   if (config.graphql.maxRows < config.pageSizeMax) problems.push(`GRAPHQL_MAX_ROWS (${config.graphql.maxRows}) must be at least PAGE_SIZE_MAX (${config.pageSizeMax}): one full page must fit`);
