@@ -7,6 +7,7 @@
 // process (src/supervisor.ts). SIGINT/SIGTERM may come at any moment (handleSignals): during
 // start-up they abort it, stopping what has started (the embedded PostgreSQL included), and the
 // process exits 0; after it, they stop everything in order and the process exits 0.
+import { createStorage } from './storage/index.ts';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
@@ -110,6 +111,14 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
     let url: string | undefined;
     let port: number | undefined;
     let worker: WorkerHandle | undefined;
+    // Files (src/storage/): optional around PostgreSQL. A store that does not answer at start is
+    // reported, not fatal: everything but files works, and files work once it answers.
+    const storage = await createStorage(config.files, { publicUrl: () => url ?? config.publicUrl, jwtSecret: db.jwtSecret });
+    closers.push({ name: 'file store', close: () => storage.close() });
+    await storage.check().then(
+      () => log.info({ driver: storage.driver, ...(storage.driver === 'local' ? { dir: config.files.localDir } : { bucket: config.files.s3.bucket }) }, 'file store ready'),
+      (error: Error) => log.warn({ driver: storage.driver, error: error.message }, 'file store not answering: uploads and downloads fail until it does'),
+    );
     if (options.api) {
       // Loaded only where the API runs: a worker process does without PostGraphile and Express.
       const [{ createTokenService }, { createApp }, { ErrorCatalog }, { createApiPool, createPostGraphile, GRAPHQL_PATH, makePreset }, { createRateLimits }] = await Promise.all([
@@ -123,7 +132,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
       const pool = createApiPool(db, log);
       closers.push({ name: 'API pool', close: () => pool.end() });
-      const pgl = createPostGraphile(makePreset(config, pool, tokens, errors, log));
+      const pgl = createPostGraphile(makePreset(config, pool, tokens, errors, log, storage));
       closers.push({ name: 'graphql', close: async () => void (await pgl.release()) });
       const rateLimits = config.rateLimits.enabled ? createRateLimits(config.rateLimits, log) : undefined;
       if (rateLimits) closers.push({ name: 'rate limits', close: () => rateLimits.close() });
@@ -135,6 +144,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         server,
         log,
         rateLimits,
+        storage,
         readiness: {
           rateLimits: rateLimits ? () => rateLimits.store() : undefined,
           database: async () => {
@@ -174,6 +184,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         heartbeatIntervalMs: config.worker.heartbeatIntervalMs,
         staleAfterMs: config.worker.staleAfterMs,
         queueVacuum: { ...DEFAULT_QUEUE_VACUUM, afterJobs: config.worker.queueVacuumAfterJobs },
+        files: { storage, scanUrl: config.files.scanUrl },
       });
       worker = handle;
       closers.push({ name: 'worker', close: () => handle.stop() });

@@ -26,7 +26,10 @@ with set_by_database (column_name, why) as (values
   ('overdue_at', 'status machine (daily maintenance)'), ('revoked_at', 'revoke_portal_access()'),
   -- Written by the worker's tasks.
   ('disabled_at', 'webhook delivery (auto-disable)'), ('delivered_at', 'webhook delivery'), ('last_attempt_at', 'webhook delivery'),
-  ('last_invoiced_at', 'scheduled invoicing')
+  ('last_invoiced_at', 'scheduled invoicing'),
+  -- Files (sql/functions/files.sql).
+  ('upload_expires_at', 'now() + the upload window, on insert (file_objects trigger)'), ('uploaded_at', 'complete_file_upload()'),
+  ('scanned_at', 'the file_uploaded job (record_file_scan())')
 ),
 columns as (
   select c.relname, a.attname, a.atttypid, coalesce(nullif(t.typbasetype, 0), t.oid) as base,

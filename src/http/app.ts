@@ -13,6 +13,8 @@ import { installHealth, type ReadinessChecks } from './health.ts';
 import { GRAPHQL_PATH } from './postgraphile.ts';
 import { installRateLimits } from './rate-limit-requests.ts';
 import type { RateLimits } from './rate-limits.ts';
+import type { FileStorage } from '../storage/index.ts';
+import { LOCAL_FILES_PATH, type LocalStorage } from '../storage/local.ts';
 
 function cors(origins: string[]) {
   return (req: Request, res: Response, next: NextFunction) => {
@@ -21,7 +23,8 @@ function cors(origins: string[]) {
       res.setHeader('Access-Control-Allow-Origin', origins.includes('*') ? '*' : origin);
       res.setHeader('Vary', 'Origin');
       res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
-      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      // PUT: uploads to the local file store (src/storage/local.ts).
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, OPTIONS');
       res.setHeader('Access-Control-Max-Age', '600');
     }
     if (req.method === 'OPTIONS') {
@@ -41,8 +44,10 @@ export async function createApp(options: {
   log: Logger;
   /** Request rate limits (src/http/rate-limits.ts); none when RATE_LIMITS=false. */
   rateLimits?: RateLimits;
+  /** The file store; the local driver's signed URLs are served here. */
+  storage?: FileStorage;
 }): Promise<express.Express> {
-  const { config, pgl, tokens, readiness, server, log, rateLimits } = options;
+  const { config, pgl, tokens, readiness, server, log, rateLimits, storage } = options;
   const app = express();
   app.disable('x-powered-by');
   // req.ip: the socket's address, or what the trusted proxies say (TRUST_PROXY, src/http/client-address.ts).
@@ -52,6 +57,11 @@ export async function createApp(options: {
   app.use(GRAPHQL_PATH, authenticate(tokens));
   // After health and CORS preflights (never limited) and the token check (its claims are keys).
   if (rateLimits) installRateLimits(app, rateLimits);
+  // The signature in the URL is the authorization (no token): src/storage/local.ts.
+  if (storage?.driver === 'local') {
+    const local = storage as LocalStorage;
+    app.use(LOCAL_FILES_PATH, (req: Request, res: Response, next: NextFunction) => void local.handle(req, res).catch(next));
+  }
   const { maxConcurrent, maxQueued, queueTimeoutMs } = config.graphql;
   app.use(GRAPHQL_PATH, concurrencyGate({ maxConcurrent, maxQueued, queueTimeoutMs }).middleware);
   const serv = pgl.createServ(grafserv);

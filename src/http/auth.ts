@@ -49,6 +49,8 @@ export function pgSettingsFor(config: Config, claims: AccessClaims | undefined, 
     // No statement of a request runs longer (QUERY_TIMEOUT); the transaction is rolled back.
     statement_timeout: String(config.graphql.statementTimeoutMs),
     'app.refresh_token_ttl_seconds': String(config.auth.refreshTokenTtlSeconds),
+    // How long a requested upload stays open (sql/functions/files.sql).
+    'app.file_upload_ttl_seconds': String(config.files.uploadUrlTtlSeconds),
   };
   if (clientAddress) settings['app.client_address'] = clientAddress;
   if (claims) {

@@ -21,6 +21,8 @@ import { ScalarChecksPlugin } from './scalars.ts';
 import { makeWebhookUrlPlugin } from './webhook-urls.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
+import { makeFilesPlugin } from './files.ts';
+import type { FileStorage } from '../storage/index.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
 import type { Logger } from '../log.ts';
 
@@ -88,7 +90,7 @@ function planCachePlugin(documents: number): GraphileConfig.Plugin {
   };
 }
 
-export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger): GraphileConfig.Preset {
+export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, errors: ErrorCatalog, log: Logger, storage: FileStorage): GraphileConfig.Preset {
   const edge = config.graphql;
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset, persistedOperationsPreset(edge)],
@@ -99,6 +101,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       ScalarChecksPlugin,
       makeNotFoundPlugin(errors),
       makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks),
+      makeFilesPlugin(storage, config.files, errors, log),
       SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({

@@ -11,16 +11,20 @@ import type { Logger } from '../log.ts';
 import { SCHEMA_GRAPHQL } from '../paths.ts';
 import { ErrorCatalog } from './errors.ts';
 import { createApiPool, makePreset } from './postgraphile.ts';
+import { createStorage } from '../storage/index.ts';
 
 /** The API's schema over the database behind `db` (migrations already applied). */
 export async function buildApiSchema(config: Config, db: { ownerUrl: string; authenticatorUrl: string; jwtSecret: string }, log: Logger): Promise<GraphQLSchema> {
   const errors = await ErrorCatalog.load(db.ownerUrl);
   const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
   const pool = createApiPool(db, log);
+  // (The schema does not depend on the driver; nothing is stored.)
+  const storage = await createStorage({ ...config.files, driver: 'local' }, { publicUrl: config.publicUrl, jwtSecret: db.jwtSecret });
   try {
-    return (await makeSchema(makePreset(config, pool, tokens, errors, log))).schema;
+    return (await makeSchema(makePreset(config, pool, tokens, errors, log, storage))).schema;
   } finally {
     await pool.end();
+    await storage.close();
   }
 }
 

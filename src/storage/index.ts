@@ -7,8 +7,8 @@ export type { FileStorage } from './types.ts';
 export { StorageUnavailableError } from './types.ts';
 
 export interface StorageContext {
-  /** The API's public base URL (the local driver's URLs point at it). */
-  publicUrl: string;
+  /** The API's public base URL (the local driver's URLs point at it); a function if known only once it listens. */
+  publicUrl: string | (() => string);
   /** The JWT secret the local driver derives its signing key from when FILES_SIGNING_SECRET is unset. */
   jwtSecret: string;
 }

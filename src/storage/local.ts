@@ -65,11 +65,12 @@ function fail(res: Response, status: number, code: string, message: string): voi
   res.status(status).set('Cache-Control', 'no-store').json({ error: { code, message } });
 }
 
-export function createLocalStorage(options: { dir: string; baseUrl: string; signingKey: Buffer; now?: () => number }): LocalStorage {
+export function createLocalStorage(options: { dir: string; baseUrl: string | (() => string); signingKey: Buffer; now?: () => number }): LocalStorage {
   const dir = path.resolve(options.dir);
   const tmpDir = path.join(dir, '.tmp');
   const now = options.now ?? Date.now;
-  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  // (A function when the port is known only once the API listens.)
+  const baseUrl = (): string => (typeof options.baseUrl === 'function' ? options.baseUrl() : options.baseUrl).replace(/\/+$/, '');
 
   const sign = (s: Signed): string =>
     createHmac('sha256', options.signingKey)
@@ -87,7 +88,7 @@ export function createLocalStorage(options: { dir: string; baseUrl: string; sign
     if (s.size !== undefined) query.set('size', String(s.size));
     if (s.name !== undefined) query.set('name', s.name);
     query.set('signature', sign(s));
-    return `${baseUrl}${LOCAL_FILES_PATH}/${s.key.split('/').map(encodeURIComponent).join('/')}?${query}`;
+    return `${baseUrl()}${LOCAL_FILES_PATH}/${s.key.split('/').map(encodeURIComponent).join('/')}?${query}`;
   };
 
   const unavailable = (what: string, error: unknown) => new StorageUnavailableError(`local file store: ${what} failed (${(error as Error).message})`, { cause: error });

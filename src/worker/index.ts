@@ -19,6 +19,7 @@ import { orderFetchedJobs } from './job-order.ts';
 import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
 import { shutdownErrorsPlugin } from './shutdown-errors.ts';
 import { createTaskList } from './tasks/index.ts';
+import type { FileTaskOptions } from './tasks/files.ts';
 
 export interface WorkerOptions {
   connectionString: string;
@@ -31,6 +32,11 @@ export interface WorkerOptions {
   crontab?: boolean;
   /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default DEFAULT_QUEUE_VACUUM. */
   queueVacuum?: QueueVacuumOptions;
+  /**
+   * The file store and scanner of the file jobs (./tasks/files.ts). A worker without one (tests,
+   * benchmarks) takes no file jobs: graphile-worker fetches only the tasks it has.
+   */
+  files?: FileTaskOptions;
   /** Tasks to run besides Atrium's own (./tasks/): tests and benchmarks whose jobs no other worker may take. */
   extraTasks?: TaskList;
 }
@@ -50,6 +56,7 @@ export interface WorkerHandle {
 export const LOCAL_QUEUE_PER_WORKER = 10;
 
 export const DEFAULT_WEBHOOK_OPTIONS: DeliveryOptions = { timeoutMs: 10_000, allowPrivateNetworks: false };
+
 
 const JOB_STARTED = 'job started';
 
@@ -145,7 +152,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     crontab: options.crontab === false ? '' : crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
-    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS }) }, fence),
+    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS, files: options.files }) }, fence),
     logger: new WorkerLogger(workerLogFactory as never),
     events,
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports

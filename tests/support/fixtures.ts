@@ -83,10 +83,13 @@ async function seedTenant(label: string): Promise<Tenant> {
     // Payables and files.
     const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name, email) values ('Stock Photos Ltd', 'billing@stock.example') returning id`);
     await c.query(`insert into app_public.bills (vendor_id, engagement_id, reference, amount, due_on) values ($1, $2, 'SP-1', 300, '2030-01-01')`, [vendor.id, e.engagementId]);
+    // (Completed without bytes: these tests are about rows; tests/files.test.ts uploads real ones.)
     await c.query(
-      `insert into app_public.file_objects (engagement_id, name, content_type, size_bytes, storage_key, client_visible)
-       values ($1, 'brief.pdf', 'application/pdf', 1024, $2, true), ($1, 'margins.xlsx', 'application/vnd.ms-excel', 2048, $3, false)`,
-      [e.engagementId, unique('files/brief'), unique('files/margins')],
+      `select app_private.complete_file_upload(f.id)
+       from (select (app_public.request_file_upload('brief.pdf', 'application/pdf', 1024, engagement_id => $1, client_visible => true)).id
+             union all
+             select (app_public.request_file_upload('margins.xlsx', 'application/vnd.ms-excel', 2048, engagement_id => $1)).id) f`,
+      [e.engagementId],
     );
 
     // Custom role: Billing clerk.

@@ -58,6 +58,8 @@ export async function provisionTestDatabase(options: { embedded?: boolean; durab
   const prefix = external ? `atrium_t${id}` : 'atrium';
   // Emails written by the run's workers (no SMTP_URL: the folder transport) go here, not to .data/.
   const emailDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-email-'));
+  // Files the run's APIs and workers store (the local driver) go here, not to .data/.
+  const filesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-test-files-'));
   const databaseName = `atrium_test_${id}`;
   const env: Record<string, string> = {
     NODE_ENV: 'test',
@@ -74,6 +76,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean; durab
     JWT_SECRET: secret() + secret(),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     EMAIL_DIR: emailDir,
+    FILES_DIR: filesDir,
     // The rate limits stay on (their code runs on every request of the suite) with budgets no
     // test reaches; tests/rate-limits.test.ts sets its own. No Redis unless a test names one.
     ...Object.fromEntries(
@@ -99,6 +102,7 @@ export async function provisionTestDatabase(options: { embedded?: boolean; durab
     await embedded?.stop();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     fs.rmSync(emailDir, { recursive: true, force: true });
+    fs.rmSync(filesDir, { recursive: true, force: true });
   };
   try {
     const config = loadConfig({ ...env });

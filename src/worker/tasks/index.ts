@@ -5,6 +5,7 @@ import { daily_maintenance } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
+import { fileDeleteObject, fileUploaded, fileUploadExpire, type FileTaskOptions } from './files.ts';
 import { password_reset_request } from './password_reset_request.ts';
 import { send_email } from './send_email.ts';
 import { tenant_daily } from './tenant_daily.ts';
@@ -15,6 +16,8 @@ import { tenant_retention_purge } from './tenant_retention_purge.ts';
 
 export interface TaskOptions {
   webhooks: DeliveryOptions;
+  /** Without it, no file tasks (src/worker/index.ts). */
+  files?: FileTaskOptions;
 }
 
 export function createTaskList(options: TaskOptions): TaskList {
@@ -23,6 +26,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
+    ...(options.files ? { file_delete_object: fileDeleteObject(options.files), file_upload_expire: fileUploadExpire, file_uploaded: fileUploaded(options.files) } : {}),
     password_reset_request,
     retention_purge,
     scheduled_invoicing,
