@@ -97,6 +97,9 @@ const OPERATIONS = {
   hold: 'mutation($o: UUID!, $id: UUID!) { updateClientCompany(input: { organizationId: $o, rowId: $id, patch: { notes: "held" } }) { clientMutationId } }',
   // An answer far above GRAPHQL_MAX_RESPONSE_BYTES.
   schema: '{ __schema { types { name description } } }',
+  // Files, whose store (S3 at a closed port) does not answer.
+  requestUpload: 'mutation { requestFileUpload(input: { name: "a.pdf", contentType: "application/pdf", sizeBytes: "10" }) { fileObject { rowId } } }',
+  completeUpload: 'mutation($id: UUID!) { completeFileUpload(input: { id: $id }) { clientMutationId: __typename } }',
 };
 
 const EDGE_ENV = {
@@ -106,6 +109,12 @@ const EDGE_ENV = {
   GRAPHQL_MAX_QUEUED: '0',
   GRAPHQL_MAX_RESPONSE_BYTES: '1024',
   STATEMENT_TIMEOUT_MS: '2500',
+  // A file store that does not answer (STORAGE_UNAVAILABLE).
+  FILES_DRIVER: 's3',
+  S3_ENDPOINT: 'http://127.0.0.1:9',
+  S3_BUCKET: 'atrium-files',
+  S3_ACCESS_KEY_ID: 'test',
+  S3_SECRET_ACCESS_KEY: 'test-secret',
 };
 
 /** What the apps log (read as JSON lines, never printed). */
@@ -264,6 +273,13 @@ const UPDATE_ORGANIZATION = 'mutation($o: UUID!, $patch: OrganizationPatch!) { u
 const UPDATE_INVOICE = 'mutation($o: UUID!, $i: UUID!, $patch: InvoicePatch!) { updateInvoice(input: { organizationId: $o, rowId: $i, patch: $patch }) { clientMutationId } }';
 const CREATE_CONTACT = 'mutation($c: UUID!, $email: String) { createContact(input: { contact: { clientCompanyId: $c, firstName: "Ada", email: $email } }) { clientMutationId } }';
 const RECORD_PAYMENT = 'mutation($i: UUID!, $amount: BigFloat!) { recordPayment(input: { invoiceId: $i, amount: $amount, receivedOn: "2026-01-20", method: bank_transfer }) { clientMutationId } }';
+const REQUEST_UPLOAD = 'mutation($input: RequestFileUploadInput!) { requestFileUpload(input: $input) { fileObject { rowId } } }';
+const COMPLETE_UPLOAD = 'mutation($id: UUID!) { completeFileUpload(input: { id: $id }) { fileObject { rowId } } }';
+/** A file waiting for its upload (10 bytes of PDF), requested by the owner. */
+async function requestedFile(): Promise<string> {
+  const answer = await post(app.url!, { query: REQUEST_UPLOAD, variables: { input: { name: 'a.pdf', contentType: 'application/pdf', sizeBytes: '10' } } }, { token: ownerToken });
+  return (answer.body.data as { requestFileUpload: { fileObject: { rowId: string } } }).requestFileUpload.fileObject.rowId;
+}
 const newEmail = (label: string) => `${unique(label)}@example.com`;
 const PASSWORD = 'correct horse battery';
 
@@ -471,6 +487,28 @@ const PROVOKE: Record<string, Provoke> = {
   PERMISSION_NOT_HELD: async () => {
     const { id: roleId } = await ownerRow<{ id: string }>(`select id from app_public.roles where organization_id = $1 and name = 'Billing clerk'`, [t.orgId]);
     return run('a role manager adds a permission they do not hold to a role', 'mutation($r: UUID!) { createRolePermission(input: { rolePermission: { roleId: $r, permissionKey: "invoices.write" } }) { clientMutationId } }', { r: roleId }, await tokenFor(roleManager, t.orgId));
+  },
+  FILE_TOO_LARGE: () => run('a file above the organization\'s limit (100 MiB)', REQUEST_UPLOAD, { input: { name: 'huge.zip', contentType: 'application/zip', sizeBytes: String(100 * 1024 * 1024 + 1) } }),
+  FILE_TYPE_NOT_ALLOWED: () => run('a file of a type the organization does not take', REQUEST_UPLOAD, { input: { name: 'tool.exe', contentType: 'application/x-msdownload', sizeBytes: '10' } }),
+  FILE_NOT_UPLOADED: async () => run('completing an upload before the bytes were sent', COMPLETE_UPLOAD, { id: await requestedFile() }),
+  FILE_UPLOAD_EXPIRED: async () => {
+    const id = await requestedFile();
+    await pool('owner').query(`update app_public.file_objects set upload_expires_at = now() - interval '1 second' where organization_id = $1 and id = $2`, [t.orgId, id]);
+    return run('completing an upload after its window closed', COMPLETE_UPLOAD, { id });
+  },
+  FILE_UPLOAD_MISMATCH: async () => {
+    const id = await requestedFile();
+    // An object of another size under the file's key (a store that does not check its URLs).
+    const file = path.join(process.env.FILES_DIR!, 'org', t.orgId, id);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, 'not ten bytes, more');
+    return run('completing an upload whose object has another size', COMPLETE_UPLOAD, { id });
+  },
+  // Over HTTP, on the edge app, whose file store does not answer (S3 at a closed port).
+  STORAGE_UNAVAILABLE: async () => {
+    const requested = await post(edge.url!, { documentId: 'requestUpload' }, { token: ownerToken });
+    const { rowId } = (requested.body.data as { requestFileUpload: { fileObject: { rowId: string } } }).requestFileUpload.fileObject;
+    return provoked('graphql', 'completing an upload while the file store does not answer', await post(edge.url!, { documentId: 'completeUpload', variables: { id: rowId } }, { token: ownerToken }));
   },
   // Not over HTTP (nothing a request does is unexpected, or it would be fixed): an error the
   // mapping does not know, thrown into it, answers INTERNAL with an id, logged at error level with

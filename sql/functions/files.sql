@@ -9,7 +9,7 @@
 --                      app_private.complete_file_upload marks the row `available` and queues the
 --                      `file_uploaded` job (the scanning hook); an object of another size or type is
 --                      deleted and refused.
---   downloadUrl        signed only where app_public.file_objects_downloadable says so.
+--   downloadUrl        signed only where app_private.file_objects_downloadable says so.
 --   clean-up           `file_upload_expire` deletes a row still pending when its window closed;
 --                      every hard delete of a row (that, or the retention purge) queues
 --                      `file_delete_object`, retried until the store confirms the object is gone.
@@ -21,11 +21,10 @@
 insert into app_private.error_codes (code, sqlstate, http_status, description) values
   ('FILE_TOO_LARGE', 'AT480', 413, 'The file is larger than the organization allows (organizations.file_max_bytes).'),
   ('FILE_TYPE_NOT_ALLOWED', 'AT481', 415, 'The organization does not accept files of this content type (organizations.file_content_types).'),
-  ('FILE_NOT_PENDING', 'AT482', 409, 'The file is not waiting for its upload (it was completed or has expired).'),
   ('FILE_UPLOAD_EXPIRED', 'AT483', 410, 'The upload window has closed; request a new upload.'),
   ('FILE_NOT_UPLOADED', 'AT484', 409, 'Nothing has been uploaded for this file yet: PUT the bytes to its uploadUrl first.'),
-  ('FILE_UPLOAD_MISMATCH', 'AT485', 422, 'The uploaded object does not have the declared size or content type; it was deleted. Request a new upload.'),
-  ('STORAGE_UNAVAILABLE', 'AT486', 503, 'The file store did not answer; retry shortly (Retry-After).')
+  ('FILE_UPLOAD_MISMATCH', 'AT485', 422, 'The uploaded object does not have the declared size or content type; it was deleted. Upload it again (the upload URL stays valid until it expires).'),
+  ('STORAGE_UNAVAILABLE', 'AT486', 503, 'The file store did not answer; retry shortly (extensions.retryAfterSeconds).')
 on conflict (code) do update
   set sqlstate = excluded.sqlstate, http_status = excluded.http_status, description = excluded.description;
 
@@ -84,6 +83,7 @@ end
 $$;
 alter table app_public.file_objects
   add column if not exists storage_key text generated always as ('org/' || organization_id::text || '/' || id::text) stored;
+alter table app_public.file_objects alter column storage_key set not null;
 
 alter table app_public.file_objects drop constraint if exists file_objects_one_attachment;
 alter table app_public.file_objects add constraint file_objects_one_attachment
@@ -349,24 +349,24 @@ grant execute on function app_private.complete_file_upload(uuid) to :DATABASE_VI
 -- URLs: who gets one (the API signs it, src/http/files.ts)
 
 -- The uploader may PUT the bytes while the file is pending and its window open.
-create or replace function app_public.file_objects_uploadable(f app_public.file_objects) returns boolean
+create or replace function app_private.file_objects_uploadable(f app_public.file_objects) returns boolean
 language sql stable
 set search_path = pg_catalog
 as $$
   select f.status = 'pending' and f.upload_expires_at > now() and f.created_by = app_public.current_user_id()
 $$;
-comment on function app_public.file_objects_uploadable(app_public.file_objects) is 'True while you may upload this file''s bytes (you requested it, it is pending, its window is open): then uploadUrl is given.';
+comment on function app_private.file_objects_uploadable(app_public.file_objects) is 'True while the current user may upload this file''s bytes (they requested it, it is pending, its window is open): FileObject.uploadUrl is given then.';
 
 -- Whoever reads an available file may download it, unless the scanner found it infected; portal
 -- users only once it was scanned clean.
-create or replace function app_public.file_objects_downloadable(f app_public.file_objects) returns boolean
+create or replace function app_private.file_objects_downloadable(f app_public.file_objects) returns boolean
 language sql stable
 set search_path = pg_catalog
 as $$
   select f.status = 'available' and f.scan_status <> 'infected'
     and (f.scan_status = 'clean' or f.organization_id = (select app_public.permitted_org_id('files.read')))
 $$;
-comment on function app_public.file_objects_downloadable(app_public.file_objects) is 'True if you may download this file now: it is available and not infected; for portal users, scanned clean. Then downloadUrl is given.';
+comment on function app_private.file_objects_downloadable(app_public.file_objects) is 'True if the current user may download this file now: it is available and not infected; for portal users, scanned clean. FileObject.downloadUrl is given then.';
 
 ------------------------------------------------------------------------------------------------
 -- Jobs: expiry, scanning, deleting objects
@@ -450,8 +450,8 @@ grant execute on function app_private.fail(text, text) to :DATABASE_VISITOR;
 grant execute on function app_private.content_type_allowed(text, text[]) to :DATABASE_VISITOR;
 grant execute on function app_private.file_upload_ttl() to :DATABASE_VISITOR;
 grant execute on function app_public.request_file_upload(text, text, bigint, uuid, uuid, uuid, uuid, uuid, uuid, uuid, uuid, uuid, boolean) to :DATABASE_VISITOR;
-grant execute on function app_public.file_objects_uploadable(app_public.file_objects) to :DATABASE_VISITOR;
-grant execute on function app_public.file_objects_downloadable(app_public.file_objects) to :DATABASE_VISITOR;
+grant execute on function app_private.file_objects_uploadable(app_public.file_objects) to :DATABASE_VISITOR;
+grant execute on function app_private.file_objects_downloadable(app_public.file_objects) to :DATABASE_VISITOR;
 
 -- file_delete_object: never delete the bytes of a file that exists (whatever queued the job).
 create or replace function app_private.file_object_exists(file_id uuid) returns boolean

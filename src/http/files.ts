@@ -3,14 +3,14 @@
 //   requestFileUpload   generated from app_public.request_file_upload (adds the pending row)
 //   FileObject.uploadUrl   a presigned PUT for exactly its key, size and content type, valid until
 //                       the row's upload window closes; only for its uploader while it is pending
-//                       (app_public.file_objects_uploadable)
+//                       (app_private.file_objects_uploadable)
 //   completeFileUpload  HEADs the object: none → FILE_NOT_UPLOADED; another size or content type →
 //                       the object is deleted, FILE_UPLOAD_MISMATCH; else the row becomes
 //                       available (app_private.complete_file_upload, which queues the scan)
-//   FileObject.downloadUrl a presigned GET, only where app_public.file_objects_downloadable allows
+//   FileObject.downloadUrl a presigned GET, only where app_private.file_objects_downloadable allows
 // Row-level security decides first: a file you cannot read has no URL, and no one can name a key.
 import { access, lambda, SafeError, type Step } from 'postgraphile/grafast';
-import { sideEffectWithPgClient, TYPES, type PgSelectSingleStep } from 'postgraphile/@dataplan/pg';
+import { PgSelectSingleStep, pgSelectSingleFromRecord, sideEffectWithPgClient, TYPES } from 'postgraphile/@dataplan/pg';
 import { sql } from 'postgraphile/pg-sql2';
 import { extendSchema, gql } from 'postgraphile/utils';
 import type { FilesConfig } from '../config.ts';
@@ -54,8 +54,14 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
     const executor = build.input.pgRegistry.pgExecutors.main;
     const fileObjects = build.input.pgRegistry.pgResources.file_objects;
     if (!fileObjects) throw new Error('files: the file_objects resource is missing from the schema');
+    // A FileObject comes from a query (a select) or a mutation's payload (an insert, update or
+    // delete step): the rule is selected from the row, like PostGraphile's own computed columns.
+    const rowOf = ($in: Step): PgSelectSingleStep => {
+      const $file = $in as PgSelectSingleStep & { record(): Step };
+      return $file instanceof PgSelectSingleStep && $file.getClassStep().mode !== 'mutation' ? $file : pgSelectSingleFromRecord(fileObjects, $file.record());
+    };
     const ruleOf = ($file: PgSelectSingleStep, fn: string) =>
-      $file.select(sql`${sql.identifier('app_public', fn)}(${$file.getClassStep().alias})`, TYPES.boolean);
+      $file.select(sql`${sql.identifier('app_private', fn)}(${$file.getClassStep().alias})`, TYPES.boolean);
 
     return {
       typeDefs: gql`
@@ -102,7 +108,8 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
       objects: {
         FileObject: {
           plans: {
-            uploadUrl($file: PgSelectSingleStep) {
+            uploadUrl($in: Step) {
+              const $file = rowOf($in);
               const $allowed = ruleOf($file, 'file_objects_uploadable');
               return lambda(
                 [$allowed, $file.get('storage_key'), $file.get('size_bytes'), $file.get('content_type'), $file.get('upload_expires_at')],
@@ -122,7 +129,8 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
                 },
               );
             },
-            downloadUrl($file: PgSelectSingleStep) {
+            downloadUrl($in: Step) {
+              const $file = rowOf($in);
               const $allowed = ruleOf($file, 'file_objects_downloadable');
               return lambda(
                 [$allowed, $file.get('storage_key'), $file.get('name'), $file.get('content_type')],
