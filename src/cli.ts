@@ -159,7 +159,9 @@ const commands: Record<string, Command> = {
     const db = await openDatabase(config, log);
     try {
       await runMigrations(db, log, { current: true });
-      const { created, credentials } = await seedDemoData(db, log);
+      const { createStorage } = await import('./storage/index.ts');
+      const storage = await createStorage(config.files, { publicUrl: config.publicUrl, jwtSecret: db.jwtSecret });
+      const { created, credentials } = await seedDemoData(db, log, storage).finally(() => storage.close());
       process.stdout.write(`\n${created ? 'Demo data loaded.' : 'Demo data was already there.'}\n${formatCredentials(credentials)}`);
     } finally {
       await db.stop();
@@ -172,7 +174,9 @@ const commands: Record<string, Command> = {
     const db = await openDatabase(config, log);
     try {
       await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
-      process.stdout.write(formatDataQuality(await measureDataQuality(db, log)));
+      const { createStorage } = await import('./storage/index.ts');
+      const storage = await createStorage(config.files, { publicUrl: config.publicUrl, jwtSecret: db.jwtSecret });
+      process.stdout.write(formatDataQuality(await measureDataQuality(db, log, storage).finally(() => storage.close())));
     } finally {
       await db.stop();
     }

@@ -96,7 +96,14 @@ async function prepareDatabase(config: Config, log: Logger, options: Pick<StartO
   let demo: DemoCredentials[] | undefined;
   if (migrate && config.seedDemoData && db.embedded && config.nodeEnv !== 'production' && (await isEmptyDatabase(db))) {
     log.info('empty embedded database: loading the demo data (SEED_DEMO_DATA=false to skip)');
-    demo = (await seedDemoData(db, log)).credentials;
+    // Its files go to the configured store, as uploads would (the API's URL is not known yet:
+    // this store signs nothing).
+    const storage = await createStorage(config.files, { publicUrl: config.publicUrl, jwtSecret: db.jwtSecret });
+    try {
+      demo = (await seedDemoData(db, log, storage)).credentials;
+    } finally {
+      await storage.close();
+    }
   }
   checkAborted(options.signal);
   return { db, demo };

@@ -2,10 +2,12 @@
 // organizations with a member of every role, a billing clerk and a portal user, and one client
 // taken from deal to paid invoice, made through the API's own functions and policies.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import type { Database } from '../src/db/bootstrap.ts';
 import { DEMO_PASSWORD, formatCredentials, seedDemoData, type DemoCredentials } from '../src/db/seed.ts';
 import { formatDataQuality, measureDataQuality, TIMED_QUERIES } from '../src/db/data-quality.ts';
 import { createLogger } from '../src/log.ts';
+import { createLocalStorage } from '../src/storage/local.ts';
 import { asVisitor, closePools, pool, roleName, urlFor } from './support/db.ts';
 
 const db = {
@@ -14,11 +16,13 @@ const db = {
   roles: { owner: roleName('owner'), authenticator: roleName('authenticator'), visitor: roleName('visitor'), worker: roleName('worker') },
 } as unknown as Database;
 const log = createLogger('silent', 'seed-test');
+/** The demo files go where the run's APIs keep theirs (FILES_DIR). */
+const storage = createLocalStorage({ dir: process.env.FILES_DIR!, baseUrl: 'http://localhost', signingKey: randomBytes(32) });
 
 let credentials: DemoCredentials[];
 
 beforeAll(async () => {
-  const result = await seedDemoData(db, log);
+  const result = await seedDemoData(db, log, storage);
   expect(result.created).toBe(true);
   credentials = result.credentials;
 }, 120_000);
@@ -64,16 +68,28 @@ test('the demo users sign in with the printed password, and the portal user sees
   expect(seen).toEqual({ invoices: 2, threads: 1, deals: 0 });
 });
 
+test('the demo files are stored, with the sizes and types their rows declare, and available', async () => {
+  const { rows } = await pool('owner').query<{ storage_key: string; size_bytes: string; content_type: string; status: string }>(
+    'select storage_key, size_bytes, content_type, status from app_public.file_objects f join app_public.organizations o on o.id = f.organization_id where o.id = any ($1::uuid[])',
+    [credentials.map((c) => c.organizationId)],
+  );
+  expect(rows.length).toBeGreaterThanOrEqual(credentials.length > 0 ? 2 : 0);
+  for (const row of rows) {
+    expect(row.status).toBe('available');
+    expect(await storage.head(row.storage_key)).toEqual({ size: Number(row.size_bytes), contentType: row.content_type });
+  }
+});
+
 test('seeding again changes nothing and returns the same sign-ins', async () => {
   const before = (await pool('owner').query('select count(*)::int as n from app_public.organizations')).rows[0].n;
-  const again = await seedDemoData(db, log);
+  const again = await seedDemoData(db, log, storage);
   expect(again.created).toBe(false);
   expect(again.credentials).toEqual(credentials);
   expect((await pool('owner').query('select count(*)::int as n from app_public.organizations')).rows[0].n).toBe(before);
 });
 
 test('the data-quality figures of docs/ENTITIES.md: full isolation, composite keys and FK indexes, timed queries', async () => {
-  const quality = await measureDataQuality(db, log);
+  const quality = await measureDataQuality(db, log, storage);
   expect(quality.report).toMatchObject({ tenant_isolation_pct: '100.0', composite_fk_pct: '100.0', fk_indexed_pct: '100.0' });
   expect(quality.report.tables_defined).toBeGreaterThanOrEqual(30);
   expect(Object.keys(quality.p95ms)).toEqual(Object.keys(TIMED_QUERIES));

@@ -2,6 +2,7 @@
 // (loaded first if missing): the catalog figures of sql/reports/data_quality.sql, and the p95
 // latency of the list queries the API runs most, each executed as a demo member would (a
 // transaction as the visitor role, row-level security on), ITERATIONS times after a warm-up.
+import type { FileStorage } from '../storage/index.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -34,8 +35,8 @@ export interface DataQuality {
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
-export async function measureDataQuality(db: Database, log: Logger): Promise<DataQuality> {
-  const { credentials } = await seedDemoData(db, log);
+export async function measureDataQuality(db: Database, log: Logger, storage: FileStorage): Promise<DataQuality> {
+  const { credentials } = await seedDemoData(db, log, storage);
   const owner = new pg.Client({ connectionString: db.ownerUrl });
   const api = new pg.Client({ connectionString: db.authenticatorUrl });
   await Promise.all([owner.connect(), api.connect()]);

@@ -7,7 +7,7 @@
 //
 // `npm run seed` loads it (once: it is skipped when the demo users exist); `npm start` loads it
 // into an empty embedded database unless SEED_DEMO_DATA=false. Never in production.
-import { randomBytes } from 'node:crypto';
+import type { FileStorage } from '../storage/index.ts';
 import pg from 'pg';
 import type { Database } from './bootstrap.ts';
 import type { Logger } from '../log.ts';
@@ -125,7 +125,47 @@ export interface DemoCredentials {
 }
 
 /** Loads the demo data unless it is there already. Returns the sign-ins (password DEMO_PASSWORD). */
-export async function seedDemoData(db: Database, log: Logger): Promise<{ created: boolean; credentials: DemoCredentials[] }> {
+interface DemoFile {
+  name: string;
+  contentType: string;
+  bytes: Buffer;
+  clientVisible: boolean;
+}
+
+/** A one-page PDF that says `lines` (Helvetica, no compression): a real file for the demo. */
+export function demoPdf(lines: string[]): Buffer {
+  const text = lines.map((line, i) => `BT /F1 ${i === 0 ? 20 : 12} Tf 72 ${760 - i * 28} Td (${line.replace(/[()\\]/g, '')}) Tj ET`).join('\n');
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${Buffer.byteLength(text)} >>\nstream\n${text}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let pdf = '%PDF-1.4\n';
+  const offsets = objects.map((body, i) => {
+    const offset = Buffer.byteLength(pdf);
+    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    return offset;
+  });
+  const xref = Buffer.byteLength(pdf);
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`;
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(pdf, 'latin1');
+}
+
+function demoFiles(organization: string): DemoFile[] {
+  return [
+    { name: 'Project plan.pdf', contentType: 'application/pdf', clientVisible: true, bytes: demoPdf([`${organization}: project plan`, 'Week 1-2: discovery and design', 'Week 3-6: build', 'Week 7: launch']) },
+    { name: 'Staffing.csv', contentType: 'text/csv', clientVisible: false, bytes: Buffer.from('role,person,days\ndesign,Dana,10\nbuild,Bo,25\n') },
+  ];
+}
+
+/**
+ * Loads the demo organizations into an empty database; their files go into `storage` (the
+ * configured store, as uploads would).
+ */
+export async function seedDemoData(db: Database, log: Logger, storage: FileStorage): Promise<{ created: boolean; credentials: DemoCredentials[] }> {
   const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
   const api = new pg.Pool({ connectionString: db.authenticatorUrl, max: 2 });
   // pool.end() does not wait for its connections to close: one still closing when the database
@@ -211,12 +251,14 @@ export async function seedDemoData(db: Database, log: Logger): Promise<{ created
         const kickoff = await one<{ id: string }>(c, `insert into app_public.threads (engagement_id, subject, visibility) values ($1, 'Kick-off and next steps', 'client') returning id`, [sold.engagementId]);
         const internal = await one<{ id: string }>(c, `insert into app_public.threads (engagement_id, subject) values ($1, 'Margins and staffing') returning id`, [sold.engagementId]);
         await c.query(`insert into app_public.messages (thread_id, body) values ($1, 'Welcome! The project plan is in the portal.'), ($2, 'Design is running 10% over estimate.')`, [kickoff.id, internal.id]);
-        await c.query(
-          `insert into app_public.file_objects (engagement_id, name, content_type, size_bytes, storage_key, client_visible) values
-             ($1, 'Project plan.pdf', 'application/pdf', 183204, $2, true),
-             ($1, 'Staffing.xlsx', 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet', 20480, $3, false)`,
-          [sold.engagementId, `demo/${randomBytes(6).toString('hex')}/plan.pdf`, `demo/${randomBytes(6).toString('hex')}/staffing.xlsx`],
-        );
+        // Files, as the API makes them: requested here, their bytes stored, then completed (below).
+        const files: Array<DemoFile & { id: string; storage_key: string }> = [];
+        for (const file of demoFiles(spec.name)) {
+          const row = await one<{ id: string; storage_key: string }>(c, 'select id, storage_key from app_public.request_file_upload($1, $2, $3, engagement_id => $4, client_visible => $5)', [
+            file.name, file.contentType, file.bytes.length, sold.engagementId, file.clientVisible,
+          ]);
+          files.push({ ...file, ...row });
+        }
 
         // Payables.
         const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name, email) values ('Pixel Stock Photos', 'billing@pixelstock.example') returning id`);
@@ -225,7 +267,11 @@ export async function seedDemoData(db: Database, log: Logger): Promise<{ created
         await c.query(`insert into app_public.bills (vendor_id, reference, description, amount, due_on) values ($1, 'PS-1077', 'Icon set', 90, current_date + 30)`, [vendor.id]);
 
         const grant = await one<{ token: string }>(c, 'select token from app_public.grant_portal_access($1, $2)', [sold.contactId, sold.engagementId]);
-        return { portalToken: grant.token };
+        return { portalToken: grant.token, files };
+      });
+      for (const file of ids.files) await storage.put(file.storage_key, file.bytes, file.contentType);
+      await as(boss, async (c) => {
+        for (const file of ids.files) await c.query('select app_private.complete_file_upload($1)', [file.id]);
       });
       const portalUser = await register('client', 'Robin Rivera');
       await as({ userId: portalUser.user_id, sessionId: portalUser.session_id }, (c) => c.query('select app_public.accept_portal_access($1)', [ids.portalToken]));

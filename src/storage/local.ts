@@ -91,6 +91,13 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
     return `${baseUrl()}${LOCAL_FILES_PATH}/${s.key.split('/').map(encodeURIComponent).join('/')}?${query}`;
   };
 
+  /** Moves a complete temporary file into place, its content type beside it. */
+  const place = async (tmp: string, file: string, contentType: string, size: number): Promise<void> => {
+    await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await fsp.writeFile(metaOf(file), JSON.stringify({ contentType, size }), { mode: 0o600 });
+    await fsp.rename(tmp, file);
+  };
+
   const unavailable = (what: string, error: unknown) => new StorageUnavailableError(`local file store: ${what} failed (${(error as Error).message})`, { cause: error });
 
   const storage: LocalStorage = {
@@ -127,6 +134,19 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw unavailable('stat', error);
+      }
+    },
+
+    async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
+      const file = pathOf(key);
+      const tmp = path.join(tmpDir, randomUUID());
+      try {
+        await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
+        await fsp.writeFile(tmp, bytes, { mode: 0o600 });
+        await place(tmp, file, contentType, bytes.length);
+      } catch (error) {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+        throw unavailable('write', error);
       }
     },
 
@@ -231,9 +251,7 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
         await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
         await pipeline(req, counter, fs.createWriteStream(tmp, { mode: 0o600 }));
         if (received !== size) throw new Error('fewer bytes than signed');
-        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-        await fsp.writeFile(metaOf(file), JSON.stringify({ contentType: type, size }), { mode: 0o600 });
-        await fsp.rename(tmp, file);
+        await place(tmp, file, type, size!);
       } catch (error) {
         await fsp.rm(tmp, { force: true }).catch(() => {});
         const truncated = /bytes than signed|aborted|premature/i.test((error as Error).message);

@@ -121,6 +121,14 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
       }
     },
 
+    async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
+      try {
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+      } catch (error) {
+        throw unavailable(`PutObject of ${key}`, error);
+      }
+    },
+
     async delete(key: string): Promise<void> {
       try {
         await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));

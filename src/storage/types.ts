@@ -52,6 +52,8 @@ export interface FileStorage {
   presignDownload(request: DownloadRequest): Promise<PresignedDownload>;
   /** The object under `key`, or null if there is none. Throws StorageUnavailableError if the store cannot answer. */
   head(key: string): Promise<StoredObject | null>;
+  /** Stores `bytes` under `key` from the server itself (the demo data; uploads go through presignUpload). */
+  put(key: string, bytes: Buffer, contentType: string): Promise<void>;
   /** Deletes the object under `key`; succeeds if there is none. Throws StorageUnavailableError if the store cannot answer. */
   delete(key: string): Promise<void>;
   /** Resolves when the store answers (the bucket exists, the folder is writable); for readiness checks. */
