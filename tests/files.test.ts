@@ -194,7 +194,12 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       expect(await stored(file.storageKey)).toBe(false);
       // The window is still open: the right bytes can still be uploaded and completed.
       expect((await put(file.uploadUrl!, bytes)).status).toBe(200);
-      expect((await complete(tokens['a.member'], file.rowId)).data!.completeFileUpload.fileObject.status).toBe('available');
+      const done = (await complete(tokens['a.member'], file.rowId)).data!.completeFileUpload.fileObject;
+      expect(done.status).toBe('available');
+      // Served as exactly the type it was stored with (no charset added on the way).
+      const response = await fetch(done.downloadUrl!);
+      expect(response.headers.get('content-type')).toBe('text/plain');
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
     });
 
     test('limits per organization: size and content type (FILE_TOO_LARGE, FILE_TYPE_NOT_ALLOWED), changed by an admin', async () => {

@@ -211,15 +211,15 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
         } catch {
           return fail(res, 404, 'NOT_FOUND', 'No such file.');
         }
-        res.status(200).set({
-          'Content-Type': type,
-          'Content-Length': String(stat.size),
-          'Content-Disposition': contentDisposition(name!),
-          'X-Content-Type-Options': 'nosniff',
-          // Served from the API's origin: never run as a page there.
-          'Content-Security-Policy': "default-src 'none'; sandbox",
-          'Cache-Control': 'private, no-store',
-        });
+        // (setHeader, not Express's set(): that would add a charset to the stored type.)
+        res.statusCode = 200;
+        res.setHeader('Content-Type', type);
+        res.setHeader('Content-Length', String(stat.size));
+        res.setHeader('Content-Disposition', contentDisposition(name!));
+        res.setHeader('X-Content-Type-Options', 'nosniff');
+        // Served from the API's origin: never run as a page there.
+        res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
+        res.setHeader('Cache-Control', 'private, no-store');
         if (req.method === 'HEAD') {
           res.end();
           return;
