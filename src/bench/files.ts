@@ -20,10 +20,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from '../paths.ts';
+import { createLocalStorage } from '../storage/local.ts';
 import { clearOutboxJobs, freePort, ownerTokens, runApiLoads, startApiServer, startServerProcess, tokenTtl, loadTiming, type ApiOperation, type ApiServer } from './api.ts';
 import type { BenchContext } from './context.ts';
 import type { HttpRequestSpec } from './load.ts';
-import { stats, type Row, type Section, type Stats } from './stats.ts';
+import { stats, timeEach, type Row, type Section, type Stats } from './stats.ts';
 
 const MiB = 1024 * 1024;
 const CONTENT_TYPE = 'application/pdf';
@@ -175,6 +176,18 @@ export async function filesSection(ctx: BenchContext): Promise<Section> {
         ours: r.api.requestsPerSecond,
         ...(beside ? { baseline: base!.api.requestsPerSecond, baselineLabel: 'the same read without a URL', ratio: { value: r.api.requestsPerSecond / base!.api.requestsPerSecond } } : {}),
       });
+    }
+    // The signing alone, in this process: the local driver's presign calls without the request,
+    // the GraphQL read and the SQL rule around them (a driver of its own, with a key of its own).
+    const signer = createLocalStorage({ dir: apiDir, baseUrl: server.url, signingKey: randomBytes(32) });
+    const signings = options.smoke ? 200 : 20_000;
+    const signed = [
+      ['presignDownload', await timeEach(signings, () => signer.presignDownload({ key: available.storageKey, fileName: input.name, contentType: CONTENT_TYPE, expiresInSeconds: 300 }))],
+      ['presignUpload', await timeEach(signings, () => signer.presignUpload({ key: pending.storageKey, size: bytes.length, contentType: CONTENT_TYPE, expiresInSeconds: 900 }))],
+    ] as const;
+    for (const [call, times] of signed) {
+      const s = stats(times);
+      rows.push({ name: `signing alone: the local driver's ${call}, in process`, unit: 'ms', ours: s, note: `${signings} calls one after another, mean ${(s.mean * 1000).toFixed(1)} µs` });
     }
     rows.push({ name: 'errors, minting loads', unit: 'count', ours: errors, target: '0', pass: errors === 0, note: `${errors} of ${answers} answers (non-2xx, GraphQL errors, or no URL)` });
 
