@@ -8,7 +8,8 @@
 //                available file's downloadUrl and one pending file's uploadUrl, beside the same
 //                read without a URL field (what the URL adds: its rule in SQL and the HMAC); and
 //                requestFileUpload, which is what a frontend calls to get an upload URL (a new
-//                pending row, its audit event and expiry job, and the URL in its payload)
+//                pending row, its audit event and expiry job, and the URL in its payload); and
+//                the driver's presign calls alone in this process, the signing without the read
 //   transfers    1 MiB uploaded (PUT) and downloaded (GET) with plain fetch, one request at a
 //                time, through the driver's signed URLs vs the same bytes through a bare
 //                node:http server (src/bench/file-peer.ts) started the same way with the same
