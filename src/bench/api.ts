@@ -31,8 +31,8 @@ export interface ApiOperation {
   /** p95 target in ms (undefined: only the error rate is held to a target). */
   p95Target: number | undefined;
   requests: HttpRequestSpec[];
-  /** The floor: one prepared statement as the owner, and each request's parameters. */
-  floor: { text: string; values: unknown[][] };
+  /** The floor: one prepared statement as the owner, and each request's parameters (none: no floor). */
+  floor?: { text: string; values: unknown[][] };
 }
 
 const TASK_BY_ID = `query TaskById($org: UUID!, $id: UUID!) {
@@ -200,13 +200,20 @@ export function productionApiEnv(ctx: BenchContext, port: number): NodeJS.Proces
  * Starts the API as production runs it, in a process of its own (the one measured): `src/cli.ts api`
  * (what `npm start` runs in its API child process, here with no supervisor around it) on the bench
  * database as its owner, with the bench's roles, passwords and JWT secret, no worker, no demo
- * data; resolves once /readyz answers 200.
+ * data, and `env` on top; resolves once /readyz answers 200.
  */
-export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
-  const execArgv = serverNodeOptions();
+export async function startApiServer(ctx: BenchContext, env: NodeJS.ProcessEnv = {}): Promise<ApiServer> {
   const port = await freePort();
-  const env = productionApiEnv(ctx, port);
-  const child: ChildProcess = spawn(process.execPath, [...execArgv, path.join(ROOT, 'src/cli.ts'), 'api'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return startServerProcess(ctx, 'the API server', [path.join(ROOT, 'src/cli.ts'), 'api'], { ...productionApiEnv(ctx, port), ...env }, port);
+}
+
+/**
+ * Runs `args` with the API's Node flags (serverNodeOptions) in a process of its own that listens
+ * on `port` of 127.0.0.1 (told so through `env`), so every server the bench compares gets the same
+ * tuning; resolves once its GET /readyz answers 200.
+ */
+export async function startServerProcess(ctx: BenchContext, what: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<ApiServer> {
+  const child: ChildProcess = spawn(process.execPath, [...serverNodeOptions(), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (d: Buffer) => {
     output = (output + d.toString()).slice(-8192);
@@ -220,16 +227,16 @@ export async function startApiServer(ctx: BenchContext): Promise<ApiServer> {
   const started = Date.now();
   const deadline = started + 120_000;
   for (;;) {
-    if (gone) throw new Error(`the API server exited during start (${gone.signal ?? gone.code}):\n${output}`);
+    if (gone) throw new Error(`${what} exited during start (${gone.signal ?? gone.code}):\n${output}`);
     const status = await fetch(`${url}/readyz`).then((r) => r.status).catch(() => 0);
     if (status === 200) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`the API server was not ready after 120 s (last /readyz: ${status}):\n${output}`);
+      throw new Error(`${what} was not ready after 120 s (last /readyz: ${status}):\n${output}`);
     }
     await sleep(200);
   }
-  ctx.log.info({ seconds: (Date.now() - started) / 1000, memory: processMemory(child.pid!) }, 'API server ready');
+  ctx.log.info({ what, seconds: (Date.now() - started) / 1000, memory: processMemory(child.pid!) }, 'server ready');
   return {
     url,
     pid: child.pid!,
@@ -317,7 +324,7 @@ export async function runApiLoads(ctx: BenchContext, server: ApiServer, ops: Api
     }
     for (const op of ops) {
       const api = await runLoad({ kind: 'http', url: `${server.url}/graphql`, connections, ...timing, requests: op.requests });
-      const base = floor ? await runLoad({ kind: 'pg', connectionString: ctx.db.ownerUrl, connections, ...timing, text: op.floor.text, values: op.floor.values }) : undefined;
+      const base = floor && op.floor ? await runLoad({ kind: 'pg', connectionString: ctx.db.ownerUrl, connections, ...timing, text: op.floor.text, values: op.floor.values }) : undefined;
       results.push({ op, api, floor: base });
       ctx.log.info({ op: op.name, api: api.requestsPerSecond, floor: base?.requestsPerSecond, serverMB: processMemory(server.pid) }, 'API operation measured');
     }
@@ -330,12 +337,12 @@ export async function runApiLoads(ctx: BenchContext, server: ApiServer, ops: Api
   return { results, memory: { serverIdleMB, serverPeakMB, postgresIdle, postgresPeak, postgresMissing: pgPid.missing } };
 }
 
-/** Removes what the mutations queued: the outbox jobs of their audit events (no worker runs here). */
-export async function clearOutboxJobs(ctx: BenchContext): Promise<void> {
+/** Removes what the mutations queued (no worker runs here): the outbox jobs of their audit events, and the tasks named in `also`. */
+export async function clearOutboxJobs(ctx: BenchContext, also: string[] = []): Promise<void> {
   const client = new pg.Client({ connectionString: ctx.db.ownerUrl });
   await client.connect();
   try {
-    await client.query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = 'dispatch_activity'`);
+    await client.query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = any($1)`, [['dispatch_activity', ...also]]);
   } finally {
     await client.end();
   }

@@ -1,5 +1,5 @@
 // `npm run bench`: Atrium's costs measured side by side in one run — row-level security, audit,
-// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans — on a generated dataset, against a fresh embedded
+// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans, files — on a generated dataset, against a fresh embedded
 // PostgreSQL (or BENCH_DATABASE_URL, a superuser URL of a server you choose).
 //
 //   npm run bench                              default size (100 organizations, 2,000 tasks each on average)
@@ -28,6 +28,7 @@ import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
 import { edgeSection } from './edge.ts';
 import { fairnessSection } from './fairness.ts';
+import { filesSection } from './files.ts';
 import { jobsSection } from './jobs.ts';
 import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
@@ -45,6 +46,7 @@ export const SECTIONS: Record<string, BenchSection> = {
   memory: memorySection,
   edge: edgeSection,
   plans: plansSection,
+  files: filesSection,
 };
 
 export interface BenchArgs {

@@ -34,7 +34,7 @@ export function machineFacts(postgres: string): MachineFacts {
 }
 
 const fmt = (v: number, unit: string) =>
-  !Number.isFinite(v) ? '-' : unit === 'ops/s' || unit === 'count' ? v.toFixed(0) : unit === 'MB' ? v.toFixed(1) : v < 10 ? v.toFixed(3) : v.toFixed(1);
+  !Number.isFinite(v) ? '-' : unit === 'ops/s' || unit === 'count' ? v.toFixed(0) : unit === 'MB' || unit === 'MB/s' ? v.toFixed(1) : v < 10 ? v.toFixed(3) : v.toFixed(1);
 
 function figure(v: Stats | number | undefined, unit: string): string {
   if (v === undefined) return '';
@@ -93,7 +93,7 @@ export interface Regression {
 
 /**
  * Rows whose headline figure got worse by more than `threshold` (0.15 = 15%) against `previous`:
- * latencies and sizes up, throughputs down.
+ * latencies and sizes up, throughputs (operations or bytes a second) down.
  */
 export function compareResults(previous: BenchResult, current: BenchResult, threshold = 0.15): Regression[] {
   const out: Regression[] = [];
@@ -105,7 +105,7 @@ export function compareResults(previous: BenchResult, current: BenchResult, thre
       const a = headline(old?.ours);
       const b = headline(row.ours);
       if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || a === 0) continue;
-      const higherIsBetter = row.unit === 'ops/s';
+      const higherIsBetter = row.unit === 'ops/s' || row.unit === 'MB/s';
       const change = (b - a) / a;
       if (higherIsBetter ? change < -threshold : change > threshold) out.push({ section: section.title, row: row.name, before: a, after: b, change });
     }

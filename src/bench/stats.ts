@@ -33,7 +33,7 @@ export function stats(values: number[]): Stats {
  */
 export interface Row {
   name: string;
-  unit: 'ms' | 'ops/s' | 'MB' | 'count' | 'ratio';
+  unit: 'ms' | 'ops/s' | 'MB' | 'MB/s' | 'count' | 'ratio';
   ours: Stats | number;
   baseline?: Stats | number;
   baselineLabel?: string;
