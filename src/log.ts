@@ -42,6 +42,8 @@ export const SECRET_KEYS = [
   'token', 'accessToken', 'access_token', 'refreshToken', 'refresh_token', 'resetToken', 'invitationToken',
   'secret', 'secrets', 'jwtSecret', 'signingSecret', 'signing_secret', 'webhookSecret', 'webhook_secret',
   'connectionString', 'databaseUrl', 'smtpUrl', 'pass',
+  // Object storage: its key, and signed file URLs (each a bearer credential until it expires).
+  'secretAccessKey', 'uploadUrl', 'downloadUrl',
 ];
 
 /** Where secrets could sit in what is logged: '' is the line's own object. */

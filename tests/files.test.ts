@@ -12,6 +12,7 @@ import type { JobHelpers } from 'graphile-worker';
 import type { Atrium } from '../src/index.ts';
 import { fileDeleteObject, fileUploaded, fileUploadExpire } from '../src/worker/tasks/files.ts';
 import { createStorage, type FileStorage } from '../src/storage/index.ts';
+import { stagingKeyOf } from '../src/storage/types.ts';
 import { closePools, pool, testConfig, unique } from './support/db.ts';
 import { errorCode, gql, startTestApp, tokenFor } from './support/app.ts';
 import { twoTenants, type Tenant } from './support/fixtures.ts';
@@ -183,15 +184,16 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       expect((await put(file.uploadUrl!, randomBytes(1001))).status).toBe(403);
       expect((await put(file.uploadUrl!, randomBytes(999))).status).toBe(403);
       expect((await put(file.uploadUrl!, bytes, { 'content-type': 'text/html' })).status).toBe(403);
-      expect(await stored(file.storageKey)).toBe(false);
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(false);
 
-      // An object of another size under the key anyway (put there some other way, or by a store
-      // that does not check what its URLs signed): completeFileUpload compares, deletes, refuses.
-      const other = await store.presignUpload({ key: file.storageKey, size: 5, contentType: 'text/plain', expiresInSeconds: 60 });
+      // An upload of another size anyway (by a store that does not check what its URLs signed):
+      // completeFileUpload compares, deletes, refuses.
+      const other = await store.presignUpload({ key: stagingKeyOf(file.storageKey), size: 5, contentType: 'text/plain', expiresInSeconds: 60 });
       expect((await fetch(other.url, { method: 'PUT', body: 'short', headers: other.headers })).status).toBe(200);
       const mismatch = await complete(tokens['a.member'], file.rowId);
       expect(errorCode(mismatch)).toBe('FILE_UPLOAD_MISMATCH');
       expect(await stored(file.storageKey)).toBe(false);
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(false);
       // The window is still open: the right bytes can still be uploaded and completed.
       expect((await put(file.uploadUrl!, bytes)).status).toBe(200);
       const done = (await complete(tokens['a.member'], file.rowId)).data!.completeFileUpload.fileObject;
@@ -340,6 +342,28 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       expect((await fileById(tokens['a.owner'], a.orgId, file.rowId))!.scanStatus).toBe('pending');
     });
 
+    test('the upload URL, still valid after the completion, cannot change the completed bytes; the expiry job removes what it staged', async () => {
+      const bytes = randomBytes(4096);
+      const file = await requested(tokens['a.member'], { name: 'final.pdf', contentType: 'application/pdf', sizeBytes: '4096', engagementId: a.engagementId, clientVisible: true });
+      expect((await put(file.uploadUrl!, bytes)).status).toBe(200);
+      const done = (await complete(tokens['a.member'], file.rowId)).data!.completeFileUpload.fileObject;
+      expect(done.status).toBe('available');
+      // Scanned clean, then the same URL is used again with other bytes of the same size and type.
+      await fileUploaded({ storage: storage() })({ organization_id: a.orgId, file_id: file.rowId }, helpersFor());
+      const swapped = randomBytes(4096);
+      expect((await put(file.uploadUrl!, swapped)).status).toBe(200);
+      expect((await complete(tokens['a.member'], file.rowId)).errors).toBeUndefined();
+      // What a portal user downloads is what was completed and scanned.
+      const portalUrl = (await fileById(tokens['a.portal'], a.orgId, file.rowId))!.downloadUrl!;
+      expect(Buffer.from(await (await fetch(portalUrl)).arrayBuffer()).equals(bytes)).toBe(true);
+      // When the window has closed, the expiry job removes the staged leftover and keeps the file.
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(true);
+      await fileUploadExpire({ storage: storage() })({ organization_id: a.orgId, file_id: file.rowId }, helpersFor());
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(false);
+      expect(await stored(file.storageKey)).toBe(true);
+      expect((await fileById(tokens['a.member'], a.orgId, file.rowId))!.status).toBe('available');
+    });
+
     test('an upload never completed: refused after its window, then deleted with whatever was uploaded', async () => {
       const file = await requested(tokens['a.member'], { name: 'late.pdf', contentType: 'application/pdf', sizeBytes: '4' });
       expect((await put(file.uploadUrl!, Buffer.from('late'))).status).toBe(200);
@@ -350,13 +374,16 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       expect(errorCode(await complete(tokens['a.member'], file.rowId))).toBe('FILE_UPLOAD_EXPIRED');
       expect((await fileById(tokens['a.member'], a.orgId, file.rowId))!.uploadUrl).toBeNull();
 
-      await fileUploadExpire({ organization_id: a.orgId, file_id: file.rowId }, helpersFor());
+      // (Here the row goes first; what was staged is left to the delete job below.)
+      const keep: FileStorage = { ...store, delete: async () => undefined };
+      await fileUploadExpire({ storage: keep })({ organization_id: a.orgId, file_id: file.rowId }, helpersFor());
       expect(await fileById(tokens['a.owner'], a.orgId, file.rowId)).toBeNull();
       // The deletion queued the removal of the object; the job removes it.
       const { rows } = await pool('owner').query(`select payload from graphile_worker._private_jobs where key = $1`, [`file_delete_object:${file.rowId}`]);
       expect(rows).toEqual([{ payload: { organization_id: a.orgId, file_id: file.rowId, storage_key: file.storageKey } }]);
-      expect(await stored(file.storageKey)).toBe(true);
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(true);
       await fileDeleteObject({ storage: storage() })(rows[0].payload, helpersFor());
+      expect(await stored(stagingKeyOf(file.storageKey))).toBe(false);
       expect(await stored(file.storageKey)).toBe(false);
     });
 

@@ -219,6 +219,21 @@ describe.each(targets)('$driver driver', (target) => {
     await expect(storage.delete(key)).resolves.toBeUndefined();
   });
 
+  test('promote moves an object to another key with its type (replacing what is there), and put stores bytes from the server', async () => {
+    const from = keyOf();
+    const to = keyOf();
+    await storage.put(to, Buffer.from('old'), 'text/plain');
+    expect(await storage.head(to)).toEqual({ size: 3, contentType: 'text/plain' });
+    await stored(from);
+    expect(await storage.promote(from, to)).toEqual({ size: body.length, contentType: 'application/pdf' });
+    expect(await storage.head(from)).toBeNull();
+    const download = await storage.presignDownload({ key: to, fileName: 'a.pdf', contentType: 'application/pdf', expiresInSeconds: 300 });
+    expect(Buffer.from(await (await fetch(download.url)).arrayBuffer()).equals(body)).toBe(true);
+    // Nothing under the source: null, and the target is left as it is.
+    expect(await storage.promote(keyOf(), to)).toBeNull();
+    expect(await storage.head(to)).toEqual({ size: body.length, contentType: 'application/pdf' });
+  });
+
   test('head of a key never written is null; check passes on a live store', async () => {
     expect(await storage.head(keyOf())).toBeNull();
     await expect(storage.check()).resolves.toBeUndefined();
@@ -231,6 +246,8 @@ describe.each(targets)('$driver driver', (target) => {
       await expect(dead.head(key)).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(dead.check()).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(dead.delete(key)).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(dead.promote(key, keyOf())).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(dead.put(key, Buffer.from('x'), 'text/plain')).rejects.toBeInstanceOf(StorageUnavailableError);
     } finally {
       await dead.close();
     }

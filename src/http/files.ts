@@ -16,6 +16,7 @@ import { extendSchema, gql } from 'postgraphile/utils';
 import type { FilesConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { type FileStorage, StorageUnavailableError } from '../storage/index.ts';
+import { stagingKeyOf, type StoredObject } from '../storage/types.ts';
 import type { ErrorCatalog } from './errors.ts';
 
 /** Seconds a client waits before retrying when the store did not answer. */
@@ -118,7 +119,8 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
                   const seconds = Math.floor((new Date(expiresAt as string).getTime() - Date.now()) / 1000);
                   if (seconds < 1) return null;
                   const upload = await guard(() =>
-                    storage.presignUpload({ key: key as string, size: Number(size), contentType: contentType as string, expiresInSeconds: seconds }),
+                    // To the staging key: what the URL can write is never the checked bytes.
+                    storage.presignUpload({ key: stagingKeyOf(key as string), size: Number(size), contentType: contentType as string, expiresInSeconds: seconds }),
                   );
                   return {
                     url: upload.url,
@@ -158,12 +160,17 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
                 const { rows } = await client.query<PendingFile>({ text: 'select * from app_private.file_upload_to_complete($1)', values: [id] });
                 const file = rows[0];
                 if (file.status === 'pending') {
-                  const stored = await guard(() => storage.head(file.storage_key));
+                  // The upload moves from its staging key to the file's key, which no URL can
+                  // write: a second PUT to the (still valid) upload URL after this cannot change
+                  // the bytes that are checked here, scanned and downloaded.
+                  let stored: StoredObject | null = await guard(() => storage.promote(stagingKeyOf(file.storage_key), file.storage_key));
+                  // Nothing staged: moved already by a completion whose transaction did not commit.
+                  stored ??= await guard(() => storage.head(file.storage_key));
                   if (!stored) throw errors.error('FILE_NOT_UPLOADED');
                   if (stored.size !== Number(file.size_bytes) || (stored.contentType !== undefined && stored.contentType !== file.content_type)) {
                     // The upload URL signed the size and type; a store that does not check them
-                    // (or an object put there some other way) is caught here. It goes: the file
-                    // stays pending, so a new upload to the same URL may still be made and completed.
+                    // (or an object put there some other way) is caught here. It goes; the file
+                    // stays pending, and its upload URL may be used again until it expires.
                     await guard(() => storage.delete(file.storage_key));
                     throw errors.error(
                       'FILE_UPLOAD_MISMATCH',

@@ -137,6 +137,23 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
       }
     },
 
+    async promote(from: string, to: string): Promise<StoredObject | null> {
+      const source = pathOf(from);
+      const target = pathOf(to);
+      try {
+        await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+        // The type first: a rename of the bytes is atomic, and nothing reads `to` before this returns.
+        await fsp.rename(metaOf(source), metaOf(target)).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT') throw error;
+        });
+        await fsp.rename(source, target);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw unavailable('move', error);
+      }
+      return storage.head(to);
+    },
+
     async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
       const file = pathOf(key);
       const tmp = path.join(tmpDir, randomUUID());

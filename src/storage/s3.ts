@@ -11,6 +11,7 @@
 // second client whose endpoint is the public one (http://localhost:9000), while the API itself
 // reaches the store at S3_ENDPOINT (http://minio:9000 inside docker compose).
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -91,7 +92,7 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
     return { url, expiresAt: new Date(signingDate.getTime() + expiresInSeconds * 1000) };
   };
 
-  return {
+  const storage: FileStorage = {
     driver: 's3',
 
     async presignUpload(request: UploadRequest): Promise<PresignedUpload> {
@@ -119,6 +120,23 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
         if (isNotFound(error)) return null;
         throw unavailable(`HeadObject of ${key}`, error);
       }
+    },
+
+    async promote(from: string, to: string): Promise<StoredObject | null> {
+      try {
+        // A copy inside the store (up to 5 GiB in one call), the type with it, then the source goes.
+        await client.send(new CopyObjectCommand({
+          Bucket: bucket,
+          Key: to,
+          CopySource: `${bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
+          MetadataDirective: 'COPY',
+        }));
+      } catch (error) {
+        if (isNotFound(error) || (error as SdkError)?.name === 'NoSuchKey') return null;
+        throw unavailable(`CopyObject of ${from} to ${to}`, error);
+      }
+      await storage.delete(from);
+      return storage.head(to);
     },
 
     async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
@@ -152,4 +170,5 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
       if (presigner !== client) presigner.destroy();
     },
   };
+  return storage;
 }

@@ -52,6 +52,12 @@ export interface FileStorage {
   presignDownload(request: DownloadRequest): Promise<PresignedDownload>;
   /** The object under `key`, or null if there is none. Throws StorageUnavailableError if the store cannot answer. */
   head(key: string): Promise<StoredObject | null>;
+  /**
+   * Moves the object under `from` to `to` (replacing what is there) and returns what `to` then
+   * holds; null if there was nothing under `from`. Uploads land under a staging key; completing
+   * one moves it to the file's key, which no URL can write (src/http/files.ts).
+   */
+  promote(from: string, to: string): Promise<StoredObject | null>;
   /** Stores `bytes` under `key` from the server itself (the demo data; uploads go through presignUpload). */
   put(key: string, bytes: Buffer, contentType: string): Promise<void>;
   /** Deletes the object under `key`; succeeds if there is none. Throws StorageUnavailableError if the store cannot answer. */
@@ -68,6 +74,13 @@ export class StorageUnavailableError extends Error {
     this.name = 'StorageUnavailableError';
   }
 }
+
+/**
+ * Where a file's upload lands: beside its key, never the key itself. A signed upload URL stays
+ * valid until it expires, also after the upload was completed; what it can still write is this
+ * staging object, never the bytes that were checked, scanned and are downloaded.
+ */
+export const stagingKeyOf = (key: string): string => `${key}.upload`;
 
 /** `attachment` with the name in both forms (RFC 6266): a plain ASCII fallback and UTF-8. */
 export function contentDisposition(fileName: string): string {

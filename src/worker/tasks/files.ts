@@ -5,11 +5,14 @@
 //                       download URL and answers {"verdict": "clean" | "infected"}. A scanner that
 //                       fails or does not answer is asked again (the job is retried).
 //   file_upload_expire  { organization_id, file_id }: deletes a file still pending after its
-//                       upload window (which queues the deletion of whatever was uploaded).
+//                       upload window (which queues the deletion of whatever was uploaded), and
+//                       whatever its URL staged after a completion.
 //   file_delete_object  { organization_id, file_id, storage_key }: deletes the bytes of a deleted
-//                       file from the store; retried until the store confirms.
+//                       file (and its staging object) from the store; retried until the store
+//                       confirms.
 import type { JobHelpers, Task } from 'graphile-worker';
 import type { FileStorage } from '../../storage/index.ts';
+import { stagingKeyOf } from '../../storage/types.ts';
 import { failPermanently } from '../permanent.ts';
 import { organizationOf, withTenant } from '../tenant.ts';
 
@@ -72,12 +75,16 @@ export function fileUploaded(options: FileTaskOptions): Task {
   };
 }
 
-export const fileUploadExpire: Task = async (payload, helpers) => {
-  const { organizationId, fileId } = await fileOf(payload, helpers);
-  const expired = await withTenant(helpers, { organizationId }, async (client) =>
-    (await client.query<{ expired: boolean }>('select app_private.expire_file_upload($1) as expired', [fileId])).rows[0].expired);
-  if (expired) helpers.logger.info('pending upload expired: file deleted', { organizationId, fileId });
-};
+export function fileUploadExpire(options: FileTaskOptions): Task {
+  return async (payload, helpers) => {
+    const { organizationId, fileId } = await fileOf(payload, helpers);
+    const expired = await withTenant(helpers, { organizationId }, async (client) =>
+      (await client.query<{ expired: boolean }>('select app_private.expire_file_upload($1) as expired', [fileId])).rows[0].expired);
+    if (expired) helpers.logger.info('pending upload expired: file deleted', { organizationId, fileId });
+    // The window is closed, its URL dead: whatever it staged after the completion goes.
+    await options.storage.delete(stagingKeyOf(`org/${organizationId}/${fileId}`));
+  };
+}
 
 export function fileDeleteObject(options: FileTaskOptions): Task {
   return async (payload, helpers) => {
@@ -93,6 +100,7 @@ export function fileDeleteObject(options: FileTaskOptions): Task {
       return;
     }
     await options.storage.delete(key);
+    await options.storage.delete(stagingKeyOf(key));
     helpers.logger.info('file object deleted from the store', { organizationId, fileId });
   };
 }

@@ -26,7 +26,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
-    ...(options.files ? { file_delete_object: fileDeleteObject(options.files), file_upload_expire: fileUploadExpire, file_uploaded: fileUploaded(options.files) } : {}),
+    ...(options.files ? { file_delete_object: fileDeleteObject(options.files), file_upload_expire: fileUploadExpire(options.files), file_uploaded: fileUploaded(options.files) } : {}),
     password_reset_request,
     retention_purge,
     scheduled_invoicing,
