@@ -349,11 +349,13 @@ grant execute on function app_private.complete_file_upload(uuid) to :DATABASE_VI
 -- URLs: who gets one (the API signs it, src/http/files.ts)
 
 -- The uploader may PUT the bytes while the file is pending and its window open.
+-- (These two are plain SQL without a pinned search_path or a subquery, every name qualified, so
+-- that PostgreSQL inlines them into the query that reads the files: a SET clause or a subquery
+-- would make each row a separate call of the function.)
 create or replace function app_private.file_objects_uploadable(f app_public.file_objects) returns boolean
 language sql stable
-set search_path = pg_catalog
 as $$
-  select f.status = 'pending' and f.upload_expires_at > now() and f.created_by = app_public.current_user_id()
+  select f.status = 'pending' and f.upload_expires_at > pg_catalog.now() and f.created_by = app_public.current_user_id()
 $$;
 comment on function app_private.file_objects_uploadable(app_public.file_objects) is 'True while the current user may upload this file''s bytes (they requested it, it is pending, its window is open): FileObject.uploadUrl is given then.';
 
@@ -361,10 +363,9 @@ comment on function app_private.file_objects_uploadable(app_public.file_objects)
 -- users only once it was scanned clean.
 create or replace function app_private.file_objects_downloadable(f app_public.file_objects) returns boolean
 language sql stable
-set search_path = pg_catalog
 as $$
   select f.status = 'available' and f.scan_status <> 'infected'
-    and (f.scan_status = 'clean' or f.organization_id = (select app_public.permitted_org_id('files.read')))
+    and (f.scan_status = 'clean' or f.organization_id = app_public.permitted_org_id('files.read'))
 $$;
 comment on function app_private.file_objects_downloadable(app_public.file_objects) is 'True if the current user may download this file now: it is available and not infected; for portal users, scanned clean. FileObject.downloadUrl is given then.';
 
