@@ -148,6 +148,24 @@ describe.each(targets)('$driver driver', (target) => {
     );
   });
 
+  test('a download serves one byte range (a video seeks), and refuses one past the end', async () => {
+    const key = keyOf();
+    await stored(key);
+    const { url } = await storage.presignDownload({ key, fileName: 'a.pdf', contentType: 'application/pdf', expiresInSeconds: 300 });
+    const ranges: Array<[string, number, number]> = [['bytes=0-9', 0, 9], ['bytes=40-', 40, body.length - 1]];
+    // The last n bytes: s3rver 3.7.1 serves `bytes=-5` as bytes 0-5 (AWS S3 and MinIO serve the
+    // last five), so that form is checked on the local driver only.
+    if (target.driver === 'local') ranges.push(['bytes=-5', body.length - 5, body.length - 1]);
+    for (const [range, start, end] of ranges) {
+      const res = await fetch(url, { headers: { range } });
+      expect({ range, status: res.status, contentRange: res.headers.get('content-range') }).toEqual({ range, status: 206, contentRange: `bytes ${start}-${end}/${body.length}` });
+      expect(Buffer.from(await res.arrayBuffer())).toEqual(body.subarray(start, end + 1));
+    }
+    const past = await fetch(url, { headers: { range: `bytes=${body.length}-` } });
+    expect(past.status).toBe(416);
+    await past.arrayBuffer();
+  });
+
   test('expired upload and download URLs are refused', async () => {
     const key = keyOf();
     await stored(key);

@@ -65,6 +65,27 @@ function fail(res: Response, status: number, code: string, message: string): voi
   res.status(status).set('Cache-Control', 'no-store').json({ error: { code, message } });
 }
 
+/**
+ * The byte range a `Range` header asks for within `size` bytes: undefined for none (or one this
+ * driver does not serve: several ranges, other units, nonsense: the whole file then, which HTTP
+ * allows), 'unsatisfiable' when it starts past the end.
+ */
+export function byteRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const match = header === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return undefined;
+  if (match[1] === '') {
+    // The last n bytes.
+    const n = Number(match[2]);
+    if (n === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(match[1]);
+  const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (start >= size) return 'unsatisfiable';
+  if (end < start) return undefined;
+  return { start, end };
+}
+
 export function createLocalStorage(options: { dir: string; baseUrl: string | (() => string); signingKey: Buffer; now?: () => number }): LocalStorage {
   const dir = path.resolve(options.dir);
   const tmpDir = path.join(dir, '.tmp');
@@ -228,10 +249,19 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
         } catch {
           return fail(res, 404, 'NOT_FOUND', 'No such file.');
         }
+        // One byte range (`Range: bytes=a-b`, `a-`, `-n`), as S3 serves them: a video or audio
+        // file plays and seeks from its link. Anything else is answered with the whole file.
+        const range = byteRange(req.headers.range, stat.size);
+        if (range === 'unsatisfiable') {
+          res.setHeader('Content-Range', `bytes */${stat.size}`);
+          return fail(res, 416, 'RANGE_NOT_SATISFIABLE', `The file has ${stat.size} bytes.`);
+        }
         // (setHeader, not Express's set(): that would add a charset to the stored type.)
-        res.statusCode = 200;
+        res.statusCode = range ? 206 : 200;
         res.setHeader('Content-Type', type);
-        res.setHeader('Content-Length', String(stat.size));
+        res.setHeader('Accept-Ranges', 'bytes');
+        res.setHeader('Content-Length', String(range ? range.end - range.start + 1 : stat.size));
+        if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${stat.size}`);
         res.setHeader('Content-Disposition', contentDisposition(name!));
         res.setHeader('X-Content-Type-Options', 'nosniff');
         // Served from the API's origin: never run as a page there.
@@ -241,7 +271,7 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
           res.end();
           return;
         }
-        await pipeline(fs.createReadStream(file), res).catch(() => res.destroy());
+        await pipeline(fs.createReadStream(file, range ?? {}), res).catch(() => res.destroy());
         return;
       }
 
