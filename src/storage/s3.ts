@@ -40,6 +40,12 @@ import {
 const CONNECT_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 5_000;
 const MAX_ATTEMPTS = 2;
+/**
+ * A completion copies the upload within the store, which takes time in proportion to its size
+ * (up to 5 GiB): its own timeout, not REQUEST_TIMEOUT_MS. No lock is held meanwhile
+ * (src/http/files.ts).
+ */
+const COPY_TIMEOUT_MS = 10 * 60_000;
 
 /** The headers a presigned upload is bound to (lower case, as SigV4 canonicalises them). */
 const UPLOAD_SIGNED_HEADERS = new Set(['content-type', 'content-length']);
@@ -130,7 +136,7 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
           Key: to,
           CopySource: `${bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
           MetadataDirective: 'COPY',
-        }));
+        }), { requestTimeout: COPY_TIMEOUT_MS });
       } catch (error) {
         if (isNotFound(error) || (error as SdkError)?.name === 'NoSuchKey') return null;
         throw unavailable(`CopyObject of ${from} to ${to}`, error);
