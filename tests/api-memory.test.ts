@@ -12,7 +12,7 @@ import { afterAll, expect, test } from '@jest/globals';
 import fs from 'node:fs';
 import { childrenOf, processMemory } from '../src/bench/proc.ts';
 import { ROOT } from '../src/paths.ts';
-import { scriptNodeFlags } from '../src/worker/process.ts';
+import { scriptNodeFlags } from '../src/supervisor.ts';
 import { tokenFor } from './support/app.ts';
 import { closePools, createOrganization, signUp, urlFor } from './support/db.ts';
 import { freePort } from './support/provision.ts';

@@ -14,12 +14,12 @@
 //                    under load — unlike markInvoiceViewed, which only writes the first time
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createTokenService } from '../auth/tokens.ts';
 import { ROOT } from '../paths.ts';
+import { scriptNodeFlags } from '../supervisor.ts';
 import { random, type BenchContext } from './context.ts';
 import { runLoad, type HttpRequestSpec, type LoadResult } from './load.ts';
 import { postgresFootprint, postmasterPid, processMemory, sampler, type PostgresFootprint } from './proc.ts';
@@ -149,15 +149,9 @@ export async function freePort(): Promise<number> {
  * --max-semi-space-size=16"), to measure heap settings; none by default (Node's defaults).
  */
 export function serverNodeOptions(): string[] {
-  const flags = process.env.BENCH_SERVER_NODE_OPTIONS ?? scriptNodeFlags('start');
-  return flags.split(/\s+/).filter((f) => f.startsWith('--'));
-}
-
-/** The Node flags of an npm script (`npm start`, `npm run worker`): the bench runs what production runs. */
-export function scriptNodeFlags(script: string): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-  const command = pkg.scripts[script] ?? '';
-  return command.split(/\s+/).filter((part) => part.startsWith('--')).join(' ');
+  // By default the flags of `npm start` (src/supervisor.ts): the bench runs what production runs.
+  const flags = process.env.BENCH_SERVER_NODE_OPTIONS?.split(/\s+/) ?? scriptNodeFlags('start');
+  return flags.filter((f) => f.startsWith('--'));
 }
 
 const passwordOf = (url: string) => decodeURIComponent(new URL(url).password);

@@ -19,7 +19,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadConfig } from '../config.ts';
 import { startAtrium } from '../index.ts';
-import { scriptNodeFlags } from '../worker/process.ts';
+import { scriptNodeFlags } from '../supervisor.ts';
 import { freePort, ownerTokens, productionApiEnv, tokenTtl } from './api.ts';
 import type { BenchContext } from './context.ts';
 import type { Row, Section } from './stats.ts';

@@ -19,7 +19,7 @@ import pg from 'pg';
 import { PgBoss, type Db } from 'pg-boss';
 import { ROOT } from '../paths.ts';
 import { LOCAL_QUEUE_PER_WORKER } from '../worker/index.ts';
-import { scriptNodeFlags } from './api.ts';
+import { scriptNodeFlags } from '../supervisor.ts';
 import type { BenchContext } from './context.ts';
 import { stats, type Row, type Section, type Stats } from './stats.ts';
 
@@ -195,7 +195,7 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
     label: 'Atrium (graphile-worker)',
     start: () =>
       spawnWorker(
-        [...scriptNodeFlags('worker').split(/\s+/).filter(Boolean), path.join(ROOT, 'src', 'cli.ts'), 'worker'],
+        [...scriptNodeFlags('worker'), path.join(ROOT, 'src', 'cli.ts'), 'worker'],
         {
           PATH: process.env.PATH,
           HOME: process.env.HOME,

@@ -6,7 +6,6 @@
 import type { Logger } from '../log.ts';
 import { scriptNodeFlags, stopWithParent, superviseChild } from '../supervisor.ts';
 
-export { scriptNodeFlags };
 
 export interface WorkerProcessOptions {
   /** Environment of the child: the parent's, plus how to reach the database. */
