@@ -5,10 +5,10 @@ import { describe, expect, test } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger } from '../src/log.ts';
 import { SECTIONS, parseArgs, runBench } from '../src/bench/index.ts';
 import { compareResults, type BenchResult } from '../src/bench/report.ts';
 import { isStats, stats, type Section } from '../src/bench/stats.ts';
+import { testLogger } from './support/log.ts';
 
 describe('statistics and comparison', () => {
   test('percentiles are nearest-rank', () => {
@@ -40,7 +40,7 @@ describe('npm run bench -- --smoke', () => {
   test('every section runs and reports figures; the JSON file holds them with the machine facts', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-bench-test-')), 'result.json');
     let printed = '';
-    const result = await runBench(parseArgs(['--smoke', '--out', out]), createLogger('warn', 'bench'), (t) => (printed += t));
+    const result = await runBench(parseArgs(['--smoke', '--out', out]), testLogger('bench'), (t) => (printed += t));
     expect(result.sections.map((s: Section) => s.id)).toEqual(Object.keys(SECTIONS));
     for (const section of result.sections) {
       expect({ section: section.id, rows: section.rows.length > 0 }).toEqual({ section: section.id, rows: true });

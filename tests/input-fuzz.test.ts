@@ -37,12 +37,12 @@ import {
   type GraphQLSchema,
 } from 'postgraphile/graphql';
 import { startAtrium, type Atrium } from '../src/index.ts';
-import { createLogger } from '../src/log.ts';
 import { ROOT } from '../src/paths.ts';
 import { buildApiSchema } from '../src/http/schema-export.ts';
 import { gql, type GraphQLResponse } from './support/app.ts';
 import { closePools, pool, testConfig, unique, urlFor } from './support/db.ts';
 import { oneTenant, type Tenant } from './support/fixtures.ts';
+import { testLogger } from './support/log.ts';
 
 const SEED = Number(process.env.INPUT_FUZZ_SEED ?? 20261130);
 const RUNS = Number(process.env.INPUT_FUZZ_RUNS ?? 8);
@@ -91,7 +91,7 @@ beforeAll(async () => {
   const log = pino({ level: 'warn', base: null }, { write: (line: string) => void logLines.push(line) });
   app = await startAtrium(testConfig({ DATABASE_URL: urlFor('owner') }), log, { api: true, worker: false });
   tenant = await oneTenant('fuzz');
-  schema = await buildApiSchema(testConfig(), { ownerUrl: urlFor('owner'), authenticatorUrl: urlFor('authenticator'), jwtSecret: process.env.JWT_SECRET! }, createLogger('error'));
+  schema = await buildApiSchema(testConfig(), { ownerUrl: urlFor('owner'), authenticatorUrl: urlFor('authenticator'), jwtSecret: process.env.JWT_SECRET! }, testLogger('test', 'error'));
   await signIn();
 
   // One query for the newest ids of every tenant table (and the members' users).

@@ -5,11 +5,11 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { createLogger } from '../src/log.ts';
 import { startWorker } from '../src/worker/index.ts';
 import { asVisitor, asWorker, closePools, pgError, pool, urlFor } from './support/db.ts';
 import { commitAs, one } from './support/fixtures.ts';
 import { asWorkerCommitted, openWorkerTransaction, smallOrg, type SmallOrg } from './support/jobs.ts';
+import { testLogger } from './support/log.ts';
 
 afterAll(closePools);
 
@@ -276,7 +276,7 @@ describe('who and where', () => {
   test('the worker runs a tenant_invoicing job', async () => {
     const org = await smallOrg('job');
     const id = await newSchedule(org, { frequency: 'quarterly', next_run_on: '2026-01-01', auto_send: true });
-    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: createLogger('warn', 'test-worker') });
+    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: testLogger('test-worker') });
     try {
       await pool('worker').query(`select graphile_worker.add_job('tenant_invoicing', json_build_object('organization_id', $1::uuid, 'day', '2026-07-01'))`, [org.orgId]);
       const deadline = Date.now() + 20_000;

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { createLogger } from '../src/log.ts';
 import { runJobsCommand } from '../src/worker/admin.ts';
 import { jobStartRecorder, startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, closePools, createOrganization, inTransaction, pgError, pool, roleName, sessionOf, signUp, urlFor, type User } from './support/db.ts';
+import { testLogger } from './support/log.ts';
 
 let alice: User;
 let orgA: string;
@@ -211,7 +211,7 @@ describe('a busy worker keeps the job table vacuumed', () => {
     const counts = async () => (await pool('worker').query(`select vacuum_count::int, analyze_count::int from pg_stat_user_tables where schemaname = 'graphile_worker' and relname = '_private_jobs'`)).rows[0] as { vacuum_count: number; analyze_count: number };
     const vacuums = async () => (await counts()).vacuum_count;
     const before = await counts();
-    const log = createLogger('warn', 'test-worker');
+    const log = testLogger('test-worker');
     const options = { connectionString: urlFor('worker'), concurrency: 2, log, crontab: false } as const;
     const busy = await startWorker({ ...options, queueVacuum: { intervalMs: 50, afterJobs: 30 } });
     const idle = await startWorker({ ...options, queueVacuum: { intervalMs: 50, afterJobs: 1_000_000 } });

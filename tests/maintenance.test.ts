@@ -3,10 +3,10 @@
 // per organization, under row-level security, idempotently, and only by the job worker.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../src/log.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, asWorker, closePools, pgError, pool, sessionOf, urlFor } from './support/db.ts';
 import { commitAs, one, twoTenants, type Tenant } from './support/fixtures.ts';
+import { testLogger } from './support/log.ts';
 
 let a: Tenant;
 let b: Tenant;
@@ -63,7 +63,7 @@ test('the daily fan-out enqueues one job per organization and day, however often
 });
 
 test('the worker runs a tenant_daily job: the organization\'s overdue invoices change, no other\'s', async () => {
-  const worker: WorkerHandle = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: createLogger('warn', 'test-worker') });
+  const worker: WorkerHandle = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: testLogger('test-worker') });
   try {
     await pool('worker').query(`select graphile_worker.add_job('tenant_daily', json_build_object('organization_id', $1::uuid, 'day', $2::text))`, [b.orgId, later(60)]);
     const deadline = Date.now() + 20_000;

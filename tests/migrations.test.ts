@@ -9,9 +9,9 @@ import { afterAll, expect, test } from '@jest/globals';
 import pg from 'pg';
 import { withCredentials, withDatabase } from '../src/db/bootstrap.ts';
 import { runMigrations } from '../src/db/migrations.ts';
-import { createLogger } from '../src/log.ts';
 import { MIGRATIONS_DIR, ROOT } from '../src/paths.ts';
 import { closePools, pool, testConfig, unique, urlFor } from './support/db.ts';
+import { testLogger } from './support/log.ts';
 
 const run = promisify(execFile);
 const scratch = unique('atrium_mig').replace('-', '_');
@@ -50,6 +50,6 @@ test('reset + every committed migration + current.sql build a working schema fro
 
 test('processes starting together take turns migrating instead of failing on the lock', async () => {
   const target = { ownerUrl: urlFor('owner'), roles: testConfig().database.roles };
-  const starts = await Promise.allSettled(Array.from({ length: 4 }, () => runMigrations(target, createLogger('error'), { current: true })));
+  const starts = await Promise.allSettled(Array.from({ length: 4 }, () => runMigrations(target, testLogger('test', 'error'), { current: true })));
   expect(starts.map((s) => (s.status === 'rejected' ? String(s.reason) : s.status))).toEqual(Array(4).fill('fulfilled'));
 }, 120_000);

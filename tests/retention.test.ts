@@ -6,11 +6,11 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { createLogger } from '../src/log.ts';
 import { startWorker } from '../src/worker/index.ts';
 import { addMember, asVisitor, asWorker, closePools, pgError, pool, sessionOf, unique, urlFor } from './support/db.ts';
 import { commitAs, one } from './support/fixtures.ts';
 import { asWorkerCommitted, smallOrg, type SmallOrg } from './support/jobs.ts';
+import { testLogger } from './support/log.ts';
 
 afterAll(closePools);
 
@@ -188,7 +188,7 @@ describe('who and where', () => {
   test('the worker runs a tenant_retention_purge job', async () => {
     const org = await smallOrg('purge-job');
     const gone = await deletedClient(org, 45);
-    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: createLogger('warn', 'test-worker') });
+    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: testLogger('test-worker') });
     try {
       await pool('worker').query(`select graphile_worker.add_job('tenant_retention_purge', json_build_object('organization_id', $1::uuid, 'day', '2031-01-01'))`, [org.orgId]);
       const deadline = Date.now() + 20_000;

@@ -3,7 +3,6 @@
 // logged per delivery, and endpoints disabled after repeated failures.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../src/log.ts';
 import { isPrivateAddress, postWebhook } from '../src/webhooks/deliver.ts';
 import { signWebhook, verifyWebhookSignature } from '../src/webhooks/signature.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
@@ -11,6 +10,7 @@ import { gql, registerAndConfirm, startTestApp } from './support/app.ts';
 import { asVisitor, asWorker, closePools, pgError, pool, sessionOf, unique, urlFor } from './support/db.ts';
 import { commitAs, oneTenant, type Tenant } from './support/fixtures.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
+import { testLogger } from './support/log.ts';
 
 let t: Tenant;
 let other: Tenant;
@@ -22,7 +22,7 @@ beforeAll(async () => {
   worker = await startWorker({
     connectionString: urlFor('worker'),
     concurrency: 4,
-    log: createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-worker'),
+    log: testLogger('test-worker'),
     webhooks: { timeoutMs: 1500, allowPrivateNetworks: true },
     crontab: false,
   });

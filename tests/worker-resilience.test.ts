@@ -9,12 +9,12 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../src/log.ts';
 import { ROOT } from '../src/paths.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, closePools, createOrganization, pool, sessionOf, signUp, urlFor, type User } from './support/db.ts';
 import { provisionTestDatabase, type Provisioned } from './support/provision.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
+import { testLogger } from './support/log.ts';
 
 const HEARTBEAT_MS = 300;
 const STALE_MS = 1500;
@@ -128,7 +128,7 @@ describe('a worker killed mid-job', () => {
     const rescuer = await startWorker({
       connectionString: urlFor('worker'),
       concurrency: 2,
-      log: createLogger('warn', 'test-worker'),
+      log: testLogger('test-worker'),
       webhooks: { timeoutMs: 5000, allowPrivateNetworks: true },
       heartbeatIntervalMs: HEARTBEAT_MS,
       staleAfterMs: STALE_MS,
@@ -212,7 +212,7 @@ describe('PostgreSQL restarted under load', () => {
     const worker = await startWorker({
       connectionString: urlFor('worker'),
       concurrency: 4,
-      log: createLogger('warn', 'test-worker'),
+      log: testLogger('test-worker'),
       webhooks: { timeoutMs: 5000, allowPrivateNetworks: true },
       heartbeatIntervalMs: HEARTBEAT_MS,
       staleAfterMs: 10_000,

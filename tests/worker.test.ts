@@ -2,9 +2,9 @@
 // organization of their job (row-level security applies on the worker's connection too).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../src/log.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, asWorker, closePools, createOrganization, pool, sessionOf, signUp, urlFor, type User } from './support/db.ts';
+import { testLogger } from './support/log.ts';
 
 let worker: WorkerHandle;
 let alice: User;
@@ -15,7 +15,7 @@ let orgB: string;
 beforeAll(async () => {
   [alice, bob] = await Promise.all([signUp('worker-a'), signUp('worker-b')]);
   [orgA, orgB] = await Promise.all([createOrganization(alice, 'worker-a'), createOrganization(bob, 'worker-b')]);
-  worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-worker') });
+  worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log: testLogger('test-worker') });
 });
 afterAll(async () => {
   await worker?.stop();

@@ -2,14 +2,14 @@
 // over real HTTP. It connects as the owner role (the set-up already ran in global-setup).
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../../src/log.ts';
 import { startAtrium, type Atrium } from '../../src/index.ts';
 import { pool, testConfig, urlFor } from './db.ts';
 import { parseMessage } from './smtp.ts';
+import { testLogger } from './log.ts';
 
 export async function startTestApp(options: { worker?: boolean; env?: Record<string, string> } = {}): Promise<Atrium> {
   const config = testConfig({ DATABASE_URL: urlFor('owner'), ...options.env });
-  return startAtrium(config, createLogger(config.logLevel, 'test-app'), { api: true, worker: options.worker ?? false });
+  return startAtrium(config, testLogger('test-app', config.logLevel), { api: true, worker: options.worker ?? false });
 }
 
 export interface GraphQLResponse<T = Record<string, any>> {

@@ -77,6 +77,8 @@ export async function provisionTestDatabase(options: { embedded?: boolean; durab
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     EMAIL_DIR: emailDir,
     FILES_DIR: filesDir,
+    // The lines of the apps and workers tests start (tests/support/log.ts); kept after the run.
+    TEST_LOG_FILE: path.join(os.tmpdir(), `atrium-test-${id}.log`),
     // The rate limits stay on (their code runs on every request of the suite) with budgets no
     // test reaches; tests/rate-limits.test.ts sets its own. No Redis unless a test names one.
     ...Object.fromEntries(
