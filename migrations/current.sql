@@ -1,1 +1,1 @@
--- Enter migration here
+--!include functions/files.sql

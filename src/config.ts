@@ -498,7 +498,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       signingSecret: filesSigningSecret,
       // A presigned URL is valid at most 7 days (SigV4's limit).
       uploadUrlTtlSeconds: int('FILE_UPLOAD_URL_TTL_SECONDS', 15 * 60, 10, 7 * 24 * 3600),
-      downloadUrlTtlSeconds: int('FILE_DOWNLOAD_URL_TTL_SECONDS', 5 * 60, 10, 7 * 24 * 3600),
+      // At most an hour: a download link cannot be taken back (a deleted or infected file's link
+      // works until it expires).
+      downloadUrlTtlSeconds: int('FILE_DOWNLOAD_URL_TTL_SECONDS', 5 * 60, 10, 3600),
       scanUrl: str('FILE_SCAN_URL'),
       s3: {
         endpoint: str('S3_ENDPOINT')?.replace(/\/+$/, ''),

@@ -257,6 +257,7 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       const bent = pending.uploadUrl!.url.replace(encodeURIComponent(a.orgId), encodeURIComponent(b.orgId)).replace(pending.rowId, mine.rowId);
       expect(bent).not.toBe(pending.uploadUrl!.url);
       expect((await fetch(bent, { method: 'PUT', body: randomBytes(300), headers: { 'content-type': 'application/pdf' } })).status).toBe(403);
+      expect(await stored(stagingKeyOf(mine.storageKey))).toBe(false);
       expect(Buffer.from(await (await fetch((await store.presignDownload({ key: mine.storageKey, fileName: 'b.pdf', contentType: 'application/pdf', expiresInSeconds: 60 })).url)).arrayBuffer()).equals(bytes)).toBe(true);
       // A's download URL bent to B's key: refused.
       const aFile = await uploaded(tokens['a.member'], randomBytes(300), { name: 'a2.pdf', contentType: 'application/pdf' });
@@ -302,6 +303,102 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
       expect(clean.scanStatus).toBe('clean');
       const response = await fetch(clean.downloadUrl!);
       expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
+    });
+  });
+
+  describe('completions take turns', () => {
+    /** Runs `fn` while another transaction holds `lock` (SQL over the owner's connection), then lets go. */
+    async function whileLocked<T>(lock: string, params: unknown[], fn: () => Promise<T>): Promise<T> {
+      const holder = await pool('owner').connect();
+      try {
+        await holder.query('begin');
+        await holder.query(lock, params);
+        return await fn();
+      } finally {
+        await holder.query('rollback');
+        holder.release();
+      }
+    }
+
+    test('a completion while another one of the same file runs answers RETRY; the expiry job waits for it', async () => {
+      const file = await requested(tokens['a.member'], { name: 'busy.pdf', contentType: 'application/pdf', sizeBytes: '8' });
+      expect((await put(file.uploadUrl!, Buffer.from('8 bytes!'))).status).toBe(200);
+      const busy = await whileLocked('select pg_advisory_xact_lock(app_private.file_lock_key($1))', [file.rowId], () => complete(tokens['a.member'], file.rowId));
+      expect(errorCode(busy)).toBe('RETRY');
+      expect(busy.errors![0].message).toMatch(/being completed by another request/);
+      // The expiry job, due while a completion holds the file, waits; then finds it available.
+      const holder = await pool('authenticator').connect();
+      try {
+        await holder.query('begin');
+        await holder.query(`select set_config('role', $1, true), set_config('app.user_id', $2, true), set_config('app.session_id', $3, true), set_config('app.org_id', $4, true)`, [
+          process.env.DATABASE_VISITOR, a.member.userId, a.member.sessionId, a.orgId,
+        ]);
+        await holder.query('select app_private.begin_file_completion($1)', [file.rowId]);
+        await pool('owner').query(`update app_public.file_objects set upload_expires_at = now() + interval '0.2 second' where organization_id = $1 and id = $2`, [a.orgId, file.rowId]);
+        await holder.query('select app_private.complete_file_upload($1)', [file.rowId]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        let expired = false;
+        const expiry = Promise.resolve(fileUploadExpire({ storage: storage() })({ organization_id: a.orgId, file_id: file.rowId }, helpersFor())).then(() => (expired = true));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(expired).toBe(false);
+        await holder.query('commit');
+        await expiry;
+      } finally {
+        await holder.query('rollback').catch(() => undefined);
+        holder.release();
+      }
+      expect((await fileById(tokens['a.member'], a.orgId, file.rowId))!.status).toBe('available');
+    });
+
+    test('at most two completions of one organization run at once', async () => {
+      const file = await requested(tokens['a.member'], { name: 'third.pdf', contentType: 'application/pdf', sizeBytes: '8' });
+      expect((await put(file.uploadUrl!, Buffer.from('8 bytes!'))).status).toBe(200);
+      const slots = `select pg_advisory_xact_lock(hashtext('file completions:' || $1), 1), pg_advisory_xact_lock(hashtext('file completions:' || $1), 2)`;
+      const third = await whileLocked(slots, [a.orgId], () => complete(tokens['a.member'], file.rowId));
+      expect(errorCode(third)).toBe('RETRY');
+      // Another organization is not held up.
+      const theirs = await requested(tokens['b.member'], { name: 'b.pdf', contentType: 'application/pdf', sizeBytes: '8' });
+      expect((await put(theirs.uploadUrl!, Buffer.from('8 bytes!'))).status).toBe(200);
+      const other = await whileLocked(slots, [a.orgId], () => complete(tokens['b.member'], theirs.rowId));
+      expect(other.errors).toBeUndefined();
+      expect((await complete(tokens['a.member'], file.rowId)).errors).toBeUndefined();
+    });
+  });
+
+  describe('attachments', () => {
+    test('a file attached to a record belongs to that record\'s engagement', async () => {
+      const { rows: [e] } = await pool('owner').query(
+        `select e.contract_id, c.proposal_id, (select id from app_public.messages m where m.organization_id = e.organization_id and m.thread_id = $3 limit 1) as message_id,
+                (select id from app_public.bills b where b.organization_id = e.organization_id and b.engagement_id = e.id limit 1) as bill_id
+         from app_public.engagements e join app_public.contracts c on c.organization_id = e.organization_id and c.id = e.contract_id
+         where e.organization_id = $1 and e.id = $2`,
+        [a.orgId, a.engagementId, a.clientThreadId],
+      );
+      const targets = { projectId: a.projectId, taskId: a.taskId, messageId: e.message_id, proposalId: e.proposal_id, contractId: e.contract_id, invoiceId: a.invoiceId, billId: e.bill_id };
+      for (const [key, value] of Object.entries(targets)) {
+        expect({ key, value: typeof value }).toEqual({ key, value: 'string' });
+        const file = await requested(tokens['a.owner'], { name: `${key}.pdf`, contentType: 'application/pdf', sizeBytes: '1', [key]: value });
+        expect({ key, engagementId: file.engagementId }).toEqual({ key, engagementId: a.engagementId });
+      }
+    });
+
+    test("a client's file with an engagement of another client is refused", async () => {
+      const { rows } = await pool('owner').query(`select id from app_public.client_companies where organization_id = $1 and id <> $2 limit 1`, [a.orgId, a.clientId]);
+      expect(errorCode(await requestUpload(tokens['a.member'], { name: 'x.pdf', contentType: 'application/pdf', sizeBytes: '1', clientId: rows[0].id, engagementId: a.engagementId }))).toBe('INVALID_VALUE');
+      const ok = await requested(tokens['a.member'], { name: 'x.pdf', contentType: 'application/pdf', sizeBytes: '1', clientId: a.clientId, engagementId: a.engagementId });
+      expect(ok.engagementId).toBe(a.engagementId);
+    });
+
+    test('portal users attach to their engagement or a message they can read there, nothing internal', async () => {
+      const { rows: [clientMessage] } = await pool('owner').query(`select id from app_public.messages where organization_id = $1 and thread_id = $2 limit 1`, [a.orgId, a.clientThreadId]);
+      const { rows: [internalMessage] } = await pool('owner').query(`select id from app_public.messages where organization_id = $1 and thread_id = $2 limit 1`, [a.orgId, a.internalThreadId]);
+      const input = { name: 'x.pdf', contentType: 'application/pdf', sizeBytes: '1' };
+      if (clientMessage) expect((await requestUpload(tokens['a.portal'], { ...input, messageId: clientMessage.id })).errors).toBeUndefined();
+      if (internalMessage) expect(errorCode(await requestUpload(tokens['a.portal'], { ...input, messageId: internalMessage.id }))).toBe('FORBIDDEN');
+      expect(clientMessage ?? internalMessage).toBeDefined();
+      for (const target of [{ taskId: a.taskId }, { projectId: a.projectId }, { invoiceId: a.invoiceId }, { clientId: a.clientId, engagementId: a.engagementId }]) {
+        expect({ target, code: errorCode(await requestUpload(tokens['a.portal'], { ...input, ...target })) }).toEqual({ target, code: 'FORBIDDEN' });
+      }
     });
   });
 
@@ -389,8 +486,13 @@ describe.each(DRIVERS)('with the %s driver', (driver, envOf) => {
 
     test('soft delete hides the file (and its link); the retention purge deletes the row and then the object', async () => {
       const file = await uploaded(tokens['a.member'], randomBytes(500), { name: 'old.pdf', contentType: 'application/pdf', engagementId: a.engagementId });
-      const del = await gql(url, 'mutation($id: UUID!) { softDeleteFileObject(input: { id: $id }) { clientMutationId } }', { id: file.rowId }, tokens['a.member']);
+      const del = await gql<{ softDeleteFileObject: { fileObject: FileRow } }>(url, 'mutation($id: UUID!) { softDeleteFileObject(input: { id: $id }) { fileObject { deletedAt downloadUrl } } }', { id: file.rowId }, tokens['a.member']);
       expect(del.errors).toBeUndefined();
+      // No new link for a deleted file: not in the mutation's answer, not in the list of deleted files.
+      expect(del.data!.softDeleteFileObject.fileObject).toMatchObject({ deletedAt: expect.any(String), downloadUrl: null });
+      const deleted = await gql<{ deletedFileObjects: { nodes: Array<{ rowId: string; downloadUrl: string | null }> } }>(url, '{ deletedFileObjects { nodes { rowId downloadUrl } } }', {}, tokens['a.owner']);
+      expect(deleted.errors).toBeUndefined();
+      expect(deleted.data!.deletedFileObjects.nodes.find((n) => n.rowId === file.rowId)).toEqual({ rowId: file.rowId, downloadUrl: null });
       expect(await fileById(tokens['a.member'], a.orgId, file.rowId)).toBeNull();
       expect(await stored(file.storageKey)).toBe(true);
 

@@ -73,7 +73,8 @@ test('the demo files are stored, with the sizes and types their rows declare, an
     'select storage_key, size_bytes, content_type, status from app_public.file_objects f join app_public.organizations o on o.id = f.organization_id where o.id = any ($1::uuid[])',
     [credentials.map((c) => c.organizationId)],
   );
-  expect(rows.length).toBeGreaterThanOrEqual(credentials.length > 0 ? 2 : 0);
+  expect(credentials.length).toBeGreaterThan(0);
+  expect(rows.length).toBe(2 * credentials.length);
   for (const row of rows) {
     expect(row.status).toBe('available');
     expect(await storage.head(row.storage_key)).toEqual({ size: Number(row.size_bytes), contentType: row.content_type });

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
-import { createLocalStorage, LOCAL_FILES_PATH, type LocalStorage } from '../src/storage/local.ts';
+import { byteRange, createLocalStorage, LOCAL_FILES_PATH, type LocalStorage } from '../src/storage/local.ts';
 import { createS3Storage } from '../src/storage/s3.ts';
 import { type FileStorage, StorageUnavailableError } from '../src/storage/types.ts';
 import { startS3Harness, type S3Harness } from './support/s3.ts';
@@ -305,4 +305,22 @@ describe('s3 driver: S3_PUBLIC_ENDPOINT', () => {
       await storage.close();
     }
   });
+});
+
+test('byte ranges the local driver reads from a Range header', () => {
+  expect(byteRange(undefined, 10)).toBeUndefined();
+  expect(byteRange('bytes=2-4', 10)).toEqual({ start: 2, end: 4 });
+  expect(byteRange('bytes=8-', 10)).toEqual({ start: 8, end: 9 });
+  expect(byteRange('bytes=5-100', 10)).toEqual({ start: 5, end: 9 });
+  expect(byteRange('bytes=-3', 10)).toEqual({ start: 7, end: 9 });
+  expect(byteRange('bytes=-30', 10)).toEqual({ start: 0, end: 9 });
+  expect(byteRange('bytes=10-', 10)).toBe('unsatisfiable');
+  expect(byteRange('bytes=-0', 10)).toBe('unsatisfiable');
+  // An empty file has no byte to serve.
+  expect(byteRange('bytes=-5', 0)).toBe('unsatisfiable');
+  expect(byteRange('bytes=0-', 0)).toBe('unsatisfiable');
+  // What this driver does not serve is answered with the whole file.
+  expect(byteRange('bytes=0-1,4-5', 10)).toBeUndefined();
+  expect(byteRange('items=0-1', 10)).toBeUndefined();
+  expect(byteRange('bytes=5-2', 10)).toBeUndefined();
 });

@@ -118,12 +118,15 @@ comment on column app_public.file_objects.engagement_id is 'The engagement the f
 
 ------------------------------------------------------------------------------------------------
 -- Access: members with files.write upload; portal users upload client-visible files to their
--- engagements and see the available client-visible files of those engagements.
+-- engagements (to the engagement itself, or to a message they can read there: nothing internal)
+-- and see the available client-visible files of those engagements.
 
 call app_private.make_tenant_table('app_public.file_objects', 'files', soft_delete_as => 'file_object',
   readonly_columns => '{status,scan_status,upload_expires_at,uploaded_at,scanned_at,size_bytes,content_type,engagement_id,project_id,task_id,message_id,proposal_id,contract_id,invoice_id,bill_id,client_id}',
   portal_read => $p$client_visible and (status = 'available' or created_by = (select app_public.current_user_id())) and engagement_id = any ((select app_public.current_portal_engagement_ids())::uuid[])$p$,
-  portal_insert => $p$client_visible and created_by = (select app_public.current_user_id()) and engagement_id = any ((select app_public.current_portal_engagement_ids())::uuid[])$p$);
+  portal_insert => $p$client_visible and created_by = (select app_public.current_user_id()) and engagement_id = any ((select app_public.current_portal_engagement_ids())::uuid[])
+    and num_nonnulls(project_id, task_id, proposal_id, contract_id, invoice_id, bill_id, client_id) = 0
+    and (message_id is null or exists (select from app_public.messages m where m.organization_id = file_objects.organization_id and m.id = file_objects.message_id))$p$);
 -- Set once, by request_file_upload: what the file is and what it is attached to.
 grant insert (size_bytes, content_type, engagement_id, project_id, task_id, message_id, proposal_id, contract_id, invoice_id, bill_id, client_id)
   on app_public.file_objects to :DATABASE_VISITOR;
@@ -144,7 +147,14 @@ begin
   new.organization_id := coalesce(new.organization_id, app_public.current_portal_org_id());
   new.upload_expires_at := case when new.status = 'pending' then now() + app_private.file_upload_ttl() end;
   if num_nonnulls(new.project_id, new.task_id, new.message_id, new.proposal_id, new.contract_id, new.invoice_id, new.bill_id) = 0 then
-    -- An engagement's or a client's file (or one attached to nothing yet).
+    -- An engagement's or a client's file (or one attached to nothing yet); a client's file with
+    -- an engagement: one of that client's.
+    if new.client_id is not null and new.engagement_id is not null and not exists (
+      select from app_public.engagements e
+      where e.organization_id = new.organization_id and e.id = new.engagement_id and e.client_company_id = new.client_id
+    ) then
+      perform app_private.fail('INVALID_VALUE', 'engagementId, when given with clientId, must be an engagement of that client.');
+    end if;
     return new;
   end if;
   if new.project_id is not null then
@@ -153,12 +163,18 @@ begin
     select p.engagement_id into v_engagement from app_public.tasks t join app_public.projects p on p.organization_id = t.organization_id and p.id = t.project_id
     where t.organization_id = new.organization_id and t.id = new.task_id;
   elsif new.message_id is not null then
-    select m.engagement_id into v_engagement from app_public.messages m where m.organization_id = new.organization_id and m.id = new.message_id;
+    select t.engagement_id into v_engagement from app_public.messages m join app_public.threads t on t.organization_id = m.organization_id and t.id = m.thread_id
+    where m.organization_id = new.organization_id and m.id = new.message_id;
   elsif new.proposal_id is not null then
-    select p.engagement_id into v_engagement from app_public.proposals p where p.organization_id = new.organization_id and p.id = new.proposal_id;
+    -- A change order names its engagement; an engagement's first proposal became its contract.
+    select coalesce(p.engagement_id, (
+      select e.id from app_public.contracts c join app_public.engagements e on e.organization_id = c.organization_id and e.contract_id = c.id
+      where c.organization_id = p.organization_id and c.proposal_id = p.id order by e.created_at limit 1
+    )) into v_engagement
+    from app_public.proposals p where p.organization_id = new.organization_id and p.id = new.proposal_id;
   elsif new.contract_id is not null then
-    select p.engagement_id into v_engagement from app_public.contracts c join app_public.proposals p on p.organization_id = c.organization_id and p.id = c.proposal_id
-    where c.organization_id = new.organization_id and c.id = new.contract_id;
+    select e.id into v_engagement from app_public.engagements e
+    where e.organization_id = new.organization_id and e.contract_id = new.contract_id order by e.created_at limit 1;
   elsif new.invoice_id is not null then
     select i.engagement_id into v_engagement from app_public.invoices i where i.organization_id = new.organization_id and i.id = new.invoice_id;
   elsif new.bill_id is not null then
@@ -256,33 +272,68 @@ begin
     -- A portal user's uploads are for the client to see; a member's are internal unless they say.
     request_file_upload.client_id, coalesce(request_file_upload.client_visible, app_public.permitted_org_id('files.read') is null))
   returning * into v_file;
-  perform app_private.queue_file_upload_expiry(v_file);
   return v_file;
 end
 $$;
 comment on function app_public.request_file_upload(text, text, bigint, uuid, uuid, uuid, uuid, uuid, uuid, uuid, uuid, uuid, boolean) is
   E'Start an upload: adds the file in status pending. PUT its bytes to `fileObject.uploadUrl` (with exactly its headers, before it expires), then call completeFileUpload. Attach it to at most one record (engagement, project, task, message, proposal, contract, invoice, bill or client); the engagement follows from that record. Portal users upload client-visible files to their engagements.';
 
--- The clean-up of an upload never completed: a job at the end of its window (plus a minute).
-create or replace function app_private.queue_file_upload_expiry(file app_public.file_objects) returns void
-language plpgsql volatile security definer
+-- The clean-up of an upload never completed: a job at the end of its window (plus a minute),
+-- queued with every new pending row, whoever inserts it.
+drop function if exists app_private.queue_file_upload_expiry(app_public.file_objects);
+create or replace function app_private.tg_file_objects__queue_expiry() returns trigger
+language plpgsql security definer
 set search_path = pg_catalog
 as $$
 begin
   perform graphile_worker.add_job(
     'file_upload_expire',
-    json_build_object('organization_id', file.organization_id, 'file_id', file.id),
-    run_at => file.upload_expires_at + interval '1 minute',
-    job_key => format('file_upload_expire:%s', file.id),
+    json_build_object('organization_id', n.organization_id, 'file_id', n.id),
+    run_at => n.upload_expires_at + interval '1 minute',
+    job_key => format('file_upload_expire:%s', n.id),
     max_attempts => 25
-  );
+  )
+  from new_rows n
+  where n.status = 'pending';
+  return null;
 end
 $$;
-revoke all on function app_private.queue_file_upload_expiry(app_public.file_objects) from public;
-grant execute on function app_private.queue_file_upload_expiry(app_public.file_objects) to :DATABASE_VISITOR;
+drop trigger if exists tg_file_objects__queue_expiry on app_public.file_objects;
+create trigger tg_file_objects__queue_expiry after insert on app_public.file_objects
+  referencing new table as new_rows for each statement execute function app_private.tg_file_objects__queue_expiry();
 
 ------------------------------------------------------------------------------------------------
 -- Completing an upload (src/http/files.ts asks the store in between)
+
+-- Completions of one file take turns, and with the expiry job (a transaction-level advisory lock
+-- on the file): a second completion while one copies the upload into place is told to retry, and
+-- the expiry job waits for the completion's transaction. At most two completions of one
+-- organization run at once (each may copy up to 5 GiB inside the store), so that one
+-- organization cannot take every request slot of the API.
+create or replace function app_private.file_lock_key(file_id uuid) returns bigint
+language sql immutable
+set search_path = pg_catalog
+as $$
+  select hashtextextended('app_public.file_objects:' || file_id::text, 0)
+$$;
+
+create or replace function app_private.begin_file_completion(file_id uuid) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_org text := coalesce(app_public.current_org_id(), app_public.current_portal_org_id())::text;
+begin
+  if not pg_try_advisory_xact_lock(app_private.file_lock_key(begin_file_completion.file_id)) then
+    perform app_private.fail('RETRY', 'This file is being completed by another request; try again in a moment.');
+  end if;
+  if not (pg_try_advisory_xact_lock(hashtext('file completions:' || v_org), 1) or pg_try_advisory_xact_lock(hashtext('file completions:' || v_org), 2)) then
+    perform app_private.fail('RETRY', 'Two files of this organization are being completed right now; try again in a moment.');
+  end if;
+end
+$$;
+revoke all on function app_private.file_lock_key(uuid), app_private.begin_file_completion(uuid) from public;
+grant execute on function app_private.file_lock_key(uuid), app_private.begin_file_completion(uuid) to :DATABASE_VISITOR;
 
 -- The file the current user may complete, as row-level security shows it: its uploader, or a
 -- member with files.write. Refuses an expired one (FILE_UPLOAD_EXPIRED); a completed one comes back
@@ -355,7 +406,7 @@ grant execute on function app_private.complete_file_upload(uuid) to :DATABASE_VI
 create or replace function app_private.file_objects_uploadable(f app_public.file_objects) returns boolean
 language sql stable
 as $$
-  select f.status = 'pending' and f.upload_expires_at > pg_catalog.now() and f.created_by = app_public.current_user_id()
+  select f.deleted_at is null and f.status = 'pending' and f.upload_expires_at > pg_catalog.now() and f.created_by = app_public.current_user_id()
 $$;
 comment on function app_private.file_objects_uploadable(app_public.file_objects) is 'True while the current user may upload this file''s bytes (they requested it, it is pending, its window is open): FileObject.uploadUrl is given then.';
 
@@ -364,7 +415,7 @@ comment on function app_private.file_objects_uploadable(app_public.file_objects)
 create or replace function app_private.file_objects_downloadable(f app_public.file_objects) returns boolean
 language sql stable
 as $$
-  select f.status = 'available' and f.scan_status <> 'infected'
+  select f.deleted_at is null and f.status = 'available' and f.scan_status <> 'infected'
     and (f.scan_status = 'clean' or f.organization_id = app_public.permitted_org_id('files.read'))
 $$;
 comment on function app_private.file_objects_downloadable(app_public.file_objects) is 'True if the current user may download this file now: it is available and not infected; for portal users, scanned clean. FileObject.downloadUrl is given then.';
@@ -381,6 +432,8 @@ as $$
 declare
   v_org uuid := app_private.require_worker_in_organization();
 begin
+  -- After a completion in progress (it may make the file available).
+  perform pg_advisory_xact_lock(app_private.file_lock_key(expire_file_upload.file_id));
   delete from app_public.file_objects f
   where f.organization_id = v_org and f.id = expire_file_upload.file_id and f.status = 'pending' and f.upload_expires_at <= now();
   return found;

@@ -157,8 +157,14 @@ export function makeFilesPlugin(storage: FileStorage, files: FilesConfig, errors
             completeFileUpload(_$root, fieldArgs) {
               const $done = sideEffectWithPgClient(executor, fieldArgs.getRaw(['input', 'id']) as Step<string>, async (pgClient, id) => {
                 const client = pgClient as unknown as PgClientLike;
-                const { rows } = await client.query<PendingFile>({ text: 'select * from app_private.file_upload_to_complete($1)', values: [id] });
-                const file = rows[0];
+                const find = async () => (await client.query<PendingFile>({ text: 'select * from app_private.file_upload_to_complete($1)', values: [id] })).rows[0];
+                let file = await find();
+                if (file.status === 'pending') {
+                  // One completion of a file at a time (a concurrent one answers RETRY), two per
+                  // organization; then the file as it is now (completed meanwhile, or not).
+                  await client.query({ text: 'select app_private.begin_file_completion($1)', values: [id] });
+                  file = await find();
+                }
                 if (file.status === 'pending') {
                   // The upload moves from its staging key to the file's key, which no URL can
                   // write: a second PUT to the (still valid) upload URL after this cannot change

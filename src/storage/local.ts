@@ -76,7 +76,7 @@ export function byteRange(header: string | undefined, size: number): { start: nu
   if (match[1] === '') {
     // The last n bytes.
     const n = Number(match[2]);
-    if (n === 0) return 'unsatisfiable';
+    if (n === 0 || size === 0) return 'unsatisfiable';
     return { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(match[1]);

@@ -57,8 +57,11 @@ interface SdkError {
 }
 
 function isNotFound(error: unknown): boolean {
+  // By name, not by status: a missing bucket is a 404 too (NoSuchBucket), and must not pass for
+  // "no such object" (a delete would then succeed without deleting anything). A HEAD answer has
+  // no body, so HeadObject's 404 is only ever NotFound: check() is what finds a missing bucket.
   const e = error as SdkError;
-  return e?.$metadata?.httpStatusCode === 404 || e?.name === 'NotFound' || e?.name === 'NoSuchKey';
+  return e?.name === 'NotFound' || e?.name === 'NoSuchKey';
 }
 
 export async function createS3Storage(config: FilesConfig['s3']): Promise<FileStorage> {
