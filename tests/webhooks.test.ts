@@ -217,10 +217,18 @@ describe('delivery', () => {
     expect(first).toMatchObject({ status: 'pending', response_code: 503 });
     expect(first.last_error).toContain('503');
     // graphile-worker scheduled the retry with its exponential backoff (e^attempts seconds).
-    // (Once graphile-worker has recorded the failure: the job is unlocked again.)
+    // (Once graphile-worker has recorded the failure: the job is unlocked again.) In the same
+    // statement the retry is put off by an hour, so that on a slow machine it cannot run on its
+    // own (and fail again) before the test makes the endpoint answer and retries it itself.
     const job = await waitUntil('the job failure recorded', async () => {
       const { rows } = await pool('worker').query(
-        `select attempts, run_at > created_at + interval '2 seconds' as later, locked_at from graphile_worker._private_jobs where key = $1`,
+        `with job as (
+           select id, attempts, run_at > created_at + interval '2 seconds' as later, locked_at
+           from graphile_worker._private_jobs where key = $1 for update
+         )
+         update graphile_worker._private_jobs j set run_at = now() + interval '1 hour'
+         from job where j.id = job.id and job.locked_at is null
+         returning job.attempts, job.later, job.locked_at`,
         [`deliver_webhook:${first.id}`],
       );
       return rows[0]?.locked_at === null && rows[0];
