@@ -1,1 +1,1 @@
---!include functions/files.sql
+-- Enter migration here
