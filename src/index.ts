@@ -7,6 +7,7 @@
 // process (src/supervisor.ts). SIGINT/SIGTERM may come at any moment (handleSignals): during
 // start-up they abort it, stopping what has started (the embedded PostgreSQL included), and the
 // process exits 0; after it, they stop everything in order and the process exits 0.
+import { tuneKeepAlive } from './http/keep-alive.ts';
 import { createStorage } from './storage/index.ts';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -144,6 +145,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       const rateLimits = config.rateLimits.enabled ? createRateLimits(config.rateLimits, log) : undefined;
       if (rateLimits) closers.push({ name: 'rate limits', close: () => rateLimits.close() });
       const server = http.createServer();
+      tuneKeepAlive(server);
       const app = await createApp({
         config,
         pgl,

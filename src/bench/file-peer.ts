@@ -8,6 +8,7 @@
 //   GET /<name>   streams the file back with its Content-Length
 //   GET /readyz   200: how the harness knows it listens
 // Environment: PORT (on 127.0.0.1) and PEER_DIR.
+import { tuneKeepAlive } from '../http/keep-alive.ts';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -58,6 +59,8 @@ const server = http.createServer((req, res) => {
     });
 });
 
+// The API's keep-alive tuning (src/http/keep-alive.ts): the same for both servers.
+tuneKeepAlive(server);
 server.listen(port, '127.0.0.1');
 process.once('SIGTERM', () => {
   server.close(() => process.exit(0));
