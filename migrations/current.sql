@@ -1,1 +1,4 @@
--- Enter migration here
+-- Data governance: personal data declared per column, events that a timeline can use, time travel.
+--!include functions/personal_data.sql
+--!include functions/time_travel.sql
+--!include functions/triggers.sql

@@ -90,7 +90,10 @@ describe('another tenant\'s id answers exactly as a random id', () => {
         for (const id of theirs) {
           const withTheirs = await callIn(c, fn, { ...mine, [arg]: id });
           const got = { fn: fn.signature, arg, ...answer(withTheirs.code, withTheirs.message, id) };
-          if (!withTheirs.code || JSON.stringify(got) !== JSON.stringify(expected)) differences.push({ got, expected, wrote: withTheirs.wrote });
+          // Functions that change something refuse an id they cannot act on; functions that only
+          // read (the history of a record) may answer "nothing", exactly as for a random id.
+          const quietRead = fn.readOnly && !withTheirs.code && !withRandom.code && withTheirs.rows.length === 0 && withRandom.rows.length === 0;
+          if ((!withTheirs.code && !quietRead) || JSON.stringify(got) !== JSON.stringify(expected) || withTheirs.wrote.length) differences.push({ got, expected, wrote: withTheirs.wrote });
         }
       }
     });

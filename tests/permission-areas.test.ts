@@ -271,6 +271,15 @@ function judge(permission: string, fn: DbFunction, outcome: Outcome, baseline: O
   const consequences = CONSEQUENCES[fn.name] ?? [];
   const wrong = outcome.wrote.filter((table) => !writes(permission, table) && !consequences.includes(table)).map((table) => `${fn.signature}: wrote ${table}`);
   const returned = fn.returnsTable;
+  if (returned === 'activity_events') {
+    // events (the history functions): only of tables it reads, and of copies whose source it reads
+    const events = outcome.rows as Array<{ table_name: string; new_values: Record<string, unknown> | null; old_values: Record<string, unknown> | null }>;
+    const source = (e: (typeof events)[number]) => (e.new_values ?? e.old_values)?.source_table as string | undefined;
+    for (const e of events) {
+      if (!reads(permission, e.table_name) || (source(e) && !reads(permission, source(e)!))) wrong.push(`${fn.signature}: returned events of ${e.table_name}`);
+    }
+    return wrong;
+  }
   if (returned && outcome.rows.length && !sameArea(permission, returned) && !consequences.includes(returned) && !GLOBAL.includes(returned) && !reads(permission, returned)) {
     wrong.push(`${fn.signature}: returned rows of ${returned}`);
   }

@@ -19,6 +19,11 @@ $$;
 -- one transaction), so a rolled-back change never produces a job and a committed one always does.
 -- Arguments: TG_ARGV[0] = the column holding the organization id ('organization_id', or 'id'
 -- on app_public.organizations); TG_ARGV[1..] = secret columns, never copied into the event.
+-- What is copied follows the table's classification (sql/functions/personal_data.sql): columns
+-- classified `omit` are left out like secrets, `mask` columns read "[masked]". Each event also
+-- gets its place in the log (seq: commit order for one record, statement order within a
+-- transaction), the parent record it belongs to (app_private.audit_parents) and, for updates,
+-- the columns that changed (masked ones included, omitted ones not).
 -- An UPDATE that changes nothing but updated_at writes no event.
 -- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
 -- table has a column named like the alias), in a materialized step the event columns then read.
@@ -30,24 +35,38 @@ set search_path = pg_catalog
 as $$
 declare
   v_org_column text := tg_argv[0];
-  v_secret text[] := coalesce(tg_argv[1:], '{}');
+  v_omit text[] := coalesce(tg_argv[1:], '{}');
+  v_mask text[];
+  v_parent_column text;
+  v_parent_table text;
   v_actor uuid := app_public.current_user_id();
   v_txid bigint := pg_current_xact_id()::text::bigint;
   v_orgs uuid[];
   v_nestloop text;
 begin
+  select v_omit || coalesce(array_agg(d.column_name) filter (where d.in_log = 'omit'), '{}'),
+    coalesce(array_agg(d.column_name) filter (where d.in_log = 'mask'), '{}')
+  into v_omit, v_mask
+  from app_private.data_columns d
+  where d.table_name = tg_table_name;
+  select p.parent_column, p.parent_table into v_parent_column, v_parent_table
+  from app_private.audit_parents p
+  where p.table_name = tg_table_name;
+
   if tg_op = 'INSERT' then
     with events as (
-      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
-      select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, r.j - v_secret, v_txid
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id, parent_table, parent_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, app_private.log_values(r.j, v_omit, v_mask), v_txid,
+        case when r.j ->> v_parent_column is not null then v_parent_table end, (r.j ->> v_parent_column)::uuid
       from (select to_jsonb(new_rows.*) as j from new_rows) as r
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
   elsif tg_op = 'DELETE' then
     with events as (
-      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
-      select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, r.j - v_secret, null, v_txid
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id, parent_table, parent_id)
+      select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, app_private.log_values(r.j, v_omit, v_mask), null, v_txid,
+        case when r.j ->> v_parent_column is not null then v_parent_table end, (r.j ->> v_parent_column)::uuid
       from (select to_jsonb(old_rows.*) as j from old_rows) as r
       returning organization_id
     )
@@ -65,14 +84,20 @@ begin
       from old_rows join new_rows on new_rows.id = old_rows.id
     ),
     events as (
-      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id)
+      insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id, parent_table, parent_id, changed_columns)
       select (p.n ->> v_org_column)::uuid, v_actor,
         case
           when p.o ->> 'deleted_at' is null and p.n ->> 'deleted_at' is not null then 'soft_delete'
           when p.o ->> 'deleted_at' is not null and p.n ->> 'deleted_at' is null then 'restore'
           else 'update'
         end,
-        tg_table_name, (p.n ->> 'id')::uuid, p.o - v_secret, p.n - v_secret, v_txid
+        tg_table_name, (p.n ->> 'id')::uuid, app_private.log_values(p.o, v_omit, v_mask), app_private.log_values(p.n, v_omit, v_mask), v_txid,
+        case when p.n ->> v_parent_column is not null then v_parent_table end, (p.n ->> v_parent_column)::uuid,
+        array(
+          select c.key from jsonb_each(p.n) as c
+          where c.key <> 'updated_at' and c.key <> all (v_omit) and c.value is distinct from p.o -> c.key
+          order by c.key
+        )
       from pairs p
       where (p.o - 'updated_at') is distinct from (p.n - 'updated_at')
       returning organization_id

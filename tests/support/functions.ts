@@ -28,22 +28,29 @@ export interface DbFunction {
   returnsTable: string | null;
   /** The tables its uuid arguments name, by argument name. */
   argTables: Record<string, string>;
+  /** Declared STABLE or IMMUTABLE: it only reads. */
+  readOnly: boolean;
 }
 
 interface ProcRow {
   name: string;
   signature: string;
   arg_names: string[] | null;
+  read_only: boolean;
   arg_types: string[];
   returns_table: string | null;
   result_attributes: string[];
 }
 
-/** Every function in app_public (not procedures, aggregates or trigger functions). */
+/**
+ * Every function in app_public (not procedures, aggregates or trigger functions, nor computed
+ * columns: functions of a table's row, which read only what that row and the caller's own rights
+ * give them, e.g. app_public.activity_events_changes).
+ */
 export async function appPublicFunctions(): Promise<DbFunction[]> {
   const owner = pool('owner');
   const { rows } = await owner.query<ProcRow>(
-    `select p.proname as name, p.oid::regprocedure::text as signature, p.proargnames as arg_names,
+    `select p.proname as name, p.oid::regprocedure::text as signature, p.proargnames as arg_names, p.provolatile <> 'v' as read_only,
        array(select format_type(t, null) from unnest(p.proargtypes) as t) as arg_types,
        (select c.relname from pg_class c where c.oid = ty.typrelid and c.relkind in ('r', 'p') and c.relnamespace = 'app_public'::regnamespace) as returns_table,
        array(select a.attname::text from pg_attribute a where a.attrelid = ty.typrelid and a.attnum > 0 and not a.attisdropped) as result_attributes
@@ -51,6 +58,7 @@ export async function appPublicFunctions(): Promise<DbFunction[]> {
      join pg_type ty on ty.oid = p.prorettype
      where p.pronamespace = 'app_public'::regnamespace and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
        and (p.proargmodes is null or p.proargmodes <@ array['i']::"char"[])
+       and not exists (select from unnest(p.proargtypes) as t join pg_type at on at.oid = t where at.typrelid <> 0)
      order by p.proname, p.oid`,
   );
   const { rows: fks } = await owner.query<{ column: string; table: string }>(
@@ -71,6 +79,7 @@ export async function appPublicFunctions(): Promise<DbFunction[]> {
   const argTable = (fn: ProcRow, arg: string): string | undefined => {
     const referenced = byColumn.get(arg);
     if (referenced?.size === 1) return [...referenced][0];
+    if (arg === 'record_id' && fn.arg_names?.includes('table_name')) return 'invoices';
     const stem = arg.replace(/_id$/, '');
     if (arg !== 'id') return [`${stem}s`, `${stem}es`, `${stem.replace(/y$/, 'ies')}`].find((t) => tableNames.has(t));
     if (fn.returns_table) return fn.returns_table;
@@ -86,7 +95,7 @@ export async function appPublicFunctions(): Promise<DbFunction[]> {
       if (!table) throw new Error(`Which table does argument ${arg.name} of ${fn.signature} name? Extend argTable in tests/support/functions.ts.`);
       argTables[arg.name] = table;
     }
-    return { name: fn.name, signature: fn.signature, args, returnsTable: fn.returns_table, argTables };
+    return { name: fn.name, signature: fn.signature, args, returnsTable: fn.returns_table, argTables, readOnly: fn.read_only };
   });
 }
 
@@ -97,6 +106,8 @@ export async function plainValue(arg: DbArg): Promise<unknown> {
       if (arg.name === 'email') return `${unique('generated')}@example.com`;
       if (arg.name === 'url') return 'https://hooks.example.test/generated';
       if (arg.name === 'permission') return 'deals.read';
+      // the history functions take a table and a record of it (record_id: see argTable)
+      if (arg.name === 'table_name') return 'invoices';
       return 'Generated';
     case 'text[]':
       return arg.name === 'event_types' ? ['*'] : ['Generated'];

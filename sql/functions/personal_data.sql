@@ -1,0 +1,152 @@
+-- Personal data, declared: which columns hold what kind of data, and how the activity log treats
+-- each one. Every text-like column (text, email addresses, arrays of them, json) of an audited
+-- table and of app_public.users is classified here; the catalog check
+-- sql/checks/personal_data_classified.sql fails the build for a column that is not, so a new
+-- column is classified the day it is added, by a call next to the table's make_tenant_table.
+--
+-- category (what the column holds):
+--   person_name    a person's name (contacts, users, a signer, a vendor who may be a freelancer)
+--   email, phone, address
+--                  a way to reach a person
+--   identifier     an official number that identifies a person or business (tax ids)
+--   person_detail  other facts about a person (job title)
+--   free_text      text people type, which may say anything about anyone (notes, bodies,
+--                  descriptions, titles of tasks)
+--   copy           a copy of other records (webhook delivery payloads)
+--   secret         credentials or URLs that work as credentials; never in the log in clear
+--   none           not personal: names of things, codes, states, keys
+-- in_log (what app_private.tg__audit copies into app_public.activity_events):
+--   keep           the value, so the log can show who changed what from what to what; erasure
+--                  (sql/functions/erasure.sql) redacts it there when the person is erased
+--   mask           the marker "[masked]" in place of a non-null value: the log shows that the
+--                  column was set, changed or cleared, never the value
+--   omit           nothing: the column is left out of the event entirely
+-- Idempotent; re-included by later migrations.
+
+create table if not exists app_private.data_columns (
+  table_name text not null,
+  column_name text not null,
+  category text not null check (category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy', 'secret', 'none')),
+  in_log text not null check (in_log in ('keep', 'mask', 'omit')),
+  primary key (table_name, column_name),
+  constraint data_columns_secrets_not_kept check (category <> 'secret' or in_log <> 'keep')
+);
+alter table app_private.data_columns enable row level security;
+alter table app_private.data_columns force row level security;
+comment on table app_private.data_columns is 'What each text-like column of an audited table (and of users) holds (category) and how the activity log treats it (in_log: keep, mask, omit). Filled by app_private.classify_columns; checked by sql/checks/personal_data_classified.sql.';
+
+-- The parent record an event names, so a timeline of an invoice shows its line items and
+-- payments: rows of `table_name` belong to the row of `parent_table` whose id is in
+-- `parent_column`.
+create table if not exists app_private.audit_parents (
+  table_name text primary key,
+  parent_column text not null,
+  parent_table text not null
+);
+alter table app_private.audit_parents enable row level security;
+alter table app_private.audit_parents force row level security;
+comment on table app_private.audit_parents is 'For events of table_name: the column naming the parent record and the parent''s table (line item → invoice, payment → invoice, task → project). Filled by app_private.set_audit_parent.';
+
+-- Classifies columns of `tbl`: `columns` maps each column to its category, or to
+-- [category, in_log] to choose the treatment. Without one: secrets are omitted, copies omitted,
+-- identifiers masked, everything else kept. Columns must exist; a column classified again takes
+-- the new class.
+create or replace procedure app_private.classify_columns(tbl regclass, columns jsonb)
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  v_table text := (select relname from pg_class where oid = tbl);
+  v_column text;
+  v_class jsonb;
+  v_category text;
+begin
+  for v_column, v_class in select key, value from jsonb_each(columns) loop
+    if not exists (select from pg_attribute where attrelid = tbl and attname = v_column and attnum > 0 and not attisdropped) then
+      raise exception 'classify_columns: % has no column %', tbl, v_column;
+    end if;
+    v_category := case jsonb_typeof(v_class) when 'array' then v_class ->> 0 else v_class #>> '{}' end;
+    insert into app_private.data_columns (table_name, column_name, category, in_log)
+    values (v_table, v_column, v_category, coalesce(
+      case jsonb_typeof(v_class) when 'array' then v_class ->> 1 end,
+      case when v_category in ('secret', 'copy') then 'omit' when v_category = 'identifier' then 'mask' else 'keep' end))
+    on conflict (table_name, column_name) do update set category = excluded.category, in_log = excluded.in_log;
+  end loop;
+end
+$$;
+
+create or replace procedure app_private.set_audit_parent(tbl regclass, parent_column text, parent_table regclass)
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  if not exists (select from pg_attribute where attrelid = tbl and attname = parent_column and not attisdropped) then
+    raise exception 'set_audit_parent: % has no column %', tbl, parent_column;
+  end if;
+  insert into app_private.audit_parents (table_name, parent_column, parent_table)
+  values ((select relname from pg_class where oid = tbl), parent_column, (select relname from pg_class where oid = parent_table))
+  on conflict (table_name) do update set parent_column = excluded.parent_column, parent_table = excluded.parent_table;
+end
+$$;
+
+-- What the log keeps of a row: `omit` columns left out, `mask` columns' non-null values replaced
+-- by "[masked]".
+create or replace function app_private.log_values(j jsonb, omit text[], mask text[]) returns jsonb
+language sql immutable parallel safe
+set search_path = pg_catalog
+as $$
+  select case
+    when j is null then null
+    when cardinality(mask) = 0 then j - omit
+    else (j - omit) || coalesce((select jsonb_object_agg(m, '"[masked]"'::jsonb) from unnest(mask) as m where j ->> m is not null), '{}')
+  end
+$$;
+
+------------------------------------------------------------------------------------------------
+-- The classification of today's tables
+
+call app_private.classify_columns('app_public.organizations', '{"name": "none", "slug": "none", "currency": "none", "file_content_types": "none"}');
+call app_private.classify_columns('app_public.users', '{"email": "email", "name": "person_name"}');
+call app_private.classify_columns('app_public.invitations', '{"email": "email"}');
+call app_private.classify_columns('app_public.client_companies', '{"name": "none", "website": "none", "notes": ["free_text", "mask"]}');
+call app_private.classify_columns('app_public.contacts', '{"first_name": "person_name", "last_name": "person_name", "email": "email", "phone": "phone", "job_title": "person_detail"}');
+call app_private.classify_columns('app_public.roles', '{"name": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.role_permissions', '{"permission_key": "none"}');
+call app_private.classify_columns('app_public.deals', '{"title": "none", "lost_reason": "free_text"}');
+call app_private.classify_columns('app_public.proposals', '{"title": "none", "notes": ["free_text", "mask"], "decided_by_name": "person_name"}');
+call app_private.classify_columns('app_public.proposal_line_items', '{"description": "free_text"}');
+call app_private.classify_columns('app_public.contracts', '{"title": "none", "terms": "free_text", "signer_name": "person_name"}');
+call app_private.classify_columns('app_public.engagements', '{"name": "none"}');
+call app_private.classify_columns('app_public.project_templates', '{"name": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.project_template_milestones', '{"name": "none"}');
+call app_private.classify_columns('app_public.project_template_tasks', '{"title": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.projects', '{"name": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.milestones', '{"name": "none"}');
+call app_private.classify_columns('app_public.tasks', '{"title": "free_text", "description": "free_text"}');
+call app_private.classify_columns('app_public.time_entries', '{"description": "free_text"}');
+call app_private.classify_columns('app_public.threads', '{"subject": "free_text"}');
+call app_private.classify_columns('app_public.messages', '{"body": ["free_text", "mask"]}');
+call app_private.classify_columns('app_public.invoice_schedules', '{"description": "free_text"}');
+call app_private.classify_columns('app_public.invoices', '{"notes": ["free_text", "mask"]}');
+call app_private.classify_columns('app_public.invoice_line_items', '{"description": "free_text"}');
+call app_private.classify_columns('app_public.payments', '{"reference": "free_text"}');
+call app_private.classify_columns('app_public.vendors', '{"name": "person_name", "email": "email", "phone": "phone", "tax_id": "identifier", "notes": ["free_text", "mask"]}');
+call app_private.classify_columns('app_public.bills', '{"reference": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.file_objects', '{"name": "free_text", "content_type": "none", "status": "none", "scan_status": "none", "storage_key": "none"}');
+call app_private.classify_columns('app_public.webhook_endpoints', '{"url": ["secret", "mask"], "description": "free_text", "event_types": "none", "disabled_reason": "none"}');
+call app_private.classify_columns('app_public.webhook_deliveries', '{"event_type": "none", "payload": "copy", "status": "none", "last_error": "free_text", "source_table": "none"}');
+
+call app_private.set_audit_parent('app_public.contacts', 'client_company_id', 'app_public.client_companies');
+call app_private.set_audit_parent('app_public.role_permissions', 'role_id', 'app_public.roles');
+call app_private.set_audit_parent('app_public.proposal_line_items', 'proposal_id', 'app_public.proposals');
+call app_private.set_audit_parent('app_public.project_template_milestones', 'template_id', 'app_public.project_templates');
+call app_private.set_audit_parent('app_public.project_template_tasks', 'template_id', 'app_public.project_templates');
+call app_private.set_audit_parent('app_public.milestones', 'project_id', 'app_public.projects');
+call app_private.set_audit_parent('app_public.tasks', 'project_id', 'app_public.projects');
+call app_private.set_audit_parent('app_public.time_entries', 'engagement_id', 'app_public.engagements');
+call app_private.set_audit_parent('app_public.projects', 'engagement_id', 'app_public.engagements');
+call app_private.set_audit_parent('app_public.messages', 'thread_id', 'app_public.threads');
+call app_private.set_audit_parent('app_public.invoice_line_items', 'invoice_id', 'app_public.invoices');
+call app_private.set_audit_parent('app_public.payments', 'invoice_id', 'app_public.invoices');
+call app_private.set_audit_parent('app_public.bills', 'vendor_id', 'app_public.vendors');
+call app_private.set_audit_parent('app_public.webhook_deliveries', 'endpoint_id', 'app_public.webhook_endpoints');
