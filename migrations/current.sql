@@ -2,3 +2,7 @@
 --!include functions/personal_data.sql
 --!include functions/time_travel.sql
 --!include functions/triggers.sql
+--!include functions/erasure.sql
+--!include functions/status_machine.sql
+--!include functions/line_items.sql
+--!include functions/delivery.sql

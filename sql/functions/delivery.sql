@@ -85,7 +85,8 @@ set search_path = pg_catalog
 as $$
 begin
   if tg_op = 'UPDATE' and old.invoice_id is not null
-     and (to_jsonb(old) - 'invoice_id' - 'updated_at') is distinct from (to_jsonb(new) - 'invoice_id' - 'updated_at') then
+     and (to_jsonb(old) - 'invoice_id' - 'updated_at') is distinct from (to_jsonb(new) - 'invoice_id' - 'updated_at')
+     and not app_private.erasing(new.organization_id) then -- (an erasure redacts its description: sql/functions/erasure.sql)
     perform app_private.fail('NOT_EDITABLE', 'This time entry is on an invoice; cancel the invoice to change it.');
   end if;
   if new.task_id is not null and not exists (

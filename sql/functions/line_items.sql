@@ -25,6 +25,9 @@ begin
   if tg_op = 'UPDATE' and (to_jsonb(old) - 'updated_at') = (to_jsonb(new) - 'updated_at') then
     return null; -- nothing changed
   end if;
+  if tg_op = 'UPDATE' and app_private.erasing(new.organization_id) then
+    return null; -- an erasure redacts a description (sql/functions/erasure.sql); amounts do not change
+  end if;
   foreach v_row in array array_remove(array[
     case when tg_op in ('INSERT', 'UPDATE') then to_jsonb(new) end,
     case when tg_op = 'DELETE' or (tg_op = 'UPDATE' and (to_jsonb(old) ->> v_fk) is distinct from (to_jsonb(new) ->> v_fk)) then to_jsonb(old) end

@@ -54,6 +54,9 @@ async function seedTenant(label: string): Promise<Tenant> {
     const draft = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Retainer') returning id`, [other.id]);
     await c.query(`insert into app_public.proposal_line_items (proposal_id, description, quantity, unit_price) values ($1, 'Monthly support', 12, 500)`, [draft.id]);
     await c.query(`insert into app_public.deals (client_company_id, title) values ($1, 'Retainer')`, [other.id]);
+    // A contact who asked to be forgotten: an erasure (its job may run in any test's worker).
+    const leaving = await one<{ id: string }>(c, `insert into app_public.contacts (client_company_id, first_name, email) values ($1, 'Leaving', $2) returning id`, [other.id, `${unique('leaving')}@example.com`]);
+    await c.query('select app_public.erase_contact($1)', [leaving.id]);
 
     // Delivery: a template with a milestone and tasks, a project from it, time.
     const template = { id: await websiteTemplate(c) };

@@ -1,0 +1,198 @@
+// Erasure of a contact (sql/functions/erasure.sql): after eraseContact and its job, the contact's
+// email addresses (the current one and an earlier one), phone and full name are nowhere in the
+// database (every text, json and jsonb column of every table, the activity log and the job queue
+// included), the ledger keeps its amounts and references, the erasure itself is on record without
+// the data, and the activity log stays closed to every other change.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startWorker } from '../src/worker/index.ts';
+import { asVisitor, closePools, inTransaction, pgError, pool, sessionOf, urlFor } from './support/db.ts';
+import { commitAs, one, signedEngagement, twoTenants, type Tenant } from './support/fixtures.ts';
+import { testLogger } from './support/log.ts';
+
+let a: Tenant;
+let b: Tenant;
+const tag = randomBytes(4).toString('hex');
+const person = {
+  oldEmail: `ingrid.old.${tag}@example.com`,
+  email: `ingrid.${tag}@example.com`,
+  phone: `+44 20 7946 ${tag.slice(0, 4)}`,
+  fullName: `Ingrid Erasmus${tag}`,
+};
+const needles = Object.values(person);
+let contactId: string;
+let invoiceId: string;
+let invoiceTotal: string;
+let erasureId: string;
+
+/** Every (schema.table.column, rows) where `needle` occurs in a text-like, json or jsonb column of any table. */
+async function whereIs(needle: string): Promise<string[]> {
+  const su = pool('superuser');
+  const { rows: columns } = await su.query<{ tbl: string; col: string }>(
+    `select format('%I.%I', n.nspname, c.relname) as tbl, a.attname as col
+     from pg_class c
+     join pg_namespace n on n.oid = c.relnamespace
+     join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+     join pg_type t on t.oid = a.atttypid
+     left join pg_type element on element.oid = t.typelem and t.typcategory = 'A'
+     where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')
+       and (coalesce(element.typcategory, t.typcategory) = 'S' or a.atttypid in ('json'::regtype, 'jsonb'::regtype))`,
+  );
+  const found: string[] = [];
+  for (const { tbl, col } of columns) {
+    const { rows } = await su.query<{ n: number }>(`select count(*)::int as n from ${tbl} where "${col}"::text ilike '%' || $1 || '%'`, [needle]);
+    if (rows[0].n) found.push(`${tbl}.${col}`);
+  }
+  return found;
+}
+
+beforeAll(async () => {
+  ({ a, b } = await twoTenants());
+  const own = sessionOf(a.owner, a.orgId);
+  ({ contactId, invoiceId } = await commitAs(own, async (c) => {
+    const e = await signedEngagement(c, 'erasure');
+    const [first, last] = person.fullName.split(' ');
+    await c.query('update app_public.contacts set first_name = $2, last_name = $3, email = $4, phone = $5, job_title = $6 where id = $1',
+      [e.contactId, first, last, person.oldEmail, person.phone, 'Head of Marketing']);
+    await c.query('update app_public.contacts set email = $2 where id = $1', [e.contactId, person.email]);
+    // Her data in the firm's own text: a task title and a time entry (then invoiced and sent: locked),
+    // the client's notes (masked in the log), a message, a proposal emailed to her.
+    const project = await one<{ id: string }>(c, `insert into app_public.projects (engagement_id, name) values ($1, 'Launch') returning id`, [e.engagementId]);
+    const task = await one<{ id: string }>(c, 'insert into app_public.tasks (project_id, title, description) values ($1, $2, $3) returning id',
+      [project.id, `Workshop with ${person.fullName}`, `Send the agenda to ${person.email}`]);
+    const member = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [a.owner.userId]);
+    await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, '2026-02-02', 120, $4)`,
+      [e.engagementId, task.id, member.id, `Call with ${person.fullName} (${person.phone})`]);
+    const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1)', [e.engagementId]);
+    await c.query('select app_public.send_invoice($1)', [invoice.id]);
+    await c.query('update app_public.client_companies set notes = $2 where id = $1', [e.clientId, `Ask for ${person.fullName}, mobile ${person.phone}`]);
+    const thread = await one<{ id: string }>(c, `insert into app_public.threads (engagement_id, subject) values ($1, 'Kick-off') returning id`, [e.engagementId]);
+    await c.query('insert into app_public.messages (thread_id, body) values ($1, $2)', [thread.id, `Reached ${person.fullName} at ${person.email}`]);
+    const proposal = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Phase two') returning id`, [e.clientId]);
+    await c.query(`insert into app_public.proposal_line_items (proposal_id, description, quantity, unit_price) values ($1, 'Design', 1, 900)`, [proposal.id]);
+    await c.query('select app_public.send_proposal($1)', [proposal.id]);
+    return { contactId: e.contactId, invoiceId: invoice.id };
+  }));
+  // A webhook delivery that copied her data (as one made from an event before she was erased).
+  await pool('owner').query(
+    `insert into app_public.webhook_deliveries (organization_id, endpoint_id, event_type, payload, source_table, status, last_error)
+     select organization_id, id, 'client_company.created', jsonb_build_object('data', jsonb_build_object('contact', $2::text)), 'client_companies', 'failed', $3
+     from app_public.webhook_endpoints where organization_id = $1 limit 1`,
+    [a.orgId, person.email, `530 mailbox ${person.email} unavailable`],
+  );
+  invoiceTotal = (await pool('owner').query<{ total: string }>('select total::text from app_public.invoices where id = $1', [invoiceId])).rows[0].total;
+}, 60_000);
+afterAll(closePools);
+
+const eraseAs = (user: Tenant['owner'], orgId: string, id: string) =>
+  commitAs(sessionOf(user, orgId), (c) => one<{ id: string; status: string; scope: string; subject_id: string }>(c, 'select * from app_public.erase_contact($1)', [id]));
+const erasureRow = async (id: string) => (await pool('owner').query('select * from app_public.erasures where id = $1', [id])).rows[0];
+
+describe('eraseContact', () => {
+  test('before: her data is in live rows, the activity log and the job queue (the scan finds it)', async () => {
+    const email = await whereIs(person.email);
+    expect(email).toEqual(expect.arrayContaining(['app_public.contacts.email', 'app_public.activity_events.new_values', 'app_public.tasks.description', 'app_public.messages.body', 'graphile_worker._private_jobs.payload', 'app_public.webhook_deliveries.payload']));
+    expect(await whereIs(person.oldEmail)).toContain('app_public.activity_events.old_values');
+    expect(await whereIs(person.fullName)).toEqual(expect.arrayContaining(['app_public.invoice_line_items.description', 'app_public.time_entries.description']));
+  });
+
+  test('only an owner may erase (NOT_PERMITTED), another organization\'s contact is NOT_FOUND like a random id', async () => {
+    for (const user of [a.admin, a.member, a.clerk]) expect((await pgError(eraseAs(user, a.orgId, contactId))).code).toBe('AT403');
+    const theirs = await pgError(eraseAs(b.owner, b.orgId, contactId));
+    const random = await pgError(eraseAs(b.owner, b.orgId, '00000000-0000-4000-8000-000000000000'));
+    expect(theirs).toEqual(random);
+    expect(theirs.code).toBe('AT404');
+  });
+
+  test('the job erases her everywhere: no email (old or new), phone or full name left in any column of any table', async () => {
+    const erasure = await eraseAs(a.owner, a.orgId, contactId);
+    expect(erasure).toMatchObject({ scope: 'contact', subject_id: contactId, status: 'pending' });
+    expect((await eraseAs(a.owner, a.orgId, contactId)).id).toBe(erasure.id); // asked twice: one erasure
+    erasureId = erasure.id;
+
+    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker') });
+    try {
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && (await erasureRow(erasure.id)).status !== 'done') await sleep(200);
+    } finally {
+      await worker.stop();
+    }
+    const done = await erasureRow(erasure.id);
+    expect(done).toMatchObject({ status: 'done', requested_by: a.owner.userId });
+    expect(done.redacted).toMatchObject({ contacts: 1, activity_events: expect.any(Number), tasks: 1, time_entries: 1, invoice_line_items: 1, webhook_deliveries: 1 });
+    // the proposal's email: still queued (the job is removed) or already sent (its record redacted)
+    expect((done.redacted.jobs ?? 0) + (done.redacted.email_messages ?? 0)).toBeGreaterThanOrEqual(1);
+
+    for (const needle of needles) expect({ needle, found: await whereIs(needle) }).toEqual({ needle, found: [] });
+    const contact = (await pool('owner').query('select first_name, last_name, email, phone, job_title from app_public.contacts where id = $1', [contactId])).rows[0];
+    expect(contact).toEqual({ first_name: 'Erased', last_name: 'contact', email: null, phone: null, job_title: null });
+    // Her record's events lost even the short values (a first name alone, a job title).
+    const { rows: events } = await pool('owner').query(`select new_values from app_public.activity_events where table_name = 'contacts' and record_id = $1 and action = 'insert'`, [contactId]);
+    expect(events[0].new_values).toMatchObject({ first_name: '[erased]', job_title: null });
+    const { rows: titled } = await pool('owner').query(`select 1 from app_public.activity_events where record_id = $1 and (new_values::text like '%Head of Marketing%' or old_values::text like '%Head of Marketing%')`, [contactId]);
+    expect(titled).toEqual([]);
+  }, 90_000);
+
+  test('the ledger keeps its amounts and references; the erasure is on record, for owners only', async () => {
+    const invoice = (await pool('owner').query('select total::text, status, client_company_id from app_public.invoices where id = $1', [invoiceId])).rows[0];
+    expect(invoice).toMatchObject({ total: invoiceTotal, status: 'sent' });
+    const lines = (await pool('owner').query('select description from app_public.invoice_line_items where invoice_id = $1', [invoiceId])).rows;
+    expect(lines[0].description).toMatch(/^Workshop with \[erased\]/);
+
+    const read = (user: Tenant['owner']) => asVisitor(sessionOf(user, a.orgId), async (c) => (await c.query(`select scope, subject_id, status from app_public.erasures where subject_id = $1`, [contactId])).rows);
+    expect(await read(a.owner)).toEqual([{ scope: 'contact', subject_id: contactId, status: 'done' }]);
+    expect(await read(a.admin)).toEqual([]);
+    const logged = (await pool('owner').query(`select action, actor_id from app_public.activity_events where table_name = 'erasures' and organization_id = $1 and record_id = $2 order by seq`, [a.orgId, erasureId])).rows;
+    expect(logged).toEqual([{ action: 'insert', actor_id: a.owner.userId }, { action: 'update', actor_id: a.owner.userId }]);
+  });
+});
+
+describe('the activity log stays append-only outside an erasure', () => {
+  const someEvent = async () => (await pool('owner').query<{ id: string }>('select id from app_public.activity_events where organization_id = $1 limit 1', [a.orgId])).rows[0].id;
+
+  test('the owner role cannot rewrite values, even with the erasure setting but no erasure running', async () => {
+    const id = await someEvent();
+    expect((await pgError(pool('owner').query(`update app_public.activity_events set new_values = '{}' where id = $1`, [id]))).code).toBe('42501');
+    const client = await pool('owner').connect();
+    try {
+      await client.query('begin');
+      await client.query(`select set_config('app.erasure', gen_random_uuid()::text, true)`);
+      expect((await pgError(client.query(`update app_public.activity_events set new_values = '{}' where id = $1`, [id]))).code).toBe('42501');
+      await client.query('rollback');
+    } finally {
+      client.release();
+    }
+  });
+
+  test('an erasure\'s transaction may rewrite its own organization\'s values only, nothing else about an event', async () => {
+    const client = await pool('owner').connect();
+    const theirs = (await pool('owner').query<{ id: string }>('select id from app_public.activity_events where organization_id = $1 limit 1', [b.orgId])).rows[0].id;
+    const mine = await someEvent();
+    try {
+      await client.query('begin');
+      await client.query(`insert into app_private.erasure_transactions values (pg_current_xact_id()::text::bigint, $1, gen_random_uuid())`, [a.orgId]);
+      await client.query(`select set_config('app.erasure', 'x', true)`);
+      await client.query('savepoint s');
+      expect((await pgError(client.query(`update app_public.activity_events set new_values = '{}' where id = $1`, [theirs]))).code).toBe('42501');
+      await client.query('rollback to savepoint s');
+      expect((await pgError(client.query(`update app_public.activity_events set action = 'update' where id = $1`, [mine]))).code).toBe('42501');
+      await client.query('rollback to savepoint s');
+      expect((await pgError(client.query(`delete from app_public.activity_events where id = $1`, [mine]))).code).toBe('42501');
+      await client.query('rollback to savepoint s');
+      await client.query(`update app_public.activity_events set new_values = '{}' where id = $1`, [mine]); // the door works
+      await client.query('rollback');
+    } finally {
+      client.release();
+    }
+  });
+
+  test('the roles the app uses cannot open the door: the visitor and the worker may not write erasure_transactions, and the visitor may not run an erasure', async () => {
+    for (const role of ['authenticator', 'worker'] as const) {
+      const error = await pgError(inTransaction(role, {}, (c) => c.query(`insert into app_private.erasure_transactions values (1, gen_random_uuid(), gen_random_uuid())`), false));
+      expect(error.code).toBe('42501');
+    }
+    const visitor = await pgError(asVisitor(sessionOf(a.owner, a.orgId), (c) => c.query('select app_private.run_erasure(gen_random_uuid())')));
+    expect(visitor.code).toBe('42501');
+  });
+});
