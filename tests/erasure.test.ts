@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker } from '../src/worker/index.ts';
-import { asVisitor, closePools, inTransaction, pgError, pool, sessionOf, urlFor } from './support/db.ts';
+import { addMember, asVisitor, closePools, inTransaction, pgError, pool, sessionOf, urlFor } from './support/db.ts';
 import { commitAs, one, signedEngagement, twoTenants, type Tenant } from './support/fixtures.ts';
 import { testLogger } from './support/log.ts';
 
@@ -85,6 +85,17 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(closePools);
 
+/** Runs a worker until `done()` holds (at most 60 s). */
+async function workUntil(done: () => Promise<boolean>): Promise<void> {
+  const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker') });
+  try {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !(await done())) await sleep(200);
+  } finally {
+    await worker.stop();
+  }
+}
+
 const eraseAs = (user: Tenant['owner'], orgId: string, id: string) =>
   commitAs(sessionOf(user, orgId), (c) => one<{ id: string; status: string; scope: string; subject_id: string }>(c, 'select * from app_public.erase_contact($1)', [id]));
 const erasureRow = async (id: string) => (await pool('owner').query('select * from app_public.erasures where id = $1', [id])).rows[0];
@@ -111,13 +122,7 @@ describe('eraseContact', () => {
     expect((await eraseAs(a.owner, a.orgId, contactId)).id).toBe(erasure.id); // asked twice: one erasure
     erasureId = erasure.id;
 
-    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker') });
-    try {
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline && (await erasureRow(erasure.id)).status !== 'done') await sleep(200);
-    } finally {
-      await worker.stop();
-    }
+    await workUntil(async () => (await erasureRow(erasure.id)).status === 'done');
     const done = await erasureRow(erasure.id);
     expect(done).toMatchObject({ status: 'done', requested_by: a.owner.userId });
     expect(done.redacted).toMatchObject({ contacts: 1, activity_events: expect.any(Number), tasks: 1, time_entries: 1, invoice_line_items: 1, webhook_deliveries: 1 });
@@ -146,6 +151,48 @@ describe('eraseContact', () => {
     const logged = (await pool('owner').query(`select action, actor_id from app_public.activity_events where table_name = 'erasures' and organization_id = $1 and record_id = $2 order by seq`, [a.orgId, erasureId])).rows;
     expect(logged).toEqual([{ action: 'insert', actor_id: a.owner.userId }, { action: 'update', actor_id: a.owner.userId }]);
   });
+});
+
+describe('eraseMember and deleteAccount', () => {
+  test('an owner removes a member who leaves and erases their email and name from the organization; the account stays theirs', async () => {
+    const leaver = await addMember(a.orgId, a.owner, 'member', `leaver-${tag}`);
+    await commitAs(sessionOf(leaver, a.orgId), (c) => c.query(`insert into app_public.tasks (project_id, title, description) values ($1, 'Handover', $2)`, [a.projectId, `Questions to ${leaver.email} until Friday, ${leaver.name}`]));
+    const memberId = (await pool('owner').query<{ id: string }>('select id from app_public.organization_members where organization_id = $1 and user_id = $2', [a.orgId, leaver.userId])).rows[0].id;
+    expect(await whereIs(leaver.email)).toEqual(expect.arrayContaining(['app_public.invitations.email', 'app_public.tasks.description', 'app_public.activity_events.new_values']));
+
+    const erase = (user: Tenant['owner'], id: string) => commitAs(sessionOf(user, a.orgId), (c) => one<{ id: string }>(c, 'select * from app_public.erase_member($1)', [id]));
+    expect((await pgError(erase(a.admin, memberId))).code).toBe('AT403');
+    const ownMembership = (await pool('owner').query<{ id: string }>('select id from app_public.organization_members where organization_id = $1 and user_id = $2', [a.orgId, a.owner.userId])).rows[0].id;
+    expect((await pgError(erase(a.owner, ownMembership))).code).toBe('AT403');
+    const erasure = await erase(a.owner, memberId);
+    expect((await pool('owner').query('select 1 from app_public.organization_members where id = $1', [memberId])).rows).toEqual([]);
+
+    await workUntil(async () => (await erasureRow(erasure.id)).status === 'done');
+    expect(await whereIs(leaver.email)).toEqual(['app_public.users.email']);
+    expect(await whereIs(leaver.name)).toEqual(['app_public.users.name']);
+  }, 90_000);
+
+  test('deleteAccount: the last owner is refused; anyone else leaves every organization, is signed out, and their email and name are gone from the whole database', async () => {
+    expect((await pgError(commitAs(sessionOf(a.owner), (c) => c.query('select app_public.delete_account()')))).code).toBe('AT420'); // LAST_OWNER
+
+    const quitter = await addMember(a.orgId, a.owner, 'admin', `quitter-${tag}`);
+    const { rows: invite } = await asVisitor(sessionOf(b.owner, b.orgId), (c) => c.query('select token from app_public.invite_member($1, $2)', [quitter.email, 'member']), { commit: true });
+    await commitAs(sessionOf(quitter), (c) => c.query('select app_public.accept_invitation($1)', [invite[0].token]));
+    await commitAs(sessionOf(quitter, b.orgId), (c) => c.query(`insert into app_public.client_companies (name, website) values ($1, 'https://quitter.example')`, [`Referred by ${quitter.name}`]));
+
+    expect((await commitAs(sessionOf(quitter, a.orgId), (c) => one<{ ok: boolean }>(c, 'select app_public.delete_account() as ok'))).ok).toBe(true);
+    const su = pool('owner');
+    expect((await su.query('select organization_id from app_public.organization_members where user_id = $1', [quitter.userId])).rows).toEqual([]);
+    expect((await su.query('select 1 from app_private.sessions where user_id = $1 and revoked_at is null', [quitter.userId])).rows).toEqual([]);
+    expect((await su.query('select 1 from app_private.user_secrets where user_id = $1', [quitter.userId])).rows).toEqual([]);
+    const erasures = (await su.query<{ organization_id: string }>(`select organization_id from app_public.erasures where scope = 'user' and subject_id = $1 order by organization_id`, [quitter.userId])).rows;
+    expect(erasures.map((e) => e.organization_id).sort()).toEqual([a.orgId, b.orgId].sort());
+
+    await workUntil(async () => (await su.query(`select 1 from app_public.users where id = $1 and name = 'Erased user'`, [quitter.userId])).rows.length === 1);
+    expect((await su.query(`select count(*)::int as n from app_public.erasures where subject_id = $1 and status = 'done'`, [quitter.userId])).rows[0].n).toBe(2);
+    expect(await whereIs(quitter.email)).toEqual([]);
+    expect(await whereIs(quitter.name)).toEqual([]);
+  }, 120_000);
 });
 
 describe('the activity log stays append-only outside an erasure', () => {

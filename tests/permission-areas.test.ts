@@ -51,6 +51,7 @@ const CONSEQUENCES: Record<string, string[]> = {
   sign_contract: ['engagements'], // starts the engagement
   create_invoice_from_time: ['time_entries'], // the invoiced entries point at the invoice
   cancel_invoice: ['time_entries'], // they become invoiceable again
+  delete_account: ['organization_members', 'role_assignments', 'erasures'], // leaving (everyone's right), and the erasure of oneself on record
 };
 
 const MEMBER = 'member'; // the base role of the single-permission members

@@ -193,7 +193,12 @@ begin
   -- is global: its rows are people's own accounts, erased by themselves).
   for v_table in
     select d.table_name,
-      string_agg(format(case when a.atttypid = 'jsonb'::regtype then '%1$I = app_private.redact_jsonb(%1$I, $2)' else '%1$I = app_private.redact_text(%1$I, $2)' end, d.column_name), ', ' order by d.column_name) as sets,
+      string_agg(format(case
+        when a.atttypid = 'jsonb'::regtype then '%1$I = app_private.redact_jsonb(%1$I, $2)'
+        -- an email address column keeps a valid address, one per row: erased-<id>@erased.invalid
+        when a.atttypid = 'app_public.email_address'::regtype then '%1$I = case when %1$I ~* $3 then format(''erased-%%s@erased.invalid'', id) else %1$I end'
+        else '%1$I = app_private.redact_text(%1$I, $2)'
+      end, d.column_name), ', ' order by d.column_name) as sets,
       string_agg(format('%I::text ~* $3', d.column_name), ' or ' order by d.column_name) as matches
     from app_private.data_columns d
     join pg_class c on c.relname = d.table_name and c.relnamespace = 'app_public'::regnamespace
@@ -366,6 +371,7 @@ begin
 
   case v_erasure.scope
     when 'contact' then v_counts := app_private.erase_contact_data(v_erasure.subject_id);
+    when 'user' then v_counts := app_private.erase_user_data(v_erasure.subject_id);
   end case;
 
   delete from app_private.erasure_transactions t where t.transaction_id = pg_current_xact_id()::text::bigint;
@@ -378,3 +384,169 @@ $$;
 revoke all on function app_private.run_erasure(uuid) from public;
 grant execute on function app_private.run_erasure(uuid) to :DATABASE_WORKER;
 comment on function app_private.run_erasure(uuid) is 'Runs an erasure (the erase_personal_data job), in the erasure''s organization, in one transaction; returns the rows redacted per table.';
+
+------------------------------------------------------------------------------------------------
+-- Users: a member leaving (eraseMember, owners) and self-service account deletion (deleteAccount)
+--
+-- A user's account is global (app_public.users: one email, one name, many organizations); what an
+-- organization holds about them is its own. eraseMember removes a member from the organization
+-- and erases their email and name from its records and log (scope user, in that organization);
+-- the account stays theirs. deleteAccount does that in every organization the user belongs to,
+-- ends their sign-in at once (sessions revoked, password and reset tokens deleted, portal access
+-- ended), and queues `erase_account`, which, once the organizations' erasures are done, replaces
+-- the account's email and name (erased-<id>@erased.invalid, "Erased user") and removes what the
+-- system holds under the email (sign-in throttling, pending sign-ups, emails not yet sent). The
+-- user's id stays in the log as the actor of their changes: a pseudonymous id whose name is gone.
+
+-- One organization's part (run_erasure, scope user): the email and the name (5 characters or
+-- more) wherever the organization's text, log, emails and jobs hold them.
+create or replace function app_private.erase_user_data(user_id uuid) returns jsonb
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_needles text[];
+begin
+  select coalesce(array_agg(n order by length(n) desc, n), '{}') into v_needles
+  from (
+    select u.email::text as n from app_public.users u where u.id = erase_user_data.user_id and u.email::text not like 'erased-%@erased.invalid'
+    union
+    select trim(u.name) from app_public.users u where u.id = erase_user_data.user_id and length(trim(u.name)) >= 5 and u.name <> 'Erased user'
+  ) as needles;
+  delete from app_public.organization_members m where m.organization_id = app_public.current_org_id() and m.user_id = erase_user_data.user_id;
+  return app_private.redact_organization(v_needles, 'users', erase_user_data.user_id);
+end
+$$;
+
+-- Queues the erasure of `user_id` in the current organization (the caller has checked who may).
+create or replace function app_private.request_user_erasure(user_id uuid) returns app_public.erasures
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_org uuid := app_public.current_org_id();
+  v_erasure app_public.erasures;
+begin
+  select e.* into v_erasure from app_public.erasures e
+  where e.organization_id = v_org and e.scope = 'user' and e.subject_id = request_user_erasure.user_id and e.status = 'pending';
+  if found then
+    return v_erasure;
+  end if;
+  insert into app_public.erasures (organization_id, scope, subject_id, requested_by)
+  values (v_org, 'user', request_user_erasure.user_id, app_public.current_user_id())
+  returning * into v_erasure;
+  perform graphile_worker.add_job(
+    'erase_personal_data',
+    json_build_object('organization_id', v_org, 'erasure_id', v_erasure.id, 'actor_id', app_public.current_user_id()),
+    job_key => 'erase_personal_data:' || v_erasure.id,
+    max_attempts => 10
+  );
+  return v_erasure;
+end
+$$;
+
+create or replace function app_public.erase_member(member_id uuid) returns app_public.erasures
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_org uuid := app_public.current_org_id();
+  v_member app_public.organization_members;
+  v_erasure app_public.erasures;
+begin
+  if v_org is null then
+    perform app_private.fail('NO_ORGANIZATION', 'Choose an organization first (switchOrganization) to erase a member.');
+  end if;
+  if not app_public.current_member_has_role('owner') then
+    perform app_private.fail('NOT_PERMITTED', 'Only an owner may erase a member''s personal data.');
+  end if;
+  select m.* into v_member from app_public.organization_members m where m.organization_id = v_org and m.id = erase_member.member_id for update;
+  if not found then
+    perform app_private.fail('NOT_FOUND', 'No such member in this organization.');
+  end if;
+  if v_member.user_id = app_public.current_user_id() then
+    perform app_private.fail('NOT_PERMITTED', 'To erase yourself, delete your account (deleteAccount).');
+  end if;
+  v_erasure := app_private.request_user_erasure(v_member.user_id);
+  delete from app_public.organization_members m where m.organization_id = v_org and m.id = v_member.id;
+  update app_public.client_portal_access a set revoked_at = coalesce(a.revoked_at, now())
+  where a.organization_id = v_org and a.user_id = v_member.user_id;
+  return v_erasure;
+end
+$$;
+revoke all on function app_public.erase_member(uuid) from public;
+grant execute on function app_public.erase_member(uuid) to :DATABASE_VISITOR;
+comment on function app_public.erase_member(uuid) is E'Removes a member who leaves and erases their email and name from this organization''s records and activity log (owners only; GDPR art. 17). Their account stays theirs. Runs as a job; the returned erasure turns `done` when it has. Irreversible.';
+
+create or replace function app_public.delete_account() returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_user uuid := app_public.current_user_id();
+  v_org_setting text := current_setting('app.org_id', true);
+  v_member record;
+begin
+  if v_user is null then
+    perform app_private.fail('UNAUTHENTICATED', 'Sign in to delete your account.');
+  end if;
+  -- No organization is left without an owner.
+  for v_member in
+    select m.organization_id from app_public.organization_members m
+    where m.user_id = v_user and m.role = 'owner'
+      and not exists (select from app_public.organization_members o where o.organization_id = m.organization_id and o.role = 'owner' and o.user_id <> v_user)
+  loop
+    perform app_private.fail('LAST_OWNER', 'You are the last owner of an organization: make someone else owner (or delete the organization) before deleting your account.');
+  end loop;
+  -- Each organization's part, as that organization (its erasure is recorded and audited there).
+  for v_member in
+    select m.id, m.organization_id from app_public.organization_members m where m.user_id = v_user order by m.organization_id
+  loop
+    perform set_config('app.org_id', v_member.organization_id::text, true);
+    perform app_private.request_user_erasure(v_user);
+    delete from app_public.organization_members m where m.organization_id = v_member.organization_id and m.id = v_member.id;
+  end loop;
+  perform set_config('app.org_id', coalesce(v_org_setting, ''), true);
+  -- Signed out everywhere, now.
+  update app_private.sessions s set revoked_at = now(), revoked_reason = 'account deleted' where s.user_id = v_user and s.revoked_at is null;
+  delete from app_private.user_secrets s where s.user_id = v_user;
+  delete from app_private.password_reset_tokens t where t.user_id = v_user;
+  update app_public.client_portal_access a set revoked_at = coalesce(a.revoked_at, now()) where a.user_id = v_user;
+  perform graphile_worker.add_job('erase_account', json_build_object('user_id', v_user), job_key => 'erase_account:' || v_user, max_attempts => 25);
+  return true;
+end
+$$;
+revoke all on function app_public.delete_account() from public;
+grant execute on function app_public.delete_account() to :DATABASE_VISITOR;
+comment on function app_public.delete_account() is E'Deletes your account (GDPR art. 17): you leave every organization, are signed out everywhere, and your email and name are erased from the account and from each organization''s records and activity log (jobs). Refused (LAST_OWNER) while you are an organization''s last owner. Irreversible.';
+
+-- The account's part (job erase_account), after every organization's: refused (the job retries)
+-- while one is pending. Returns false when there was nothing left to erase.
+create or replace function app_private.erase_account(user_id uuid) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_user app_public.users;
+  v_pattern text;
+begin
+  select u.* into v_user from app_public.users u where u.id = erase_account.user_id for update;
+  if not found or v_user.email::text like 'erased-%@erased.invalid' then
+    return false;
+  end if;
+  if exists (select from app_public.erasures e where e.scope = 'user' and e.subject_id = erase_account.user_id and e.status = 'pending') then
+    perform app_private.fail('RETRY', 'The organizations'' erasures of this account are not all done yet.');
+  end if;
+  v_pattern := app_private.literal_pattern(v_user.email::text);
+  delete from app_private.login_throttle t where t.email = v_user.email::text;
+  delete from app_private.registrations r where r.email = v_user.email::text;
+  update app_private.email_messages m set recipient = '[erased]', transport_detail = app_private.redact_text(m.transport_detail, array[v_user.email::text])
+  where m.recipient = v_user.email::text;
+  delete from graphile_worker._private_jobs j where j.locked_at is null and j.payload::text ~* v_pattern;
+  update app_public.users u set email = format('erased-%s@erased.invalid', u.id), name = 'Erased user' where u.id = v_user.id;
+  return true;
+end
+$$;
+revoke all on function app_private.erase_account(uuid) from public;
+grant execute on function app_private.erase_account(uuid) to :DATABASE_WORKER;
+comment on function app_private.erase_account(uuid) is 'The account''s part of deleteAccount (job erase_account), once every organization''s erasure is done.';

@@ -10,11 +10,13 @@
 --                  a way to reach a person
 --   identifier     an official number that identifies a person or business (tax ids)
 --   person_detail  other facts about a person (job title)
---   free_text      text people type, which may say anything about anyone (notes, bodies,
---                  descriptions, titles of tasks)
+--   free_text      text people type, which may say anything about anyone: notes, bodies,
+--                  descriptions, and the names and titles they give things (a client company
+--                  named after its owner, a project "Website for Jane Doe")
 --   copy           a copy of other records (webhook delivery payloads)
 --   secret         credentials or URLs that work as credentials; never in the log in clear
---   none           not personal: names of things, codes, states, keys
+--   none           not personal: values the system sets or chooses from a list (codes,
+--                  states, keys, slugs, currencies)
 -- in_log (what app_private.tg__audit copies into app_public.activity_events):
 --   keep           the value, so the log can show who changed what from what to what; erasure
 --                  (sql/functions/erasure.sql) redacts it there when the person is erased
@@ -90,14 +92,20 @@ end
 $$;
 
 -- What the log keeps of a row: `omit` columns left out, `mask` columns' non-null values replaced
--- by "[masked]".
+-- by "[masked]". Tables mask one or two columns at most today: those cases are plain expressions
+-- (no per-row sub-query), and the function has no SET clause, so the planner inlines it into the
+-- audit trigger's statement (a 1,000-row update runs it 2,000 times).
 create or replace function app_private.log_values(j jsonb, omit text[], mask text[]) returns jsonb
 language sql immutable parallel safe
-set search_path = pg_catalog
 as $$
   select case
     when j is null then null
     when cardinality(mask) = 0 then j - omit
+    when cardinality(mask) = 1 then
+      case when j ->> mask[1] is null then j - omit else jsonb_set(j - omit, mask[1:1], '"[masked]"') end
+    when cardinality(mask) = 2 then
+      case when j ->> mask[2] is null then j - omit else jsonb_set(j - omit, mask[2:2], '"[masked]"') end
+      || case when j ->> mask[1] is null then '{}' else jsonb_build_object(mask[1], '[masked]') end
     else (j - omit) || coalesce((select jsonb_object_agg(m, '"[masked]"'::jsonb) from unnest(mask) as m where j ->> m is not null), '{}')
   end
 $$;
@@ -105,23 +113,23 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- The classification of today's tables
 
-call app_private.classify_columns('app_public.organizations', '{"name": "none", "slug": "none", "currency": "none", "file_content_types": "none"}');
+call app_private.classify_columns('app_public.organizations', '{"name": "free_text", "slug": "none", "currency": "none", "file_content_types": "none"}');
 call app_private.classify_columns('app_public.users', '{"email": "email", "name": "person_name"}');
 call app_private.classify_columns('app_public.invitations', '{"email": "email"}');
-call app_private.classify_columns('app_public.client_companies', '{"name": "none", "website": "none", "notes": ["free_text", "mask"]}');
+call app_private.classify_columns('app_public.client_companies', '{"name": "free_text", "website": "free_text", "notes": ["free_text", "mask"]}');
 call app_private.classify_columns('app_public.contacts', '{"first_name": "person_name", "last_name": "person_name", "email": "email", "phone": "phone", "job_title": "person_detail"}');
-call app_private.classify_columns('app_public.roles', '{"name": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.roles', '{"name": "free_text", "description": "free_text"}');
 call app_private.classify_columns('app_public.role_permissions', '{"permission_key": "none"}');
-call app_private.classify_columns('app_public.deals', '{"title": "none", "lost_reason": "free_text"}');
-call app_private.classify_columns('app_public.proposals', '{"title": "none", "notes": ["free_text", "mask"], "decided_by_name": "person_name"}');
+call app_private.classify_columns('app_public.deals', '{"title": "free_text", "lost_reason": "free_text"}');
+call app_private.classify_columns('app_public.proposals', '{"title": "free_text", "notes": ["free_text", "mask"], "decided_by_name": "person_name"}');
 call app_private.classify_columns('app_public.proposal_line_items', '{"description": "free_text"}');
-call app_private.classify_columns('app_public.contracts', '{"title": "none", "terms": "free_text", "signer_name": "person_name"}');
-call app_private.classify_columns('app_public.engagements', '{"name": "none"}');
-call app_private.classify_columns('app_public.project_templates', '{"name": "none", "description": "free_text"}');
-call app_private.classify_columns('app_public.project_template_milestones', '{"name": "none"}');
-call app_private.classify_columns('app_public.project_template_tasks', '{"title": "none", "description": "free_text"}');
-call app_private.classify_columns('app_public.projects', '{"name": "none", "description": "free_text"}');
-call app_private.classify_columns('app_public.milestones', '{"name": "none"}');
+call app_private.classify_columns('app_public.contracts', '{"title": "free_text", "terms": "free_text", "signer_name": "person_name"}');
+call app_private.classify_columns('app_public.engagements', '{"name": "free_text"}');
+call app_private.classify_columns('app_public.project_templates', '{"name": "free_text", "description": "free_text"}');
+call app_private.classify_columns('app_public.project_template_milestones', '{"name": "free_text"}');
+call app_private.classify_columns('app_public.project_template_tasks', '{"title": "free_text", "description": "free_text"}');
+call app_private.classify_columns('app_public.projects', '{"name": "free_text", "description": "free_text"}');
+call app_private.classify_columns('app_public.milestones', '{"name": "free_text"}');
 call app_private.classify_columns('app_public.tasks', '{"title": "free_text", "description": "free_text"}');
 call app_private.classify_columns('app_public.time_entries', '{"description": "free_text"}');
 call app_private.classify_columns('app_public.threads', '{"subject": "free_text"}');
@@ -131,7 +139,7 @@ call app_private.classify_columns('app_public.invoices', '{"notes": ["free_text"
 call app_private.classify_columns('app_public.invoice_line_items', '{"description": "free_text"}');
 call app_private.classify_columns('app_public.payments', '{"reference": "free_text"}');
 call app_private.classify_columns('app_public.vendors', '{"name": "person_name", "email": "email", "phone": "phone", "tax_id": "identifier", "notes": ["free_text", "mask"]}');
-call app_private.classify_columns('app_public.bills', '{"reference": "none", "description": "free_text"}');
+call app_private.classify_columns('app_public.bills', '{"reference": "free_text", "description": "free_text"}');
 call app_private.classify_columns('app_public.file_objects', '{"name": "free_text", "content_type": "none", "status": "none", "scan_status": "none", "storage_key": "none"}');
 call app_private.classify_columns('app_public.webhook_endpoints', '{"url": ["secret", "mask"], "description": "free_text", "event_types": "none", "disabled_reason": "none"}');
 call app_private.classify_columns('app_public.webhook_deliveries', '{"event_type": "none", "payload": "copy", "status": "none", "last_error": "free_text", "source_table": "none"}');

@@ -5,6 +5,7 @@ import { daily_maintenance } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
+import { erase_account } from './erase_account.ts';
 import { erase_personal_data } from './erase_personal_data.ts';
 import { fileDeleteObject, fileUploaded, fileUploadExpire, type FileTaskOptions } from './files.ts';
 import { password_reset_request } from './password_reset_request.ts';
@@ -27,6 +28,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
+    erase_account,
     erase_personal_data,
     ...(options.files ? { file_delete_object: fileDeleteObject(options.files), file_upload_expire: fileUploadExpire(options.files), file_uploaded: fileUploaded(options.files) } : {}),
     password_reset_request,
