@@ -95,7 +95,7 @@ describe('each check reports a table that breaks its rule', () => {
     ],
     ['personal_data_classified.sql', 'an unclassified text column', `${GOOD_TABLE} alter table app_public.check_probe add column notes text;`],
     ['personal_data_classified.sql', 'an unclassified jsonb column', `${GOOD_TABLE} alter table app_public.check_probe add column details jsonb;`],
-    ['personal_data_classified.sql', 'a classification of a column that does not exist', `${GOOD_TABLE} insert into app_private.data_columns values ('check_probe', 'gone', 'none', 'keep');`],
+    ['personal_data_classified.sql', 'a classification of a column that does not exist', `${GOOD_TABLE} insert into app_private.data_columns values ('app_public', 'check_probe', 'gone', 'none', 'keep');`],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
     ['tenant_tables_require_organization.sql', 'no NO_ORGANIZATION trigger', `${GOOD_TABLE} drop trigger tg_check_probe__require_organization on app_public.check_probe;`],
     [

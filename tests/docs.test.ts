@@ -51,6 +51,17 @@ describe.each(docFiles)('%s', (file) => {
   });
 });
 
+test('docs/AUDIT_LOGGING_AND_REDACTION.md lists exactly the personal-data classification (app_private.data_columns)', async () => {
+  const { rows } = await pool('owner').query<{ table_name: string; column_name: string; category: string; in_log: string }>(
+    `select table_name, column_name, category, in_log from app_private.data_columns where schema_name = 'app_public' order by table_name, column_name`,
+  );
+  const documented = [...read('docs/AUDIT_LOGGING_AND_REDACTION.md').matchAll(/^\| ([a-z_]+) \| ([a-z_]+) \| ([a-z_]+) \| (keep|mask|omit) \|$/gm)].map((m) => ({
+    table_name: m[1], column_name: m[2], category: m[3], in_log: m[4],
+  }));
+  expect(rows.length).toBeGreaterThan(0);
+  expect(documented).toEqual(rows);
+});
+
 test('docs/ERRORS.md lists exactly the error catalogue (app_private.error_codes)', async () => {
   const { rows } = await pool('owner').query<{ code: string; sqlstate: string; http_status: number }>('select code, sqlstate, http_status from app_private.error_codes order by code');
   const documented = [...read('docs/ERRORS.md').matchAll(/^\| `([A-Z_]+)` \| `([0-9A-Z]{5})` \| (\d{3}) \|/gm)].map((m) => ({ code: m[1], sqlstate: m[2], http_status: Number(m[3]) }));

@@ -167,7 +167,7 @@ set search_path = pg_catalog
 as $$
   select coalesce(array_agg(d.column_name order by d.column_name), '{}')
   from app_private.data_columns d
-  where d.table_name = personal_columns.table_name
+  where d.schema_name = 'app_public' and d.table_name = personal_columns.table_name
     and d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail')
 $$;
 
@@ -203,7 +203,7 @@ begin
     from app_private.data_columns d
     join pg_class c on c.relname = d.table_name and c.relnamespace = 'app_public'::regnamespace
     join pg_attribute a on a.attrelid = c.oid and a.attname = d.column_name
-    where d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy')
+    where d.schema_name = 'app_public' and d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy')
       and exists (select from pg_attribute o where o.attrelid = c.oid and o.attname = 'organization_id' and not o.attisdropped)
     group by d.table_name
     order by d.table_name

@@ -26,11 +26,12 @@
 -- Idempotent; re-included by later migrations.
 
 create table if not exists app_private.data_columns (
+  schema_name text not null default 'app_public',
   table_name text not null,
   column_name text not null,
   category text not null check (category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy', 'secret', 'none')),
   in_log text not null check (in_log in ('keep', 'mask', 'omit')),
-  primary key (table_name, column_name),
+  primary key (schema_name, table_name, column_name),
   constraint data_columns_secrets_not_kept check (category <> 'secret' or in_log <> 'keep')
 );
 alter table app_private.data_columns enable row level security;
@@ -41,9 +42,11 @@ comment on table app_private.data_columns is 'What each text-like column of an a
 -- payments: rows of `table_name` belong to the row of `parent_table` whose id is in
 -- `parent_column`.
 create table if not exists app_private.audit_parents (
-  table_name text primary key,
+  schema_name text not null default 'app_public',
+  table_name text not null,
   parent_column text not null,
-  parent_table text not null
+  parent_table text not null,
+  primary key (schema_name, table_name)
 );
 alter table app_private.audit_parents enable row level security;
 alter table app_private.audit_parents force row level security;
@@ -58,6 +61,7 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 declare
+  v_schema text := (select nspname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = tbl);
   v_table text := (select relname from pg_class where oid = tbl);
   v_column text;
   v_class jsonb;
@@ -68,11 +72,11 @@ begin
       raise exception 'classify_columns: % has no column %', tbl, v_column;
     end if;
     v_category := case jsonb_typeof(v_class) when 'array' then v_class ->> 0 else v_class #>> '{}' end;
-    insert into app_private.data_columns (table_name, column_name, category, in_log)
-    values (v_table, v_column, v_category, coalesce(
+    insert into app_private.data_columns (schema_name, table_name, column_name, category, in_log)
+    values (v_schema, v_table, v_column, v_category, coalesce(
       case jsonb_typeof(v_class) when 'array' then v_class ->> 1 end,
       case when v_category in ('secret', 'copy') then 'omit' when v_category = 'identifier' then 'mask' else 'keep' end))
-    on conflict (table_name, column_name) do update set category = excluded.category, in_log = excluded.in_log;
+    on conflict (schema_name, table_name, column_name) do update set category = excluded.category, in_log = excluded.in_log;
   end loop;
 end
 $$;
@@ -85,9 +89,10 @@ begin
   if not exists (select from pg_attribute where attrelid = tbl and attname = parent_column and not attisdropped) then
     raise exception 'set_audit_parent: % has no column %', tbl, parent_column;
   end if;
-  insert into app_private.audit_parents (table_name, parent_column, parent_table)
-  values ((select relname from pg_class where oid = tbl), parent_column, (select relname from pg_class where oid = parent_table))
-  on conflict (table_name) do update set parent_column = excluded.parent_column, parent_table = excluded.parent_table;
+  insert into app_private.audit_parents (schema_name, table_name, parent_column, parent_table)
+  select n.nspname, c.relname, parent_column, (select relname from pg_class where oid = parent_table)
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = tbl
+  on conflict (schema_name, table_name) do update set parent_column = excluded.parent_column, parent_table = excluded.parent_table;
 end
 $$;
 

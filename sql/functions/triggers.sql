@@ -45,10 +45,10 @@ declare
   v_nestloop text;
 begin
   -- The table's classification and parent, in one query per statement.
-  select v_omit || coalesce((select array_agg(d.column_name) from app_private.data_columns d where d.table_name = tg_table_name and d.in_log = 'omit'), '{}'),
-    coalesce((select array_agg(d.column_name order by d.column_name) from app_private.data_columns d where d.table_name = tg_table_name and d.in_log = 'mask'), '{}'),
-    (select p.parent_column from app_private.audit_parents p where p.table_name = tg_table_name),
-    (select p.parent_table from app_private.audit_parents p where p.table_name = tg_table_name)
+  select v_omit || coalesce((select array_agg(d.column_name) from app_private.data_columns d where d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log = 'omit'), '{}'),
+    coalesce((select array_agg(d.column_name order by d.column_name) from app_private.data_columns d where d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log = 'mask'), '{}'),
+    (select p.parent_column from app_private.audit_parents p where p.schema_name = tg_table_schema and p.table_name = tg_table_name),
+    (select p.parent_table from app_private.audit_parents p where p.schema_name = tg_table_schema and p.table_name = tg_table_name)
   into v_omit, v_mask, v_parent_column, v_parent_table;
 
   if tg_op = 'INSERT' then

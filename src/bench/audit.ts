@@ -147,8 +147,8 @@ export async function auditSection(ctx: BenchContext): Promise<Section> {
     notes.push(`${singles} single-row operations and ${bulks} bulk updates per variant, each in its own transaction (autocommit), interleaved; run as the owner (the trigger's cost is the same for every role).`);
     rows.push(...(await timeTravel(ctx, client, options.smoke ? 50 : 1000, options.smoke ? 20 : Math.max(200, options.iterations))));
   } finally {
-    await client.query(`delete from app_private.data_columns where table_name like 'items\\_%'`).catch(() => undefined);
-    await client.query(`delete from app_private.audit_parents where table_name like 'items\\_%'`).catch(() => undefined);
+    await client.query(`delete from app_private.data_columns where schema_name = 'bench'`).catch(() => undefined);
+    await client.query(`delete from app_private.audit_parents where schema_name = 'bench'`).catch(() => undefined);
     await client.query(`delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t where t.id = j.task_id and t.identifier = 'dispatch_activity'`).catch(() => undefined);
     await client.query('drop schema if exists bench cascade').catch(() => undefined);
     await client.end();
