@@ -26,7 +26,8 @@ $$;
 -- the columns that changed (masked ones included, omitted ones not).
 -- An UPDATE that changes nothing but updated_at writes no event.
 -- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
--- table has a column named like the alias), in a materialized step the event columns then read.
+-- table has a column named like the alias), in a materialized step the event columns then read
+-- (app_private.log_values is inlined, so an unmaterialized JSON would be built once per use).
 -- SECURITY DEFINER: the acting role (the visitor) has no privilege on activity_events or
 -- on the job queue; only this function writes there.
 create or replace function app_private.tg__audit() returns trigger
@@ -45,27 +46,31 @@ declare
   v_nestloop text;
 begin
   -- The table's classification and parent, in one query per statement.
-  select v_omit || coalesce((select array_agg(d.column_name) from app_private.data_columns d where d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log = 'omit'), '{}'),
-    coalesce((select array_agg(d.column_name order by d.column_name) from app_private.data_columns d where d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log = 'mask'), '{}'),
-    (select p.parent_column from app_private.audit_parents p where p.schema_name = tg_table_schema and p.table_name = tg_table_name),
-    (select p.parent_table from app_private.audit_parents p where p.schema_name = tg_table_schema and p.table_name = tg_table_name)
-  into v_omit, v_mask, v_parent_column, v_parent_table;
+  select v_omit || coalesce(array_agg(d.column_name) filter (where d.in_log = 'omit'), '{}'),
+    coalesce(array_agg(d.column_name order by d.column_name) filter (where d.in_log = 'mask'), '{}'),
+    min(p.parent_column), min(p.parent_table)
+  into v_omit, v_mask, v_parent_column, v_parent_table
+  from (select) as statement
+  left join app_private.data_columns d on d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log <> 'keep'
+  left join app_private.audit_parents p on p.schema_name = tg_table_schema and p.table_name = tg_table_name;
 
   if tg_op = 'INSERT' then
-    with events as (
+    with rows as materialized (select to_jsonb(new_rows.*) as j from new_rows),
+    events as (
       insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id, parent_table, parent_id)
       select (r.j ->> v_org_column)::uuid, v_actor, 'insert', tg_table_name, (r.j ->> 'id')::uuid, null, app_private.log_values(r.j, v_omit, v_mask), v_txid,
         case when r.j ->> v_parent_column is not null then v_parent_table end, (r.j ->> v_parent_column)::uuid
-      from (select to_jsonb(new_rows.*) as j from new_rows) as r
+      from rows as r
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
   elsif tg_op = 'DELETE' then
-    with events as (
+    with rows as materialized (select to_jsonb(old_rows.*) as j from old_rows),
+    events as (
       insert into app_public.activity_events (organization_id, actor_id, action, table_name, record_id, old_values, new_values, transaction_id, parent_table, parent_id)
       select (r.j ->> v_org_column)::uuid, v_actor, 'delete', tg_table_name, (r.j ->> 'id')::uuid, app_private.log_values(r.j, v_omit, v_mask), null, v_txid,
         case when r.j ->> v_parent_column is not null then v_parent_table end, (r.j ->> v_parent_column)::uuid
-      from (select to_jsonb(old_rows.*) as j from old_rows) as r
+      from rows as r
       returning organization_id
     )
     select array_agg(distinct organization_id) into v_orgs from events;
