@@ -6,3 +6,5 @@
 --!include functions/status_machine.sql
 --!include functions/line_items.sql
 --!include functions/delivery.sql
+--!include functions/members.sql
+--!include functions/organization_deletion.sql

@@ -21,6 +21,7 @@
 --   - the log's events of the contact's own record lose every personal value;
 --   - amounts, dates, statuses and references are never touched: invoices keep their totals and
 --     lose the person.
+-- Deleting a whole organization is sql/functions/organization_deletion.sql.
 --
 -- The activity log is append-only (sql/functions/triggers.sql, tg__append_only) for every role,
 -- the owner included, with one exception: inside the transaction of an erasure (a row in
@@ -67,15 +68,16 @@ grant select on app_public.erasures to :DATABASE_VISITOR;
 create table if not exists app_private.erasure_transactions (
   transaction_id bigint primary key,
   organization_id uuid not null,
-  erasure_id uuid not null
+  erasure_id uuid not null,
+  scope text not null default 'contact'
 );
 alter table app_private.erasure_transactions enable row level security;
 alter table app_private.erasure_transactions force row level security;
 comment on table app_private.erasure_transactions is 'The transaction of a running erasure (app_private.run_erasure) and its organization: only there may the activity log''s values be redacted. Emptied by the same transaction.';
 
--- Is the current transaction erasing in `organization_id` (any organization: null)? Cheap when
--- not: the setting app.erasure is read first, the table only when it is set.
-create or replace function app_private.erasing(organization_id uuid default null) returns boolean
+-- Is the current transaction erasing in `organization_id` (any organization: null), with `scope`
+-- (any: null)? Cheap when not: the setting app.erasure is read first, the table only when it is set.
+create or replace function app_private.erasing(organization_id uuid default null, scope text default null) returns boolean
 language sql stable
 set search_path = pg_catalog
 as $$
@@ -84,10 +86,11 @@ as $$
       select from app_private.erasure_transactions t
       where t.transaction_id = pg_current_xact_id()::text::bigint
         and (erasing.organization_id is null or t.organization_id = erasing.organization_id)
+        and (erasing.scope is null or t.scope = erasing.scope)
     )
 $$;
-revoke all on function app_private.erasing(uuid) from public;
-grant execute on function app_private.erasing(uuid) to :DATABASE_VISITOR, :DATABASE_WORKER;
+revoke all on function app_private.erasing(uuid, text) from public;
+grant execute on function app_private.erasing(uuid, text) to :DATABASE_VISITOR, :DATABASE_WORKER;
 
 -- The log's append-only rule, with the erasure's door (see the top of this file).
 create or replace function app_private.tg__append_only() returns trigger
@@ -99,12 +102,17 @@ begin
      and (to_jsonb(new) - array['old_values', 'new_values']) = (to_jsonb(old) - array['old_values', 'new_values']) then
     return new;
   end if;
+  -- The purge of a deleted organization (sql/functions/organization_deletion.sql) deletes its log.
+  if tg_op = 'DELETE' and tg_table_name = 'activity_events' and app_private.erasing(old.organization_id, 'organization') then
+    return old;
+  end if;
   raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name
     using errcode = '42501';
 end
 $$;
--- The owner may write the two value columns; the trigger above decides when (only an erasure).
-grant update (old_values, new_values) on app_public.activity_events to current_user;
+-- The owner may write the two value columns and delete; the trigger above decides when (only an
+-- erasure, and only the purge of a deleted organization deletes).
+grant update (old_values, new_values), delete on app_public.activity_events to current_user;
 
 ------------------------------------------------------------------------------------------------
 -- Redaction

@@ -25,8 +25,8 @@ begin
   if tg_op = 'UPDATE' and (to_jsonb(old) - 'updated_at') = (to_jsonb(new) - 'updated_at') then
     return null; -- nothing changed
   end if;
-  if tg_op = 'UPDATE' and app_private.erasing(new.organization_id) then
-    return null; -- an erasure redacts a description (sql/functions/erasure.sql); amounts do not change
+  if app_private.erasing(coalesce(new.organization_id, old.organization_id)) then
+    return null; -- an erasure redacts a description, or deletes the organization (sql/functions/erasure.sql)
   end if;
   foreach v_row in array array_remove(array[
     case when tg_op in ('INSERT', 'UPDATE') then to_jsonb(new) end,

@@ -14,6 +14,9 @@ as $$
 declare
   v_checked boolean := session_user in (':DATABASE_AUTHENTICATOR'::name, ':DATABASE_WORKER'::name);
 begin
+  if tg_op = 'DELETE' and app_private.erasing(old.organization_id, 'organization') then
+    return old; -- the purge of a deleted organization (sql/functions/organization_deletion.sql)
+  end if;
   if tg_op = 'UPDATE' and (new.user_id <> old.user_id or new.organization_id <> old.organization_id) then
     perform app_private.fail('IMMUTABLE', 'A membership cannot be moved to another user or organization.');
   end if;

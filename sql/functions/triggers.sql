@@ -24,7 +24,8 @@ $$;
 -- gets its place in the log (seq: commit order for one record, statement order within a
 -- transaction), the parent record it belongs to (app_private.audit_parents) and, for updates,
 -- the columns that changed (masked ones included, omitted ones not).
--- An UPDATE that changes nothing but updated_at writes no event.
+-- An UPDATE that changes nothing but updated_at writes no event, nor does the purge of a deleted
+-- organization (sql/functions/organization_deletion.sql).
 -- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
 -- table has a column named like the alias), in a materialized step the event columns then read
 -- (app_private.log_values is inlined, so an unmaterialized JSON would be built once per use).
@@ -45,6 +46,10 @@ declare
   v_orgs uuid[];
   v_nestloop text;
 begin
+  -- A deleted organization's purge deletes its log with its rows: no events for it.
+  if app_private.erasing(null, 'organization') then
+    return null;
+  end if;
   -- The table's classification and parent, in one query per statement.
   select v_omit || coalesce(array_agg(d.column_name) filter (where d.in_log = 'omit'), '{}'),
     coalesce(array_agg(d.column_name order by d.column_name) filter (where d.in_log = 'mask'), '{}'),

@@ -8,6 +8,7 @@ import { echo } from './echo.ts';
 import { erase_account } from './erase_account.ts';
 import { erase_personal_data } from './erase_personal_data.ts';
 import { fileDeleteObject, fileUploaded, fileUploadExpire, type FileTaskOptions } from './files.ts';
+import { organization_purge } from './organization_purge.ts';
 import { password_reset_request } from './password_reset_request.ts';
 import { send_email } from './send_email.ts';
 import { tenant_daily } from './tenant_daily.ts';
@@ -31,6 +32,7 @@ export function createTaskList(options: TaskOptions): TaskList {
     erase_account,
     erase_personal_data,
     ...(options.files ? { file_delete_object: fileDeleteObject(options.files), file_upload_expire: fileUploadExpire(options.files), file_uploaded: fileUploaded(options.files) } : {}),
+    organization_purge,
     password_reset_request,
     retention_purge,
     scheduled_invoicing,
