@@ -1,5 +1,10 @@
--- Data governance: personal data declared per column, events that a timeline can use, time travel.
+-- Data governance: personal data declared per column; the activity log partitioned by month, with
+-- events a timeline can use; time travel; erasure of contacts, members, accounts; deleting an
+-- organization.
 --!include functions/personal_data.sql
+--!include functions/activity_partitions.sql
+--!include functions/retention.sql
+--!include functions/activity.sql
 --!include functions/time_travel.sql
 --!include functions/triggers.sql
 --!include functions/erasure.sql

@@ -98,12 +98,15 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  if tg_op = 'UPDATE' and tg_table_name = 'activity_events' and app_private.erasing(old.organization_id)
+  -- (On a month of the log, tg_relid is the partition: sql/functions/activity_partitions.sql.)
+  if tg_op = 'UPDATE' and app_private.erasing(old.organization_id)
+     and (tg_relid = 'app_public.activity_events'::regclass or exists (select from pg_inherits i where i.inhrelid = tg_relid and i.inhparent = 'app_public.activity_events'::regclass))
      and (to_jsonb(new) - array['old_values', 'new_values']) = (to_jsonb(old) - array['old_values', 'new_values']) then
     return new;
   end if;
   -- The purge of a deleted organization (sql/functions/organization_deletion.sql) deletes its log.
-  if tg_op = 'DELETE' and tg_table_name = 'activity_events' and app_private.erasing(old.organization_id, 'organization') then
+  if tg_op = 'DELETE' and app_private.erasing(old.organization_id, 'organization')
+     and (tg_relid = 'app_public.activity_events'::regclass or exists (select from pg_inherits i where i.inhrelid = tg_relid and i.inhparent = 'app_public.activity_events'::regclass)) then
     return old;
   end if;
   raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name

@@ -11,28 +11,12 @@
 -- Order: `seq` numbers events as they are written. Two transactions cannot change one row at the
 -- same time (the second waits for the first's row lock and writes after it commits), so a
 -- record's events in `seq` order are in commit order; within a transaction, statements and rows
--- keep the order they were written in. Events written before `seq` existed have none and come
--- first, by time.
+-- keep the order they were written in. Events written before `seq` existed have negative
+-- numbers, in their time order.
 -- Idempotent; re-included by later migrations.
 
-create sequence if not exists app_private.activity_event_seq as bigint;
-alter table app_public.activity_events
-  add column if not exists seq bigint,
-  add column if not exists changed_columns text[],
-  add column if not exists parent_table text,
-  add column if not exists parent_id uuid;
--- A default added to an existing column: no table rewrite; older events keep seq null.
-alter table app_public.activity_events alter column seq set default nextval('app_private.activity_event_seq');
-comment on column app_public.activity_events.seq is 'The event''s place in the log: a record''s events in seq order are in commit order; events of one transaction keep the order they were written in. Null for events written before it existed (they come first).';
-comment on column app_public.activity_events.changed_columns is 'For updates: the columns that changed (updated_at aside), masked columns included. Null for inserts and deletes.';
-comment on column app_public.activity_events.parent_table is 'The table of the record this one belongs to (an invoice for its line items and payments, a project for its tasks); null when it has none.';
-comment on column app_public.activity_events.parent_id is 'The id of the record this one belongs to (see parent_table).';
-
-create index if not exists activity_events_organization_id_table_name_record_id_seq_idx
-  on app_public.activity_events (organization_id, table_name, record_id, seq nulls first);
-drop index if exists app_public.activity_events_organization_id_table_name_record_id_idx;
-create index if not exists activity_events_organization_id_parent_table_parent_id_seq_idx
-  on app_public.activity_events (organization_id, parent_table, parent_id, seq nulls first) where parent_id is not null;
+-- The columns they read (seq, changed_columns, parent_table, parent_id) and their indexes are
+-- made with the partitioned log in sql/functions/activity_partitions.sql.
 
 ------------------------------------------------------------------------------------------------
 -- What a timeline shows of an event
@@ -102,7 +86,7 @@ as $$
     and e.organization_id = (select app_public.current_org_id())
     and ((e.table_name = record_history.table_name and e.record_id = record_history.record_id)
       or (record_history.with_parts and e.parent_table = record_history.table_name and e.parent_id = record_history.record_id))
-  order by e.seq nulls first, e.occurred_at, e.id
+  order by e.seq
 $$;
 revoke all on function app_public.record_history(text, uuid, boolean) from public;
 grant execute on function app_public.record_history(text, uuid, boolean) to :DATABASE_VISITOR;
@@ -118,7 +102,7 @@ as $$
     and e.organization_id = (select app_public.current_org_id())
     and e.table_name = record_as_of.table_name and e.record_id = record_as_of.record_id
     and e.occurred_at <= record_as_of.at
-  order by e.seq desc nulls last, e.occurred_at desc, e.id desc
+  order by e.seq desc
   limit 1
 $$;
 revoke all on function app_public.record_as_of(text, uuid, timestamptz) from public;
@@ -134,7 +118,7 @@ as $$
   from app_public.activity_events e
   where e.organization_id = (select app_public.current_org_id())
     and e.occurred_at >= activity_between.since and e.occurred_at < activity_between.until
-  order by e.occurred_at, e.seq nulls first, e.id
+  order by e.occurred_at, e.seq
 $$;
 revoke all on function app_public.activity_between(timestamptz, timestamptz) from public;
 grant execute on function app_public.activity_between(timestamptz, timestamptz) to :DATABASE_VISITOR;

@@ -22,6 +22,7 @@ import { makeWebhookUrlPlugin } from './webhook-urls.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
 import { makeFilesPlugin } from './files.ts';
+import { PartitionedIndexBehaviorsPlugin } from './partitioned-indexes.ts';
 import type { FileStorage } from '../storage/index.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
 import type { Logger } from '../log.ts';
@@ -99,6 +100,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       MutationResultNamePlugin,
       makePageSizePlugin(config.pageSizeMax, errors),
       ScalarChecksPlugin,
+      PartitionedIndexBehaviorsPlugin,
       makeNotFoundPlugin(errors),
       makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks),
       makeFilesPlugin(storage, config.files, errors, log),
