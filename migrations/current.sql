@@ -1,1 +1,4 @@
 -- Enter migration here
+--!include functions/webhooks.sql
+--!include functions/copies.sql
+--!include functions/retention_growing.sql
