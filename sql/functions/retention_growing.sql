@@ -52,8 +52,9 @@
 -- job queues, and task identifiers are few and fixed: GC_JOB_QUEUES and GC_TASK_IDENTIFIERS have
 -- nothing to collect.)
 --
--- Batches: each call removes (or strips) at most `batch_size` rows, chosen through an index, and
--- returns how many; the worker calls again, each call its own short transaction, until a call
+-- Batches: each call removes (or strips) at most `batch_size` rows, chosen through an index once
+-- (a materialized CTE: a sub-select with LIMIT and SKIP LOCKED that the plan ran again would
+-- skip the rows this statement just changed and take further ones), and returns how many; the worker calls again, each call its own short transaction, until a call
 -- returns fewer (src/worker/retention.ts: 1,000 rows a batch, at most 1,000 batches per rule and
 -- run). Conditions are re-checked on every call, so a run that stops half-way, or runs twice,
 -- leaves nothing inconsistent and the next run goes on. Only the worker's session may call them.
@@ -154,52 +155,61 @@ begin
   perform app_private.require_retention_batch(batch_size);
   case rule
   when 'sessions' then
-    delete from app_private.sessions s where s.id in (
+    with batch as materialized (
       select o.id from app_private.sessions o
       where least(o.revoked_at, o.expires_at) < now() - interval '30 days'
-      order by least(o.revoked_at, o.expires_at) limit batch_size for update skip locked);
+      order by least(o.revoked_at, o.expires_at) limit batch_size for update skip locked)
+    delete from app_private.sessions s using batch b where s.id = b.id;
   when 'used_refresh_tokens' then
-    delete from app_private.used_refresh_tokens t where t.token_hash in (
+    with batch as materialized (
       select o.token_hash from app_private.used_refresh_tokens o
       where o.used_at < now() - app_private.refresh_token_ttl()
-      order by o.used_at limit batch_size for update skip locked);
+      order by o.used_at limit batch_size for update skip locked)
+    delete from app_private.used_refresh_tokens t using batch b where t.token_hash = b.token_hash;
   when 'password_reset_tokens' then
-    delete from app_private.password_reset_tokens t where t.id in (
+    with batch as materialized (
       select o.id from app_private.password_reset_tokens o
       where o.expires_at < now() - interval '1 day'
-      order by o.expires_at limit batch_size for update skip locked);
+      order by o.expires_at limit batch_size for update skip locked)
+    delete from app_private.password_reset_tokens t using batch b where t.id = b.id;
   when 'registrations' then
-    delete from app_private.registrations r where r.id in (
+    with batch as materialized (
       select o.id from app_private.registrations o
       where o.expires_at < now() - interval '1 day'
-      order by o.expires_at limit batch_size for update skip locked);
+      order by o.expires_at limit batch_size for update skip locked)
+    delete from app_private.registrations r using batch b where r.id = b.id;
   when 'email_secrets' then
-    delete from app_private.email_secrets s where s.message_key in (
+    with batch as materialized (
       select o.message_key from app_private.email_secrets o
       where o.expires_at <= now()
-      order by o.expires_at limit batch_size for update skip locked);
+      order by o.expires_at limit batch_size for update skip locked)
+    delete from app_private.email_secrets s using batch b where s.message_key = b.message_key;
   when 'login_throttle' then
-    delete from app_private.login_throttle t where (t.email, t.client) in (
+    with batch as materialized (
       select o.email, o.client from app_private.login_throttle o
       where o.last_failed_at < now() - interval '1 day'
-      order by o.last_failed_at limit batch_size for update skip locked);
+      order by o.last_failed_at limit batch_size for update skip locked)
+    delete from app_private.login_throttle t using batch b where t.email = b.email and t.client = b.client;
   when 'job_enqueue_counts' then
-    delete from app_private.job_enqueue_counts c where (c.organization_id, c.minute) in (
+    with batch as materialized (
       select o.organization_id, o.minute from app_private.job_enqueue_counts o
       where o.minute < now() - interval '1 day'
-      order by o.minute limit batch_size for update skip locked);
+      order by o.minute limit batch_size for update skip locked)
+    delete from app_private.job_enqueue_counts c using batch b where c.organization_id = b.organization_id and c.minute = b.minute;
   when 'activity_dispatches' then
-    delete from app_private.activity_dispatches d where (d.organization_id, d.transaction_id) in (
+    with batch as materialized (
       select o.organization_id, o.transaction_id from app_private.activity_dispatches o
       where o.dispatched_at < now() - interval '7 days'
         and app_private.no_job_with_key(format('dispatch_activity:%s:%s', o.organization_id, o.transaction_id))
-      order by o.dispatched_at limit batch_size for update skip locked);
+      order by o.dispatched_at limit batch_size for update skip locked)
+    delete from app_private.activity_dispatches d using batch b where d.organization_id = b.organization_id and d.transaction_id = b.transaction_id;
   when 'account_email_messages' then
-    delete from app_private.email_messages m where m.message_key in (
+    with batch as materialized (
       select o.message_key from app_private.email_messages o
       where o.organization_id is null and o.last_attempt_at < now() - interval '30 days'
         and app_private.no_job_with_key('send_email:' || o.message_key)
-      order by o.last_attempt_at limit batch_size for update skip locked);
+      order by o.last_attempt_at limit batch_size for update skip locked)
+    delete from app_private.email_messages m using batch b where m.message_key = b.message_key;
   when 'failed_jobs' then
     -- Each organization's failed jobs after its own window; jobs without one after 30 days.
     select count(*) into v_n from graphile_worker.complete_jobs(array(
@@ -242,19 +252,21 @@ begin
   when 'webhook_payloads' then
     -- Finished deliveries only: a pending one still needs its payload (and a failed or cancelled
     -- one can be retried until this happens: app_public.retry_webhook_delivery).
-    update app_public.webhook_deliveries d set payload = null, last_error = null, payload_removed_at = now()
-    where d.organization_id = v_org and d.id in (
+    with batch as materialized (
       select o.id from app_public.webhook_deliveries o
       where o.organization_id = v_org and o.payload is not null and o.status <> 'pending'
         and o.created_at < now() - make_interval(days => v_settings.webhook_payload_retention_days)
-      order by o.created_at limit batch_size for update skip locked);
+      order by o.created_at limit batch_size for update skip locked)
+    update app_public.webhook_deliveries d set payload = null, last_error = null, payload_removed_at = now()
+    from batch b where d.organization_id = v_org and d.id = b.id;
   when 'email_messages' then
-    delete from app_private.email_messages m where m.message_key in (
+    with batch as materialized (
       select o.message_key from app_private.email_messages o
       where o.organization_id = v_org
         and o.last_attempt_at < now() - make_interval(days => v_settings.email_log_retention_days)
         and app_private.no_job_with_key('send_email:' || o.message_key)
-      order by o.last_attempt_at limit batch_size for update skip locked);
+      order by o.last_attempt_at limit batch_size for update skip locked)
+    delete from app_private.email_messages m using batch b where m.message_key = b.message_key;
   else
     raise exception 'unknown retention rule %', rule using errcode = '22023';
   end case;
