@@ -95,7 +95,6 @@ create index if not exists sessions_ended_at_idx on app_private.sessions ((least
 create index if not exists used_refresh_tokens_used_at_idx on app_private.used_refresh_tokens (used_at);
 create index if not exists password_reset_tokens_expires_at_idx on app_private.password_reset_tokens (expires_at);
 create index if not exists login_throttle_last_failed_at_idx on app_private.login_throttle (last_failed_at);
-create index if not exists job_enqueue_counts_minute_idx on app_private.job_enqueue_counts (minute);
 create index if not exists activity_dispatches_dispatched_at_idx on app_private.activity_dispatches (dispatched_at);
 create index if not exists email_messages_organization_id_last_attempt_at_idx on app_private.email_messages (organization_id, last_attempt_at);
 
