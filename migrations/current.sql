@@ -1,4 +1,5 @@
 -- Enter migration here
+--!include errors.sql
 --!include functions/webhooks.sql
 --!include functions/copies.sql
 --!include functions/jobs.sql
