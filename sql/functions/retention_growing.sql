@@ -47,7 +47,9 @@
 --
 -- Failed jobs: graphile-worker's own cleanup (WorkerUtils.cleanup, DELETE_PERMAFAILED_JOBS) deletes
 -- every failed job at once, whatever its age or organization, in one statement; that does not
--- fit. The jobs to remove are chosen here and removed through graphile-worker's SQL API,
+-- fit. The jobs to remove are chosen here — read from graphile_worker._private_jobs, as
+-- app_private.failed_jobs() reads them (the public view graphile_worker.jobs has no payload, and
+-- the payload names the organization) — and removed through graphile-worker's SQL API,
 -- graphile_worker.complete_jobs(ids), which skips any job a worker holds. (Atrium uses no named
 -- job queues, and task identifiers are few and fixed: GC_JOB_QUEUES and GC_TASK_IDENTIFIERS have
 -- nothing to collect.)
