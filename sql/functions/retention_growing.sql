@@ -28,8 +28,8 @@
 --                        rotated token could still have been valid.
 --   password_reset_tokens a day after they expire (1 hour after issue): until then a late click
 --                        hears RESET_TOKEN_EXPIRED rather than RESET_TOKEN_INVALID.
---   registrations        a day after they expire (24 hours after the request), as before
---                        (app_private.purge_expired_secrets, sql/functions/registration.sql).
+--   registrations        a day after they expire (24 hours after the request), as
+--                        app_private.purge_expired_secrets does (sql/functions/registration.sql).
 --   email_secrets        once expired (their links no longer work).
 --   login_throttle       a day after the last failure: app_private.login forgets failures older
 --                        than a day, so such a row counts nothing any more.
@@ -56,9 +56,9 @@
 --
 -- Batches: each call removes (or strips) at most `batch_size` rows, chosen through an index once
 -- (a materialized CTE: a sub-select with LIMIT and SKIP LOCKED that the plan ran again would
--- skip the rows this statement just changed and take further ones), and returns how many; the worker calls again, each call its own short transaction, until a call
--- returns fewer (src/worker/retention.ts: 1,000 rows a batch, at most 1,000 batches per rule and
--- run). Conditions are re-checked on every call, so a run that stops half-way, or runs twice,
+-- skip the rows this statement just changed and take further ones), and returns how many. The
+-- worker calls again, each call its own short transaction, until a call returns fewer
+-- (src/worker/retention.ts: 1,000 rows a batch, at most 1,000 batches per rule and run). Conditions are re-checked on every call, so a run that stops half-way, or runs twice,
 -- leaves nothing inconsistent and the next run goes on. Only the worker's session may call them.
 -- Idempotent; re-included by later migrations.
 
