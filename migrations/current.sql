@@ -1,6 +1,6 @@
 -- Data governance: personal data declared per column; the activity log partitioned by month, with
 -- events a timeline can use; time travel; erasure of contacts, members, accounts; deleting an
--- organization.
+-- organization; retention for every growing table but the log.
 --!include functions/personal_data.sql
 --!include functions/activity_partitions.sql
 --!include functions/retention.sql
@@ -13,3 +13,8 @@
 --!include functions/delivery.sql
 --!include functions/members.sql
 --!include functions/organization_deletion.sql
+--!include errors.sql
+--!include functions/webhooks.sql
+--!include functions/copies.sql
+--!include functions/jobs.sql
+--!include functions/retention_growing.sql

@@ -52,7 +52,7 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('EMPTY_DOCUMENT', 'AT462', 422, 'A proposal or invoice needs at least one line and a total above zero before it is sent.'),
   ('EXPIRED', 'AT463', 409, 'The proposal''s validity date has passed.'),
   ('INVALID_EVENT_TYPE', 'AT470', 422, 'A webhook endpoint names an event type that does not exist (see webhookEventTypes).'),
-  ('NOT_RETRYABLE', 'AT471', 409, 'Only failed or cancelled deliveries of an enabled endpoint can be sent again.'),
+  ('NOT_RETRYABLE', 'AT471', 409, 'Only failed or cancelled deliveries of an enabled endpoint, whose payload is still kept, can be sent again.'),
   ('UNKNOWN_TASK', 'AT472', 422, 'The task is not one that other services may queue (see app_private.producer_tasks).'),
   ('INTERNAL', 'AT500', 500, 'Unexpected error.')
 on conflict (code) do update

@@ -194,6 +194,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
         staleAfterMs: config.worker.staleAfterMs,
         queueVacuum: { ...DEFAULT_QUEUE_VACUUM, afterJobs: config.worker.queueVacuumAfterJobs },
         files: { storage, scanUrl: config.files.scanUrl },
+        refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
       });
       worker = handle;
       closers.push({ name: 'worker', close: () => handle.stop() });

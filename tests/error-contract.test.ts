@@ -605,6 +605,7 @@ describe('every catalogued failure path of a value', () => {
   const DOMAIN_RULES_OVER_HTTP: Record<string, () => Promise<Provoked>> = {
     percentage_range: () => run('a tax rate of 101', UPDATE_INVOICE, { o: t.orgId, i: t.draftInvoiceId, patch: { taxRate: '101' } }),
     email_address_format: () => run('a contact email with a space', CREATE_CONTACT, { c: t.clientId, email: 'ada lovelace@example.com' }),
+    retention_window_range: () => run('a webhook payload retention of 0 days', UPDATE_ORGANIZATION, { o: t.orgId, patch: { webhookPayloadRetentionDays: 0 } }),
   };
   const inSql = async (how: string, sql: string) => mapped(how, await pgError(asApi((c) => c.query(sql))));
 

@@ -27,6 +27,7 @@ with set_by_database (column_name, why) as (values
   -- Written by the worker's tasks.
   ('disabled_at', 'webhook delivery (auto-disable)'), ('delivered_at', 'webhook delivery'), ('last_attempt_at', 'webhook delivery'),
   ('last_invoiced_at', 'scheduled invoicing'),
+  ('payload_removed_at', 'webhook payload retention (sql/functions/retention_growing.sql)'),
   -- Files (sql/functions/files.sql).
   ('upload_expires_at', 'now() + the upload window, on insert (file_objects trigger)'), ('uploaded_at', 'complete_file_upload()'),
   ('scanned_at', 'the file_uploaded job (record_file_scan())'),

@@ -32,9 +32,10 @@ create table if not exists app_private.job_enqueue_counts (
   jobs integer not null default 0,
   primary key (organization_id, minute)
 );
+create index if not exists job_enqueue_counts_minute_idx on app_private.job_enqueue_counts (minute);
 alter table app_private.job_enqueue_counts enable row level security;
 alter table app_private.job_enqueue_counts force row level security;
-comment on table app_private.job_enqueue_counts is 'Jobs queued per organization per minute: the basis of fair priorities (app_private.fair_job_priority). Rows older than a day are removed by the same function.';
+comment on table app_private.job_enqueue_counts is 'Jobs queued per organization per minute: the basis of fair priorities (app_private.fair_job_priority). Rows older than a day are removed, a thousand at a time, by the same function now and then, and by the daily retention (app_private.purge_system_rows).';
 
 -- Counts `jobs` more jobs of the organization in the current minute and returns how many it had
 -- queued before them, this minute and the previous one: the basis of their fair priorities.
@@ -55,8 +56,16 @@ begin
   select coalesce(sum(c.jobs), 0) into v_previous
   from app_private.job_enqueue_counts c
   where c.organization_id = count_queued_jobs.organization_id and c.minute = date_trunc('minute', now()) - interval '1 minute';
+  -- Now and then (one call in 1,000), up to 1,000 rows older than a day go, oldest first: a
+  -- bounded delete in the producer's transaction, which keeps up with one new row per
+  -- organization and minute; the daily retention removes what is left
+  -- (sql/functions/retention_growing.sql).
   if random() < 0.001 then
-    delete from app_private.job_enqueue_counts c where c.minute < now() - interval '1 day';
+    with batch as materialized (
+      select o.organization_id, o.minute from app_private.job_enqueue_counts o
+      where o.minute < now() - interval '1 day'
+      order by o.minute limit 1000 for update skip locked)
+    delete from app_private.job_enqueue_counts c using batch b where c.organization_id = b.organization_id and c.minute = b.minute;
   end if;
   return v_before + v_previous;
 end

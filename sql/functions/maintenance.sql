@@ -4,6 +4,9 @@
 --      organization and day, however often the crontab fires or backfills);
 --   2. each tenant_daily job runs inside its organization (app.org_id set, row-level security on)
 --      and calls the functions below, which move what is past its date along the status machine.
+--   3. retention of the tables that grow with use (sql/functions/retention_growing.sql):
+--      daily_maintenance applies the system-wide rules, each tenant_daily job its organization's,
+--      in batches (src/worker/retention.ts).
 -- Each function changes only rows that still need it, so a job that runs twice changes nothing
 -- the second time. They are SECURITY DEFINER because statuses are not the visitor's to write;
 -- they refuse any session that is not the worker's, and touch only the current organization.

@@ -167,7 +167,7 @@ call app_private.classify_columns('app_public.vendors', '{"name": "person_name",
 call app_private.classify_columns('app_public.bills', '{"reference": "free_text", "description": "free_text"}');
 call app_private.classify_columns('app_public.file_objects', '{"name": "free_text", "content_type": "none", "status": "none", "scan_status": "none", "storage_key": "none"}');
 call app_private.classify_columns('app_public.webhook_endpoints', '{"url": ["secret", "mask"], "description": "free_text", "event_types": "none", "disabled_reason": "none"}');
-call app_private.classify_columns('app_public.webhook_deliveries', '{"event_type": "none", "payload": "copy", "status": "none", "last_error": "free_text", "source_table": "none"}');
+call app_private.classify_columns('app_public.webhook_deliveries', '{"event_type": "none", "payload": "copy", "status": "none", "last_error": ["free_text", "omit"], "source_table": "none"}');
 
 call app_private.set_audit_parent('app_public.contacts', 'client_company_id', 'app_public.client_companies');
 call app_private.set_audit_parent('app_public.role_permissions', 'role_id', 'app_public.roles');

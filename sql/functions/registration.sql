@@ -147,9 +147,11 @@ begin
 end
 $$;
 
--- Daily (task daily_maintenance): one-time secrets whose links have expired, and sign-up requests
--- a day past theirs, are deleted, even when no new email comes to clear them on the way (every
--- secret-bearing enqueue_email does, and every register). Worker only. Returns how many went.
+-- One-time secrets whose links have expired, and sign-up requests a day past theirs, are deleted,
+-- even when no new email comes to clear them on the way (every secret-bearing enqueue_email does,
+-- and every register). Worker only. Returns how many went. The daily run applies the same two
+-- rules in batches instead (rules email_secrets and registrations of app_private.purge_system_rows,
+-- sql/functions/retention_growing.sql); this stays for operators who want it done at once.
 create or replace function app_private.purge_expired_secrets() returns integer
 language plpgsql volatile security definer
 set search_path = pg_catalog

@@ -224,11 +224,28 @@ create index if not exists webhook_deliveries_organization_id_created_at_idx on 
 create index if not exists webhook_deliveries_organization_id_status_idx on app_public.webhook_deliveries (organization_id, status);
 comment on table app_public.webhook_deliveries is E'@behavior -insert -update -delete\nThe delivery log: one row per event sent (or being sent) to an endpoint, with its status, attempts, last error and the endpoint''s last response code.';
 comment on column app_public.webhook_deliveries.status is 'pending (being delivered or waiting to retry), succeeded (a 2xx answer), failed (gave up after the last attempt), cancelled (the endpoint was disabled or deleted first).';
-comment on column app_public.webhook_deliveries.payload is 'The JSON body POSTed (the same on every attempt; its `id` is this delivery''s id, for receivers to ignore repeats).';
+comment on column app_public.webhook_deliveries.payload is 'The JSON body POSTed (the same on every attempt; its `id` is this delivery''s id, for receivers to ignore repeats). Null once retention removed it (payload_removed_at).';
 
--- The payload is large and the same as the event it carries: left out of the activity log.
+-- Retention (sql/functions/retention_growing.sql): past the organization's
+-- webhook_payload_retention_days a finished delivery keeps its row (status, times, attempts,
+-- response code: the delivery log) but loses its payload and last_error, and payload_removed_at
+-- says when. A pending delivery keeps both, whatever its age.
+alter table app_public.webhook_deliveries alter column payload drop not null;
+alter table app_public.webhook_deliveries add column if not exists payload_removed_at timestamptz;
+comment on column app_public.webhook_deliveries.payload_removed_at is 'When the payload and last error were removed, the organization''s webhook_payload_retention_days after the event (null: still kept). Such a delivery cannot be sent again.';
+alter table app_public.webhook_deliveries drop constraint if exists webhook_deliveries_payload_kept_or_removed;
+alter table app_public.webhook_deliveries add constraint webhook_deliveries_payload_kept_or_removed
+  check ((payload is null) = (payload_removed_at is not null)) not valid;
+alter table app_public.webhook_deliveries validate constraint webhook_deliveries_payload_kept_or_removed;
+-- The deliveries whose payload is still kept, oldest first: where the retention looks, without
+-- walking past the ones it has already stripped.
+create index if not exists webhook_deliveries_payload_kept_idx on app_public.webhook_deliveries (organization_id, created_at)
+  where payload is not null;
+
+-- The payload is large and the same as the event it carries: left out of the activity log. So is
+-- the last error: it may quote the endpoint's URL or its answer, which retention removes too.
 call app_private.make_tenant_table('app_public.webhook_deliveries', 'webhooks',
-  secret_columns => array['payload'], insertable => false, updatable => false);
+  secret_columns => array['payload', 'last_error'], insertable => false, updatable => false);
 
 -- The job for one delivery: a job key per delivery, so queueing it twice runs it once; a fair
 -- priority, so one organization's flood of events does not hold up another's.
@@ -424,6 +441,8 @@ begin
     perform app_private.fail('NOT_FOUND', 'No such webhook delivery in this organization.');
   elsif v_delivery.status not in ('failed', 'cancelled') then
     perform app_private.fail('NOT_RETRYABLE', format('Only failed or cancelled deliveries can be retried; this one is %s.', v_delivery.status));
+  elsif v_delivery.payload_removed_at is not null then
+    perform app_private.fail('NOT_RETRYABLE', 'This delivery''s payload was removed after the organization''s webhook payload retention window; it cannot be sent again.');
   elsif not exists (
     select from app_public.webhook_endpoints w
     where w.organization_id = v_delivery.organization_id and w.id = v_delivery.endpoint_id and w.enabled and w.deleted_at is null

@@ -18,8 +18,9 @@
 //
 // The plugin also keeps domains' GraphQL types those of their base types: a column of
 // app_public.money_amount is a BigFloat like any numeric, a business_date a Date, an
-// email_address a String (PostGraphile would otherwise make a scalar per domain — MoneyAmount,
-// BusinessDate, … — and every client's `$price: BigFloat!` would stop matching).
+// email_address a String, a retention_window an Int (PostGraphile would otherwise make a scalar
+// per domain — MoneyAmount, BusinessDate, … — and every client's `$price: BigFloat!` would stop
+// matching).
 import { GraphQLError, Kind, print, type GraphQLScalarType, type ValueNode } from 'postgraphile/graphql';
 
 /** Magnitude no BigFloat input may reach: 10^12, what app_public.money_amount (numeric(14,2)) holds. */
@@ -157,6 +158,7 @@ function checkBuiltinString(type: GraphQLScalarType): void {
 const BASE_TYPE_NAMES: Record<string, string> = {
   numeric: 'BigFloat',
   int8: 'BigInt',
+  int4: 'Int',
   date: 'Date',
   timestamptz: 'Datetime',
   text: 'String',

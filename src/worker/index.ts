@@ -37,6 +37,11 @@ export interface WorkerOptions {
    * benchmarks) takes no file jobs: graphile-worker fetches only the tasks it has.
    */
   files?: FileTaskOptions;
+  /**
+   * REFRESH_TOKEN_TTL_SECONDS of the API: the daily retention keeps used refresh tokens that long
+   * (./tasks/daily_maintenance.ts). Unset: the database's default, 30 days.
+   */
+  refreshTokenTtlSeconds?: number;
   /** Tasks to run besides Atrium's own (./tasks/): tests and benchmarks whose jobs no other worker may take. */
   extraTasks?: TaskList;
 }
@@ -152,7 +157,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     crontab: options.crontab === false ? '' : crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
-    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS, files: options.files }) }, fence),
+    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS, files: options.files, maintenance: { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds } }) }, fence),
     logger: new WorkerLogger(workerLogFactory as never),
     events,
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports

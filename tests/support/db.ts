@@ -118,3 +118,19 @@ export async function pgError(promise: Promise<unknown>): Promise<{ code: string
   }
   throw new Error('expected a database error, but the statement succeeded');
 }
+
+/**
+ * Runs `fn` while holding the advisory lock named `name`, on a connection of its own: tests of
+ * different files that sweep or count the same shared rows (the sign-in throttle's rows over a
+ * day old, which the daily retention removes) take turns instead of seeing each other's locks.
+ */
+export async function takingTurns<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const client = await pool('owner').connect();
+  try {
+    await client.query('select pg_advisory_lock(hashtext($1))', [name]);
+    return await fn();
+  } finally {
+    await client.query('select pg_advisory_unlock(hashtext($1))', [name]).catch(() => undefined);
+    client.release();
+  }
+}

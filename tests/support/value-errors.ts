@@ -20,4 +20,5 @@ export const DOMAIN_RULE_SAMPLES: Record<string, string> = {
   business_date_range: `select 'infinity'::app_public.business_date`,
   business_timestamp_range: `select 'infinity'::app_public.business_timestamp`,
   email_address_format: `select 'not an email'::app_public.email_address`,
+  retention_window_range: `select 366::app_public.retention_window`,
 };

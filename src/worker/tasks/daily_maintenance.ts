@@ -1,20 +1,45 @@
 // daily_maintenance (crontab, src/worker/crontab.ts): fans out one tenant_daily job per
 // organization for the day the crontab fired for (backfilled days included), through
 // app_private.enqueue_daily_maintenance (sql/functions/maintenance.sql). Its job keys make a
-// repeated or backfilled run enqueue each organization's day once. It also deletes the one-time
-// secrets of emails whose links have expired (app_private.purge_expired_secrets,
-// sql/functions/registration.sql), and keeps the activity log's month partitions three months
-// ahead (app_private.maintain_activity_partitions, sql/functions/activity_partitions.sql).
+// repeated or backfilled run enqueue each organization's day once. Then it applies the
+// system-wide retention rules (sql/functions/retention_growing.sql: ended sessions, used refresh
+// tokens, expired reset tokens, registrations and email secrets, old sign-in throttle rows,
+// enqueue counts and dispatch records, account emails, failed jobs), each in batches
+// (../retention.ts), and logs how many rows each removed. It also keeps the activity log's month
+// partitions three months ahead (app_private.maintain_activity_partitions,
+// sql/functions/activity_partitions.sql).
+import type { PoolClient } from 'pg';
 import type { Task } from 'graphile-worker';
+import { inBatches, inTransactionWith, retentionFacts, type RuleOutcome } from '../retention.ts';
 
-export const daily_maintenance: Task = async (payload, helpers) => {
-  const ts = (payload as { _cron?: { ts?: string } })._cron?.ts;
-  const day = (ts ? new Date(ts) : new Date()).toISOString().slice(0, 10);
-  const { rows } = await helpers.withPgClient((client) =>
-    client.query<{ n: number; purged: number; partitions: number }>(
-      'select app_private.enqueue_daily_maintenance($1) as n, app_private.purge_expired_secrets() as purged, app_private.maintain_activity_partitions() as partitions',
-      [day],
-    ),
-  );
-  helpers.logger.info('daily maintenance enqueued', { day, organizations: rows[0].n, expiredSecretsPurged: rows[0].purged, activityPartitionsCreated: rows[0].partitions });
-};
+export interface DailyMaintenanceOptions {
+  /**
+   * REFRESH_TOKEN_TTL_SECONDS, as the API uses it: used refresh tokens are kept that long after
+   * their use. Unset: the database's default (30 days, app_private.refresh_token_ttl()).
+   */
+  refreshTokenTtlSeconds?: number;
+}
+
+export function dailyMaintenance(options: DailyMaintenanceOptions = {}): Task {
+  const settings: Record<string, string> = options.refreshTokenTtlSeconds === undefined ? {} : { 'app.refresh_token_ttl_seconds': String(options.refreshTokenTtlSeconds) };
+  return async (payload, helpers) => {
+    const ts = (payload as { _cron?: { ts?: string } })._cron?.ts;
+    const day = (ts ? new Date(ts) : new Date()).toISOString().slice(0, 10);
+    const { rows } = await helpers.withPgClient((client) =>
+      client.query<{ n: number; partitions: number }>('select app_private.enqueue_daily_maintenance($1) as n, app_private.maintain_activity_partitions() as partitions', [day]),
+    );
+    helpers.logger.info('daily maintenance enqueued', { day, organizations: rows[0]!.n, activityPartitionsCreated: rows[0]!.partitions });
+
+    const outcomes: Record<string, RuleOutcome> = {};
+    await helpers.withPgClient(async (pgClient) => {
+      const client = pgClient as PoolClient;
+      const rules = (await client.query<{ rule: string }>('select app_private.system_retention_rules() as rule')).rows.map((r) => r.rule);
+      for (const rule of rules) {
+        outcomes[rule] = await inBatches((batchSize) =>
+          inTransactionWith(client, settings, async () => (await client.query<{ n: number }>('select app_private.purge_system_rows($1, $2) as n', [rule, batchSize])).rows[0]!.n),
+        );
+      }
+    });
+    helpers.logger.info('retention applied (system-wide)', { day, ...retentionFacts(outcomes) });
+  };
+}

@@ -1,7 +1,7 @@
 // The job catalogue: one task per file in this folder, listed here by name.
 import type { TaskList } from 'graphile-worker';
 import type { DeliveryOptions } from '../../webhooks/deliver.ts';
-import { daily_maintenance } from './daily_maintenance.ts';
+import { dailyMaintenance, type DailyMaintenanceOptions } from './daily_maintenance.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
@@ -21,11 +21,13 @@ export interface TaskOptions {
   webhooks: DeliveryOptions;
   /** Without it, no file tasks (src/worker/index.ts). */
   files?: FileTaskOptions;
+  /** The daily run's settings (refresh-token TTL for the retention of used refresh tokens). */
+  maintenance?: DailyMaintenanceOptions;
 }
 
 export function createTaskList(options: TaskOptions): TaskList {
   return {
-    daily_maintenance,
+    daily_maintenance: dailyMaintenance(options.maintenance),
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
