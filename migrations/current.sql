@@ -1,1 +1,2 @@
 -- Enter migration here
+--!include functions/data_exports.sql

@@ -10,6 +10,7 @@
 // S3_PUBLIC_ENDPOINT: the host is part of the signature, so URLs for browsers are signed by a
 // second client whose endpoint is the public one (http://localhost:9000), while the API itself
 // reaches the store at S3_ENDPOINT (http://minio:9000 inside docker compose).
+import fs from 'node:fs';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -151,6 +152,15 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
     async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
       try {
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+      } catch (error) {
+        throw unavailable(`PutObject of ${key}`, error);
+      }
+    },
+
+    async putFile(key: string, file: string, contentType: string): Promise<void> {
+      try {
+        const { size } = await fs.promises.stat(file);
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: fs.createReadStream(file), ContentType: contentType, ContentLength: size }));
       } catch (error) {
         throw unavailable(`PutObject of ${key}`, error);
       }
