@@ -323,3 +323,27 @@ grant execute on function
   app_private.fail_data_export(uuid, text),
   app_private.expire_data_export(uuid)
 to :DATABASE_WORKER;
+
+------------------------------------------------------------------------------------------------
+-- Import (`import-organization`, src/export/import.ts): what the imported rows imply, set by the
+-- owner at the end of the import's transaction. Nothing else may run it.
+--   * the invoice counter continues after the highest imported invoice number;
+--   * webhook endpoints are disabled: their signing secrets are not in the export (rotate the
+--     secret, then enable the endpoint).
+create or replace function app_private.finish_organization_import(organization_id uuid) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+begin
+  insert into app_private.invoice_counters as c (organization_id, last_number)
+  select i.organization_id, max(i.number) from app_public.invoices i
+  where i.organization_id = finish_organization_import.organization_id and i.number is not null
+  group by i.organization_id
+  on conflict on constraint invoice_counters_pkey do update set last_number = greatest(c.last_number, excluded.last_number);
+  update app_public.webhook_endpoints e
+  set enabled = false, disabled_at = coalesce(e.disabled_at, now()),
+    disabled_reason = 'Imported without its signing secret: rotate the secret, then enable the endpoint.'
+  where e.organization_id = finish_organization_import.organization_id and e.enabled;
+end
+$$;
+revoke all on function app_private.finish_organization_import(uuid) from public;
