@@ -30,7 +30,7 @@ create table if not exists app_public.data_exports (
   failure_reason text constraint data_exports_failure_reason check ((status = 'failed') = (failure_reason is not null) and length(failure_reason) <= 500),
   requested_by uuid references app_public.users on delete set null,
   valid_days integer not null default 7 constraint data_exports_valid_days check (valid_days between 1 and 30),
-  storage_key text generated always as ('exports/' || organization_id::text || '/' || id::text || '.zip') stored,
+  storage_key text not null,
   byte_size bigint constraint data_exports_byte_size check (byte_size >= 0),
   row_counts jsonb,
   created_at timestamptz not null default now(),
@@ -40,10 +40,13 @@ create table if not exists app_public.data_exports (
   expires_at timestamptz,
   expired_at timestamptz,
   primary key (organization_id, id),
+  -- The key is the server's, one per export (a plain column, not a generated one, so that copies of
+  -- rows in the catalog tests name only real columns).
+  constraint data_exports_storage_key check (storage_key = 'exports/' || organization_id::text || '/' || id::text || '.zip'),
   constraint data_exports_subject check ((kind = 'organization') = (subject_id is null)),
   constraint data_exports_ready check (status not in ('ready', 'expired') or (ready_at is not null and expires_at is not null and byte_size is not null and row_counts is not null))
 );
-create index if not exists data_exports_requested_by_idx on app_public.data_exports (requested_by);
+create index if not exists data_exports_organization_id_requested_by_idx on app_public.data_exports (organization_id, requested_by);
 create index if not exists data_exports_organization_id_status_idx on app_public.data_exports (organization_id, status);
 comment on table app_public.data_exports is 'Exports of the organization''s data (one zip each), requested by owners and admins, made by a job, downloadable until they expire.';
 comment on column app_public.data_exports.kind is 'What is exported: organization (everything). Exports of one person (contact, user) will name them in subjectId.';
@@ -180,8 +183,10 @@ begin
   if found then
     return v_export;
   end if;
-  insert into app_public.data_exports (organization_id, kind, valid_days, requested_by)
-  values (app_public.current_org_id(), 'organization', request_organization_export.valid_days, app_public.current_user_id())
+  v_export.id := gen_random_uuid();
+  insert into app_public.data_exports (organization_id, id, kind, valid_days, requested_by, storage_key)
+  values (app_public.current_org_id(), v_export.id, 'organization', request_organization_export.valid_days, app_public.current_user_id(),
+    format('exports/%s/%s.zip', app_public.current_org_id(), v_export.id))
   returning * into v_export;
   perform graphile_worker.add_job(
     'data_export',

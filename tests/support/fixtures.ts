@@ -112,7 +112,8 @@ async function seedTenant(label: string): Promise<Tenant> {
   });
 
   // An export that failed (added as the owner role: a requested one would queue its job).
-  await pool('owner').query(`insert into app_public.data_exports (organization_id, requested_by, status, failure_reason) values ($1, $2, 'failed', 'fixture')`, [orgId, owner.userId]);
+  await pool('owner').query(`insert into app_public.data_exports (organization_id, id, requested_by, status, failure_reason, storage_key)
+     select $1::uuid, id, $2::uuid, 'failed', 'fixture', format('exports/%s/%s.zip', $1::uuid, id) from gen_random_uuid() as id`, [orgId, owner.userId]);
 
   // The contact signs up with the contact's email and accepts portal access.
   const portal = await signUp(`${label}-portal`, ids.contactEmail);
