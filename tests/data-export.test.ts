@@ -4,6 +4,7 @@
 // kind of server as the run's). What must never happen: secrets in the zip, a member without
 // the right requesting one, another organization seeing or getting one, a link that outlives it.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import type { JobHelpers } from 'graphile-worker';
 import { strFromU8, unzipSync, zipSync } from 'fflate';
 import pg from 'pg';
 import { withCredentials } from '../src/db/bootstrap.ts';
+import { ROOT } from '../src/paths.ts';
 import type { ExportManifest } from '../src/export/format.ts';
 import { ImportRefused, importOrganization, loadOrder } from '../src/export/import.ts';
 import type { Atrium } from '../src/index.ts';
@@ -104,6 +106,23 @@ async function exported(tenant: Tenant): Promise<{ row: ExportRow; zip: Buffer; 
   return { row, zip, files: unzipSync(zip) };
 }
 
+/** `node src/cli.ts import-organization <zip>` against the target database. */
+function importCli(zip: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'import-organization', zip], {
+      cwd: ROOT,
+      env: { ...process.env, ...target.env, LOG_LEVEL: 'error' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 /** The activity events of exports made after this one's snapshot are not in it. */
 const onlyOlder = (table: string) => (table === 'activity_events' ? `and not (table_name = 'data_exports' and occurred_at > '${snapshotAt}')` : '');
 let snapshotAt: string;
@@ -177,14 +196,18 @@ describe('an organization export', () => {
   test('imports into an empty database: every table, ids, invoice and payment totals, the invoice counter; once only', async () => {
     const file = path.join(tmp, 'a.zip');
     fs.writeFileSync(file, zip);
-    const result = await importOrganization(targetOwnerUrl, file);
+    // As an operator runs it: the CLI, configured for the target database.
+    const cli = await importCli(file);
+    expect(cli).toMatchObject({ code: 0, stderr: '' });
+    expect(cli.stdout).toContain(`Organization ${a.orgId} imported.`);
     // The delivery log needs its payloads, which are secret: it starts empty.
-    expect(result.skipped).toEqual({ webhook_deliveries: expect.stringContaining('payload') });
+    expect(cli.stdout).toMatch(/webhook_deliveries +not imported: .*payload/);
+    const skipped = ['webhook_deliveries'];
     const there = new pg.Pool({ connectionString: targetOwnerUrl, max: 2 });
     try {
       const users = (JSON.parse(strFromU8(files['users.json'])) as Array<{ id: string }>).map((u) => u.id);
       expect(users.length).toBeGreaterThan(5);
-      for (const t of manifest.tables.filter((x) => !(x.name in result.skipped))) {
+      for (const t of manifest.tables.filter((x) => !skipped.includes(x.name))) {
         const where = t.name === 'users' ? `id = any ($2::uuid[])` : t.name === 'organizations' ? 'id = $1' : 'organization_id = $1';
         const ids = async (p: pg.Pool) => (await p.query<{ id: string }>(`select id from app_public.${t.name} where (${where}) ${onlyOlder(t.name)} and $1::uuid is not null and $2::uuid[] is not null order by id`, [a.orgId, users])).rows.map((r) => r.id);
         expect([t.name, await ids(there)]).toEqual([t.name, await ids(pool('owner'))]);
@@ -207,6 +230,9 @@ describe('an organization export', () => {
       await there.end();
     }
     await expect(importOrganization(targetOwnerUrl, file)).rejects.toThrow(/already exists/);
+    const again = await importCli(file);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`Import refused: organization ${a.orgId} already exists in this database`);
   }, 120_000);
 
   test('an import refuses a changed file (its checksum) and a zip that is not an export', async () => {
