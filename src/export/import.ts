@@ -136,13 +136,13 @@ export function loadOrder(tables: string[], keys: ForeignKey[]): { order: string
 const ident = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
 /** The rows of `<table>.json`, PAGE_ROWS at a time, each page a JSON array's text (numbers as written). */
-async function* pagesOf(file: string): AsyncGenerator<{ json: string; rows: number }> {
+async function* pagesOf(file: string, pageRows: number): AsyncGenerator<{ json: string; rows: number }> {
   let page: string[] = [];
   const lines = readline.createInterface({ input: fs.createReadStream(file, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) {
     if (line === '[' || line === ']' || line === '') continue;
     page.push(line.endsWith(',') ? line.slice(0, -1) : line);
-    if (page.length === PAGE_ROWS) {
+    if (page.length === pageRows) {
       yield { json: `[${page.join(',')}]`, rows: page.length };
       page = [];
     }
@@ -150,7 +150,9 @@ async function* pagesOf(file: string): AsyncGenerator<{ json: string; rows: numb
   if (page.length > 0) yield { json: `[${page.join(',')}]`, rows: page.length };
 }
 
-export async function importOrganization(ownerUrl: string, zip: string): Promise<ImportResult> {
+/** pageRows: rows per statement (default PAGE_ROWS; tests use a few). */
+export async function importOrganization(ownerUrl: string, zip: string, options: { pageRows?: number } = {}): Promise<ImportResult> {
+  const pageRows = options.pageRows ?? PAGE_ROWS;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-import-'));
   try {
     const manifest = readManifest(dir, await unpack(zip, dir));
@@ -213,7 +215,7 @@ export async function importOrganization(ownerUrl: string, zip: string): Promise
         const cols = table.columns.filter((c) => !(generated.get(name) ?? []).includes(c) && !(later.get(name) ?? []).includes(c));
         const list = cols.map(ident).join(', ');
         let loaded = 0;
-        for await (const page of pagesOf(path.join(dir, `${name}.json`))) {
+        for await (const page of pagesOf(path.join(dir, `${name}.json`), pageRows)) {
           const sql = `insert into app_public.${ident(name)} (${list}) select ${list} from jsonb_populate_recordset(null::app_public.${ident(name)}, $1::jsonb)`;
           try {
             // Users already in this database (members of other organizations too) are kept as they are.
@@ -231,7 +233,7 @@ export async function importOrganization(ownerUrl: string, zip: string): Promise
       }
       for (const [name, columns] of later) {
         const set = columns.map(ident).join(', ');
-        for await (const page of pagesOf(path.join(dir, `${name}.json`))) {
+        for await (const page of pagesOf(path.join(dir, `${name}.json`), pageRows)) {
           await client.query(
             `update app_public.${ident(name)} t set (${set}) = (select ${columns.map((c) => `s.${ident(c)}`).join(', ')})
              from jsonb_populate_recordset(null::app_public.${ident(name)}, $1::jsonb) s

@@ -40,8 +40,9 @@ export interface WrittenExport {
 
 export async function writeOrganizationExport(
   client: PoolClient,
-  options: { organizationId: string; exportId: string; file: string },
+  options: { organizationId: string; exportId: string; file: string; pageRows?: number },
 ): Promise<WrittenExport> {
+  const pageRows = options.pageRows ?? PAGE_ROWS;
   const tables = (await client.query<ExportTable>('select * from app_private.export_tables()')).rows;
   const schema = (await client.query<{ filename: string; hash: string }>('select * from app_private.schema_migration()')).rows[0];
   const fd = fs.openSync(options.file, 'w', 0o600);
@@ -76,7 +77,7 @@ export async function writeOrganizationExport(
     const cursor = `export_${table.table_name}`;
     await client.query(`declare ${ident(cursor)} no scroll cursor for select ${select} from (${sourceOf(table)}) x order by x.id`);
     for (;;) {
-      const { rows } = await client.query(`fetch ${PAGE_ROWS} from ${ident(cursor)}`);
+      const { rows } = await client.query(`fetch ${pageRows} from ${ident(cursor)}`);
       if (rows.length === 0) break;
       fn(rows);
     }

@@ -27,6 +27,8 @@ export interface DataExportTaskOptions {
   storage: FileStorage;
   /** Where the zip is written before it is stored (default: the OS's temporary folder). */
   tmpDir?: string;
+  /** Rows read per round trip (default PAGE_ROWS of src/export/writer.ts; tests use a few). */
+  pageRows?: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -56,7 +58,7 @@ export function dataExport(options: DataExportTaskOptions): Task {
     try {
       const written = await helpers.withPgClient((client) =>
         inTenantTransaction(client as PoolClient, { organizationId }, () =>
-          writeOrganizationExport(client as PoolClient, { organizationId, exportId, file }), { snapshot: true }));
+          writeOrganizationExport(client as PoolClient, { organizationId, exportId, file, pageRows: options.pageRows }), { snapshot: true }));
       await options.storage.putFile(started.storage_key, file, 'application/zip');
       stored = true;
       await assertOwnership(helpers);
