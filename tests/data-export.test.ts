@@ -37,9 +37,13 @@ beforeAll(async () => {
   targetOwnerUrl = withCredentials(target.env.DATABASE_URL, target.env.DATABASE_OWNER, target.env.DATABASE_OWNER_PASSWORD);
   app = await startTestApp();
   store = await createStorage(testConfig().files, { publicUrl: app.url!, jwtSecret: process.env.JWT_SECRET! });
-  // Something soft-deleted but still restorable: the organization's data too.
-  await commitAs(sessionOf(a.owner, a.orgId), (c) =>
-    c.query(`select app_public.soft_delete_deal(id) from app_public.deals where client_company_id <> $1 limit 1`, [a.clientId]));
+  await commitAs(sessionOf(a.owner, a.orgId), async (c) => {
+    // Something soft-deleted but still restorable: the organization's data too.
+    await c.query(`select app_public.soft_delete_deal(id) from app_public.deals where client_company_id <> $1 limit 1`, [a.clientId]);
+    // A change order: a proposal naming its engagement, whose contract names the first proposal
+    // (the foreign keys go round: proposals → engagements → contracts → proposals).
+    await c.query(`insert into app_public.proposals (client_company_id, engagement_id, title) values ($1, $2, 'Change order')`, [a.clientId, a.engagementId]);
+  });
 }, 180_000);
 afterAll(async () => {
   await store?.close();
@@ -219,6 +223,9 @@ describe('an organization export', () => {
       const source = (await pool('owner').query(totals, [a.orgId])).rows;
       expect(source.some((r) => Number(r.paid) > 0)).toBe(true);
       expect((await there.query(totals, [a.orgId])).rows).toEqual(source);
+      const changeOrders = 'select id, engagement_id from app_public.proposals where organization_id = $1 and engagement_id is not null order by id';
+      expect((await pool('owner').query(changeOrders, [a.orgId])).rows).toHaveLength(1);
+      expect((await there.query(changeOrders, [a.orgId])).rows).toEqual((await pool('owner').query(changeOrders, [a.orgId])).rows);
       const counter = 'select last_number from app_private.invoice_counters where organization_id = $1';
       expect((await there.query(counter, [a.orgId])).rows).toEqual((await pool('owner').query(counter, [a.orgId])).rows);
       // No job was queued for the history (no email, no webhook, no expiry).

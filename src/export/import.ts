@@ -222,9 +222,13 @@ export async function importOrganization(ownerUrl: string, zip: string, options:
             const result = await client.query(name === 'users' ? `${sql} on conflict (id) do nothing` : sql, [page.json]);
             loaded += result.rowCount ?? 0;
           } catch (error) {
-            if ((error as { code?: string }).code === '23505' && name === 'users') {
-              throw new ImportRefused(`a user of the export has an email address that another account of this database has (${(error as Error).message})`);
+            const { code, detail } = error as { code?: string; detail?: string };
+            if (code === '23505' && name === 'users') {
+              throw new ImportRefused(`a user of the export has an email address that another account of this database has (${detail ?? (error as Error).message})`);
             }
+            // A unique key another organization holds (a slug), a reference the export does not
+            // hold, a value this schema refuses: the operator's problem to solve, said plainly.
+            if (code?.startsWith('23')) throw new ImportRefused(`${name}: ${(error as Error).message}${detail ? ` (${detail})` : ''}`);
             throw error;
           }
         }
