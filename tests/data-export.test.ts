@@ -284,7 +284,7 @@ describe('an organization export', () => {
 });
 
 describe('who may export', () => {
-  test('members and viewers may not request an export (NOT_PERMITTED); admins may, and a second request answers the export on its way', async () => {
+  test('members and viewers may not request an export (NOT_PERMITTED); admins may; a second request answers the export on its way, unless it is stuck for a day', async () => {
     expect(errorCode(await request(a, 'member'))).toBe('NOT_PERMITTED');
     expect(errorCode(await request(a, 'viewer'))).toBe('NOT_PERMITTED');
     const first = await request(b, 'admin');
@@ -292,6 +292,12 @@ describe('who may export', () => {
     const second = await request(b, 'owner');
     expect(second.data!.requestOrganizationExport.dataExport.rowId).toBe(first.data!.requestOrganizationExport.dataExport.rowId);
     expect(second.data!.requestOrganizationExport.dataExport.status).toBe('requested');
+    // One that never finished (its job gave up without saying so) blocks nothing after a day.
+    await pool('owner').query(`update app_public.data_exports set created_at = now() - interval '25 hours' where id = $1`, [first.data!.requestOrganizationExport.dataExport.rowId]);
+    const third = await request(b, 'owner');
+    expect(third.data!.requestOrganizationExport.dataExport.rowId).not.toBe(first.data!.requestOrganizationExport.dataExport.rowId);
+    expect((await pool('owner').query('select status, failure_reason from app_public.data_exports where id = $1', [first.data!.requestOrganizationExport.dataExport.rowId])).rows[0])
+      .toEqual({ status: 'failed', failure_reason: 'It did not finish within a day.' });
   });
 
   test('another organization\'s export is invisible, and its job cannot be pointed at it; members do not see exports', async () => {

@@ -5,7 +5,8 @@
 --                               export gives them nothing the API does not). Adds the row
 --                               (requested) and queues the `data_export` job in the same
 --                               transaction. While one export of the organization is requested or
---                               running, a new request answers that one (one at a time).
+--                               running, a new request answers that one (one at a time); one
+--                               not finished within a day is failed first.
 --   data_export (job)           start_data_export → running; the worker reads every table of
 --                               app_private.export_tables() inside the organization (row-level
 --                               security, as every task reads) and stores the zip under
@@ -177,7 +178,11 @@ begin
     perform app_private.fail('INVALID_VALUE', 'validDays must be between 1 and 30.');
   end if;
   -- One export of an organization at a time: a request while one is on its way answers that one.
+  -- One that did not finish within a day (its job failed without saying so: the database was
+  -- away on its last attempt) is failed now, so it cannot block every later request.
   perform pg_advisory_xact_lock(hashtextextended('data_exports:' || app_public.current_org_id()::text, 0));
+  update app_public.data_exports e set status = 'failed', failure_reason = 'It did not finish within a day.'
+  where e.organization_id = app_public.current_org_id() and e.status in ('requested', 'running') and e.created_at < now() - interval '1 day';
   select * into v_export from app_public.data_exports e
   where e.organization_id = app_public.current_org_id() and e.kind = 'organization' and e.status in ('requested', 'running');
   if found then
