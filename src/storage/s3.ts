@@ -66,6 +66,7 @@ function isNotFound(error: unknown): boolean {
 }
 
 export async function createS3Storage(config: FilesConfig['s3']): Promise<FileStorage> {
+  const QUIET_SDK_LOGGER = { trace: () => {}, debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
   const clientConfig = (endpoint: string | undefined): S3ClientConfig => ({
     region: config.region,
     endpoint,
@@ -78,6 +79,10 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: MAX_ATTEMPTS,
     requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
+    // The SDK logs nothing by default, except that a failed streamed upload (putFile), which it
+    // cannot retry, falls back to console.warn; the caller gets the failure as
+    // StorageUnavailableError (and the data_export job is retried).
+    logger: QUIET_SDK_LOGGER,
   });
   const client = new S3Client(clientConfig(config.endpoint));
   // Presigning makes no request: this client only ever signs.
