@@ -1,6 +1,6 @@
 -- Data governance: personal data declared per column; the activity log partitioned by month, with
 -- events a timeline can use; time travel; erasure of contacts, members, accounts; deleting an
--- organization; retention for every growing table but the log.
+-- organization; retention for every growing table but the log; organization export and import.
 --!include functions/personal_data.sql
 --!include functions/activity_partitions.sql
 --!include functions/retention.sql
@@ -18,3 +18,4 @@
 --!include functions/copies.sql
 --!include functions/jobs.sql
 --!include functions/retention_growing.sql
+--!include functions/data_exports.sql

@@ -12,6 +12,8 @@
 //   seed                   load the demo organizations (once) and print their sign-ins
 //   data-quality           measure the data-quality table of docs/ENTITIES.md on the demo data
 //   jobs [status|failed|retry]  the job queue: depth per task, workers, failed jobs, retry them
+//   import-organization <zip>  load an organization export into this (migrated) database, which
+//                          must not have that organization (docs/EXPORT_AND_IMPORT.md)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -187,6 +189,31 @@ const commands: Record<string, Command> = {
     const db = await openDatabase(config, log);
     try {
       process.exitCode = await runJobsCommand(db.workerUrl, args, process.stdout);
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async 'import-organization'(config, log, args) {
+    const [zip] = args;
+    if (!zip || args.length !== 1) {
+      process.stderr.write('Usage: node src/cli.ts import-organization <export.zip>\n');
+      process.exitCode = 2;
+      return;
+    }
+    const { ImportRefused, importOrganization } = await import('./export/import.ts');
+    const db = await openDatabase(config, log);
+    try {
+      const result = await importOrganization(db.ownerUrl, path.resolve(zip));
+      process.stdout.write(
+        `Organization ${result.organizationId} imported.\n` +
+          Object.entries(result.rows).map(([table, rows]) => `  ${table.padEnd(28)} ${rows}\n`).join('') +
+          Object.entries(result.skipped).map(([table, why]) => `  ${table.padEnd(28)} not imported: ${why}\n`).join(''),
+      );
+    } catch (error) {
+      if (!(error instanceof ImportRefused)) throw error;
+      process.stderr.write(`Import refused: ${error.message}\nNothing was imported.\n`);
+      process.exitCode = 1;
     } finally {
       await db.stop();
     }

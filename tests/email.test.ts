@@ -47,7 +47,7 @@ describe('templates', () => {
   const data = { inviter_name: 'Ada', organization_name: 'Northwind', email: 'new@example.com', role: 'member', token: 'tok-123', expires_on: 'March 1, 2030', app_url: 'https://app.example.test' };
 
   test('every template in templates/email has its three parts: the six emails exist', async () => {
-    expect(await templateNames()).toEqual(['invitation', 'invoice_sent', 'password_reset', 'proposal_sent', 'registration_confirm', 'registration_exists']);
+    expect(await templateNames()).toEqual(['data_export_ready', 'invitation', 'invoice_sent', 'password_reset', 'proposal_sent', 'registration_confirm', 'registration_exists']);
   });
 
   test('renders subject, text and HTML from the files, with links on APP_URL', async () => {

@@ -11,6 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { byteRange, createLocalStorage, LOCAL_FILES_PATH, type LocalStorage } from '../src/storage/local.ts';
 import { createS3Storage } from '../src/storage/s3.ts';
@@ -252,6 +253,22 @@ describe.each(targets)('$driver driver', (target) => {
     expect(await storage.head(to)).toEqual({ size: body.length, contentType: 'application/pdf' });
   });
 
+  test('putFile streams a file of this machine into the store (data exports), and a download returns its bytes', async () => {
+    const key = keyOf();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-putfile-'));
+    try {
+      const file = path.join(dir, 'export.zip');
+      const bytes = Buffer.concat([body, Buffer.alloc(256 * 1024, 7)]);
+      fs.writeFileSync(file, bytes);
+      await storage.putFile(key, file, 'application/zip');
+      expect(await storage.head(key)).toEqual({ size: bytes.length, contentType: 'application/zip' });
+      const download = await storage.presignDownload({ key, fileName: 'export.zip', contentType: 'application/zip', expiresInSeconds: 300 });
+      expect(Buffer.from(await (await fetch(download.url)).arrayBuffer()).equals(bytes)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('head of a key never written is null; check passes on a live store', async () => {
     expect(await storage.head(keyOf())).toBeNull();
     await expect(storage.check()).resolves.toBeUndefined();
@@ -266,6 +283,7 @@ describe.each(targets)('$driver driver', (target) => {
       await expect(dead.delete(key)).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(dead.promote(key, keyOf())).rejects.toBeInstanceOf(StorageUnavailableError);
       await expect(dead.put(key, Buffer.from('x'), 'text/plain')).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(dead.putFile(key, fileURLToPath(import.meta.url), 'text/plain')).rejects.toBeInstanceOf(StorageUnavailableError);
     } finally {
       await dead.close();
     }

@@ -32,7 +32,9 @@ with set_by_database (column_name, why) as (values
   ('upload_expires_at', 'now() + the upload window, on insert (file_objects trigger)'), ('uploaded_at', 'complete_file_upload()'),
   ('scanned_at', 'the file_uploaded job (record_file_scan())'),
   -- Deleting an organization (sql/functions/organization_deletion.sql).
-  ('deletion_requested_at', 'delete_organization()'), ('deletion_due_at', 'delete_organization(): now() + the grace period')
+  ('deletion_requested_at', 'delete_organization()'), ('deletion_due_at', 'delete_organization(): now() + the grace period'),
+  -- Data exports (sql/functions/data_exports.sql): stamped by the data_export job's functions.
+  ('started_at', 'start_data_export()'), ('ready_at', 'finish_data_export()')
 ),
 columns as (
   select c.relname, a.attname, a.atttypid, coalesce(nullif(t.typbasetype, 0), t.oid) as base,

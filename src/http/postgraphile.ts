@@ -21,6 +21,7 @@ import { ScalarChecksPlugin } from './scalars.ts';
 import { makeWebhookUrlPlugin } from './webhook-urls.ts';
 import { type ErrorCatalog, makeMaskError } from './errors.ts';
 import { makeEdgePlugin } from './graphql-edge.ts';
+import { makeExportsPlugin } from './exports.ts';
 import { makeFilesPlugin } from './files.ts';
 import { PartitionedIndexBehaviorsPlugin } from './partitioned-indexes.ts';
 import type { FileStorage } from '../storage/index.ts';
@@ -104,6 +105,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       makeNotFoundPlugin(errors),
       makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks),
       makeFilesPlugin(storage, config.files, errors, log),
+      makeExportsPlugin(storage, config.files, errors, log),
       SignInRateLimitPlugin,
       planCachePlugin(edge.documentCacheSize),
       makeEdgePlugin({

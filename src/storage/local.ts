@@ -188,6 +188,20 @@ export function createLocalStorage(options: { dir: string; baseUrl: string | (()
       }
     },
 
+    async putFile(key: string, source: string, contentType: string): Promise<void> {
+      const file = pathOf(key);
+      const tmp = path.join(tmpDir, randomUUID());
+      try {
+        await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
+        await fsp.copyFile(source, tmp);
+        await fsp.chmod(tmp, 0o600);
+        await place(tmp, file, contentType, (await fsp.stat(tmp)).size);
+      } catch (error) {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+        throw unavailable('write', error);
+      }
+    },
+
     async delete(key: string): Promise<void> {
       const file = pathOf(key);
       try {

@@ -10,6 +10,7 @@
 // S3_PUBLIC_ENDPOINT: the host is part of the signature, so URLs for browsers are signed by a
 // second client whose endpoint is the public one (http://localhost:9000), while the API itself
 // reaches the store at S3_ENDPOINT (http://minio:9000 inside docker compose).
+import fs from 'node:fs';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -65,6 +66,7 @@ function isNotFound(error: unknown): boolean {
 }
 
 export async function createS3Storage(config: FilesConfig['s3']): Promise<FileStorage> {
+  const QUIET_SDK_LOGGER = { trace: () => {}, debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
   const clientConfig = (endpoint: string | undefined): S3ClientConfig => ({
     region: config.region,
     endpoint,
@@ -77,6 +79,10 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: MAX_ATTEMPTS,
     requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
+    // The SDK logs nothing by default, except that a failed streamed upload (putFile), which it
+    // cannot retry, falls back to console.warn; the caller gets the failure as
+    // StorageUnavailableError (and the data_export job is retried).
+    logger: QUIET_SDK_LOGGER,
   });
   const client = new S3Client(clientConfig(config.endpoint));
   // Presigning makes no request: this client only ever signs.
@@ -151,6 +157,15 @@ export async function createS3Storage(config: FilesConfig['s3']): Promise<FileSt
     async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
       try {
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentType: contentType, ContentLength: bytes.length }));
+      } catch (error) {
+        throw unavailable(`PutObject of ${key}`, error);
+      }
+    },
+
+    async putFile(key: string, file: string, contentType: string): Promise<void> {
+      try {
+        const { size } = await fs.promises.stat(file);
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: fs.createReadStream(file), ContentType: contentType, ContentLength: size }));
       } catch (error) {
         throw unavailable(`PutObject of ${key}`, error);
       }

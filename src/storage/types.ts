@@ -60,6 +60,8 @@ export interface FileStorage {
   promote(from: string, to: string): Promise<StoredObject | null>;
   /** Stores `bytes` under `key` from the server itself (the demo data; uploads go through presignUpload). */
   put(key: string, bytes: Buffer, contentType: string): Promise<void>;
+  /** Stores the file at `file` (a path on this machine) under `key`, streamed: data exports (src/worker/tasks/data_export.ts). */
+  putFile(key: string, file: string, contentType: string): Promise<void>;
   /** Deletes the object under `key`; succeeds if there is none. Throws StorageUnavailableError if the store cannot answer. */
   delete(key: string): Promise<void>;
   /** Resolves when the store answers (the bucket exists, the folder is writable); for readiness checks. */

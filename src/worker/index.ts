@@ -33,8 +33,9 @@ export interface WorkerOptions {
   /** Vacuum graphile-worker's job table while busy (./queue-vacuum.ts); default DEFAULT_QUEUE_VACUUM. */
   queueVacuum?: QueueVacuumOptions;
   /**
-   * The file store and scanner of the file jobs (./tasks/files.ts). A worker without one (tests,
-   * benchmarks) takes no file jobs: graphile-worker fetches only the tasks it has.
+   * The file store and scanner of the file jobs (./tasks/files.ts), also the store of data exports
+   * (./tasks/data_export.ts). A worker without one (tests, benchmarks) takes no file or export
+   * jobs: graphile-worker fetches only the tasks it has.
    */
   files?: FileTaskOptions;
   /**

@@ -14,9 +14,12 @@ export async function withTenant<T>(helpers: JobHelpers, scope: TenantScope, fn:
   return helpers.withPgClient((client) => inTenantTransaction(client as PoolClient, scope, () => fn(client as PoolClient)));
 }
 
-/** One transaction on `client` inside the organization (withTenant, and tasks that hold their own connection). */
-export async function inTenantTransaction<T>(client: PoolClient, scope: TenantScope, fn: () => Promise<T>): Promise<T> {
-  await client.query('begin');
+/**
+ * One transaction on `client` inside the organization (withTenant, and tasks that hold their own
+ * connection). snapshot: read only, every query seeing the same snapshot (a consistent export).
+ */
+export async function inTenantTransaction<T>(client: PoolClient, scope: TenantScope, fn: () => Promise<T>, options: { snapshot?: boolean } = {}): Promise<T> {
+  await client.query(options.snapshot ? 'begin isolation level repeatable read read only' : 'begin');
   try {
     await client.query(
       "select set_config('app.org_id', $1, true), set_config('app.user_id', coalesce($2, ''), true)",

@@ -3,7 +3,7 @@
 // without fixture rows in both organizations.
 import type pg from 'pg';
 import { one, sellToNewClient, websiteTemplate, type SoldEngagement } from '../../src/db/seed.ts';
-import { addMember, asVisitor, createOrganization, sessionOf, signUp, unique, type Session, type User } from './db.ts';
+import { addMember, asVisitor, createOrganization, pool, sessionOf, signUp, unique, type Session, type User } from './db.ts';
 
 export { one };
 
@@ -113,6 +113,10 @@ async function seedTenant(label: string): Promise<Tenant> {
     const contactEmail = await one<{ email: string }>(c, 'select email from app_public.contacts where id = $1', [e.contactId]);
     return { ...e, projectId: project.id, taskId: task.id, invoiceId: invoice.id, draftInvoiceId: draftInvoice.id, clientThreadId: clientThread.id, internalThreadId: internal.id, portalToken: grant.token, contactEmail: contactEmail.email };
   });
+
+  // An export that failed (added as the owner role: a requested one would queue its job).
+  await pool('owner').query(`insert into app_public.data_exports (organization_id, id, requested_by, status, failure_reason, storage_key)
+     select $1::uuid, id, $2::uuid, 'failed', 'fixture', format('exports/%s/%s.zip', $1::uuid, id) from gen_random_uuid() as id`, [orgId, owner.userId]);
 
   // The contact signs up with the contact's email and accepts portal access.
   const portal = await signUp(`${label}-portal`, ids.contactEmail);

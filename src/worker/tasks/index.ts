@@ -2,6 +2,8 @@
 import type { TaskList } from 'graphile-worker';
 import type { DeliveryOptions } from '../../webhooks/deliver.ts';
 import { dailyMaintenance, type DailyMaintenanceOptions } from './daily_maintenance.ts';
+import { dataExport } from './data_export.ts';
+import { dataExportExpire } from './data_export_expire.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
@@ -19,7 +21,7 @@ import { tenant_retention_purge } from './tenant_retention_purge.ts';
 
 export interface TaskOptions {
   webhooks: DeliveryOptions;
-  /** Without it, no file tasks (src/worker/index.ts). */
+  /** Without it, no file tasks and no data exports (src/worker/index.ts). */
   files?: FileTaskOptions;
   /** The daily run's settings (refresh-token TTL for the retention of used refresh tokens). */
   maintenance?: DailyMaintenanceOptions;
@@ -28,6 +30,8 @@ export interface TaskOptions {
 export function createTaskList(options: TaskOptions): TaskList {
   return {
     daily_maintenance: dailyMaintenance(options.maintenance),
+    // Exports are stored in the file store too.
+    ...(options.files ? { data_export: dataExport(options.files), data_export_expire: dataExportExpire(options.files) } : {}),
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
