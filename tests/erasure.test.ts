@@ -25,6 +25,7 @@ let contactId: string;
 let invoiceId: string;
 let invoiceTotal: string;
 let erasureId: string;
+let readyExportId: string;
 
 /** Every (schema.table.column, rows) where `needle` occurs in a text-like, json or jsonb column of any table. */
 async function whereIs(needle: string): Promise<string[]> {
@@ -82,6 +83,13 @@ beforeAll(async () => {
     [a.orgId, person.email, `530 mailbox ${person.email} unavailable`],
   );
   invoiceTotal = (await pool('owner').query<{ total: string }>('select total::text from app_public.invoices where id = $1', [invoiceId])).rows[0].total;
+  // An export made before the erasure (it holds her data): ready, a week to go.
+  readyExportId = (await pool('owner').query<{ id: string }>(
+    `insert into app_public.data_exports (organization_id, id, status, storage_key, requested_by, started_at, ready_at, expires_at, byte_size, row_counts)
+     select $1::uuid, x.id, 'ready', format('exports/%s/%s.zip', $1::uuid, x.id), $2, now(), now(), now() + interval '7 days', 1, '{}'
+     from (select gen_random_uuid() as id) x returning id`,
+    [a.orgId, a.owner.userId],
+  )).rows[0].id;
 }, 60_000);
 afterAll(closePools);
 
@@ -132,6 +140,11 @@ describe('eraseContact', () => {
     expect((done.redacted.jobs ?? 0) + (done.redacted.email_messages ?? 0)).toBeGreaterThanOrEqual(1);
 
     for (const needle of needles) expect({ needle, found: await whereIs(needle) }).toEqual({ needle, found: [] });
+    // The export made before expires now: its zip is deleted by data_export_expire (queued, or run by a worker with a file store).
+    const exported = (await pool('owner').query<{ due: boolean; status: string }>('select expires_at <= now() as due, status from app_public.data_exports where id = $1', [readyExportId])).rows[0];
+    expect(exported.due).toBe(true);
+    const expiry = (await pool('owner').query(`select 1 from graphile_worker._private_jobs where key = $1 and run_at <= now()`, [`data_export_expire:${readyExportId}`])).rows;
+    expect(expiry.length === 1 || exported.status === 'expired').toBe(true);
     const contact = (await pool('owner').query('select first_name, last_name, email, phone, job_title from app_public.contacts where id = $1', [contactId])).rows[0];
     expect(contact).toEqual({ first_name: 'Erased', last_name: 'contact', email: null, phone: null, job_title: null });
     // Her record's events lost even the short values (a first name alone, a job title).
@@ -141,7 +154,7 @@ describe('eraseContact', () => {
     expect(titled).toEqual([]);
   }, 90_000);
 
-  test('the ledger keeps its amounts and references; the erasure is on record, for owners only', async () => {
+  test('the ledger keeps its amounts and references; the erasure is on record, for admins and owners', async () => {
     const invoice = (await pool('owner').query('select total::text, status, client_company_id from app_public.invoices where id = $1', [invoiceId])).rows[0];
     expect(invoice).toMatchObject({ total: invoiceTotal, status: 'sent' });
     const lines = (await pool('owner').query('select description from app_public.invoice_line_items where invoice_id = $1', [invoiceId])).rows;
@@ -149,7 +162,8 @@ describe('eraseContact', () => {
 
     const read = (user: Tenant['owner']) => asVisitor(sessionOf(user, a.orgId), async (c) => (await c.query(`select scope, subject_id, status from app_public.erasures where subject_id = $1`, [contactId])).rows);
     expect(await read(a.owner)).toEqual([{ scope: 'contact', subject_id: contactId, status: 'done' }]);
-    expect(await read(a.admin)).toEqual([]);
+    expect(await read(a.admin)).toEqual([{ scope: 'contact', subject_id: contactId, status: 'done' }]);
+    expect(await read(a.member)).toEqual([]);
     const logged = (await pool('owner').query(`select action, actor_id from app_public.activity_events where table_name = 'erasures' and organization_id = $1 and record_id = $2 order by seq`, [a.orgId, erasureId])).rows;
     expect(logged).toEqual([{ action: 'insert', actor_id: a.owner.userId }, { action: 'update', actor_id: a.owner.userId }]);
   });

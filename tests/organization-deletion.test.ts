@@ -68,19 +68,23 @@ describe('deleteOrganization', () => {
     const theirs = await rowsOf(b.orgId);
     const files = (await owner().query<{ id: string }>('select id from app_public.file_objects where organization_id = $1', [a.orgId])).rows.map((r) => r.id);
     expect(files.length).toBeGreaterThan(0);
+    const exports = (await owner().query<{ id: string }>('select id from app_public.data_exports where organization_id = $1', [a.orgId])).rows.map((r) => r.id);
+    expect(exports.length).toBeGreaterThan(0);
 
     await owner().query(`update app_public.organizations set deletion_due_at = now() - interval '1 second' where id = $1`, [a.orgId]);
     const deleted = (await asWorkerCommitted(a.orgId, (c) => one<{ r: Record<string, number> }>(c, 'select app_private.purge_organization() as r'))).r;
     expect(deleted['app_public.activity_events']).toBeGreaterThan(0);
     expect(deleted['app_public.invoices']).toBe(before['app_public.invoices']);
 
-    // Nothing of it is left, but the deletion of its stored files' objects (queued by the purge).
+    // Nothing of it is left, but the deletion of its stored files' objects and export zips (queued by the purge).
     expect(await rowsOf(a.orgId)).toEqual({});
     expect((await owner().query('select 1 from app_public.organizations where id = $1', [a.orgId])).rows).toEqual([]);
-    const jobs = (await owner().query<{ task_identifier: string; file_id: string }>(`select t.identifier as task_identifier, j.payload ->> 'file_id' as file_id
-     from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where j.payload ->> 'organization_id' = $1`, [a.orgId])).rows;
-    expect(jobs.every((j) => j.task_identifier === 'file_delete_object')).toBe(true);
-    expect(jobs.map((j) => j.file_id).sort()).toEqual([...files].sort());
+    const jobs = (await owner().query<{ task_identifier: string; file_id: string | null; export_id: string | null }>(
+      `select t.identifier as task_identifier, j.payload ->> 'file_id' as file_id, j.payload ->> 'export_id' as export_id
+       from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where j.payload ->> 'organization_id' = $1`, [a.orgId])).rows;
+    expect(jobs.filter((j) => j.task_identifier === 'file_delete_object').map((j) => j.file_id).sort()).toEqual([...files].sort());
+    expect(jobs.filter((j) => j.task_identifier === 'data_export_delete_object').map((j) => j.export_id).sort()).toEqual([...exports].sort());
+    expect(jobs.length).toBe(files.length + exports.length);
 
     expect(await rowsOf(b.orgId)).toEqual(theirs);
     expect((await owner().query('select count(*)::int as n from app_public.users where id = any($1)', [[a.owner.userId, a.member.userId, a.portal.userId]])).rows[0].n).toBe(3);

@@ -362,3 +362,25 @@ begin
 end
 $$;
 revoke all on function app_private.finish_organization_import(uuid) from public;
+
+-- A deleted export row (the purge of a deleted organization: sql/functions/organization_deletion.sql)
+-- queues the deletion of its zip, like a deleted file's object: data_export_delete_object, which
+-- only ever deletes exports/<organization>/<export>.zip.
+create or replace function app_private.tg_data_exports__delete_object() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+begin
+  perform graphile_worker.add_job(
+    'data_export_delete_object',
+    json_build_object('organization_id', o.organization_id, 'export_id', o.id),
+    job_key => format('data_export_delete_object:%s', o.id),
+    max_attempts => 50
+  )
+  from old_rows o;
+  return null;
+end
+$$;
+drop trigger if exists tg_data_exports__delete_object on app_public.data_exports;
+create trigger tg_data_exports__delete_object after delete on app_public.data_exports
+  referencing old table as old_rows for each statement execute function app_private.tg_data_exports__delete_object();

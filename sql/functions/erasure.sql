@@ -17,7 +17,8 @@
 --     person_name, email, phone, address, identifier, person_detail or free_text in
 --     sql/functions/personal_data.sql: a task description quoting the email, a signer name), in
 --     its activity log (old and new values of every event), webhook delivery payloads and errors,
---     email records, and the job queue (jobs not yet run that carry a needle are removed);
+--     email records, and the job queue (jobs not yet run that carry a needle are removed); the
+--     organization's ready exports expire at once (their zips are deleted);
 --   - the log's events of the contact's own record lose every personal value;
 --   - amounts, dates, statuses and references are never touched: invoices keep their totals and
 --     lose the person.
@@ -45,7 +46,7 @@ create table if not exists app_public.erasures (
   primary key (organization_id, id)
 );
 create index if not exists erasures_organization_id_subject_id_idx on app_public.erasures (organization_id, subject_id);
-comment on table app_public.erasures is E'@behavior -insert -update -delete\nErasures of personal data (eraseContact): who asked, when, which record, and how many values were redacted per table. Never what was erased. Owners read them.';
+comment on table app_public.erasures is E'@behavior -insert -update -delete\nErasures of personal data (eraseContact, eraseMember, deleteAccount): who asked, when, which record, and how many values were redacted per table. Never what was erased. Admins and owners read them.';
 comment on column app_public.erasures.scope is 'What is erased: contact (a client contact), user (a member''s account), organization.';
 comment on column app_public.erasures.subject_id is 'The erased record: the contact''s id for scope contact.';
 comment on column app_public.erasures.redacted is 'When done: how many rows had values redacted, per table ({"contacts": 1, "activity_events": 7, ...}).';
@@ -55,13 +56,14 @@ call app_private.force_rls('app_public.erasures');
 call app_private.attach_updated_at('app_public.erasures');
 call app_private.attach_audit('app_public.erasures');
 call app_private.classify_columns('app_public.erasures', '{"scope": "none", "status": "none", "redacted": "none"}');
-insert into app_private.activity_read_rules (table_name, permission, min_role) values ('erasures', null, 'owner')
+insert into app_private.activity_read_rules (table_name, permission, min_role) values ('erasures', null, 'admin')
 on conflict (table_name) do update set permission = excluded.permission, min_role = excluded.min_role;
 
 drop policy if exists select_owners on app_public.erasures;
-create policy select_owners on app_public.erasures for select to :DATABASE_VISITOR
-  using (organization_id = (select app_public.current_org_id()) and (select app_public.current_member_has_role('owner')));
-comment on policy select_owners on app_public.erasures is 'Owners read their organization''s erasures.';
+drop policy if exists select_admins on app_public.erasures;
+create policy select_admins on app_public.erasures for select to :DATABASE_VISITOR
+  using (organization_id = (select app_public.current_org_id()) and (select app_public.current_member_has_role('admin')));
+comment on policy select_admins on app_public.erasures is 'Admins and owners read their organization''s erasures (who asked, when, which record; never what was erased), as they read its deleted records.';
 grant select on app_public.erasures to :DATABASE_VISITOR;
 
 -- The transactions erasing right now: the one door through the log's append-only rule.
@@ -195,6 +197,7 @@ declare
   v_pattern text := (select string_agg(app_private.literal_pattern(n), '|') from unnest(needles) as n);
   v_counts jsonb := '{}';
   v_table record;
+  v_export record;
   v_n bigint;
 begin
   if cardinality(needles) = 0 then
@@ -261,6 +264,22 @@ begin
   get diagnostics v_n = row_count;
   if v_n > 0 then
     v_counts := v_counts || jsonb_build_object('jobs', v_n);
+  end if;
+
+  -- Exports made before hold the person's data: they expire now, and data_export_expire deletes
+  -- their zips (sql/functions/data_exports.sql).
+  v_n := 0;
+  for v_export in
+    update app_public.data_exports e set expires_at = now()
+    where e.organization_id = v_org and e.status = 'ready' and e.expires_at > now()
+    returning e.id
+  loop
+    perform graphile_worker.add_job('data_export_expire', json_build_object('organization_id', v_org, 'export_id', v_export.id),
+      job_key => format('data_export_expire:%s', v_export.id), max_attempts => 25);
+    v_n := v_n + 1;
+  end loop;
+  if v_n > 0 then
+    v_counts := v_counts || jsonb_build_object('data_exports', v_n);
   end if;
   return v_counts;
 end

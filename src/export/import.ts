@@ -14,8 +14,8 @@
 //      log is imported as it was), and no job, email or webhook is queued;
 //   4. app_private.finish_organization_import (sql/functions/data_exports.sql) sets what the rows
 //      imply: the invoice counter, webhook endpoints disabled until their secret is rotated.
-// A table with a required column that the export leaves out (a secret column) cannot be loaded:
-// it is skipped and named in the result (webhook_deliveries: its payload).
+// A table with a column that the export leaves out (a secret column) cannot be loaded as it was:
+// it is skipped and named in the result (webhook_deliveries: its payload and last error).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -175,7 +175,7 @@ export async function importOrganization(ownerUrl: string, zip: string, options:
 
       const catalog = (await client.query<{ table_name: string; required: string[] }>(
         `select c.relname as table_name,
-           coalesce(array_agg(a.attname::text) filter (where a.attnotnull and not a.atthasdef and a.attgenerated = '' and a.attidentity = ''), '{}') as required
+           coalesce(array_agg(a.attname::text) filter (where a.attgenerated = '' and a.attidentity = ''), '{}') as required
          from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
          where c.relnamespace = 'app_public'::regnamespace and c.relkind in ('r', 'p') and c.relname = any ($1)
          group by c.relname`,
@@ -187,7 +187,7 @@ export async function importOrganization(ownerUrl: string, zip: string, options:
         const known = catalog.find((c) => c.table_name === table.name);
         if (!known) throw new ImportRefused(`the export has a table ${table.name} that this database does not`);
         const missing = known.required.filter((c) => !table.columns.includes(c));
-        if (missing.length > 0) skipped[table.name] = `its required column(s) ${missing.join(', ')} are not in the export (secret)`;
+        if (missing.length > 0) skipped[table.name] = `its column(s) ${missing.join(', ')} are not in the export (secret)`;
         else loadable.push(table);
       }
       const keys = (await client.query<ForeignKey>(

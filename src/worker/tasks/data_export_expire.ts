@@ -16,3 +16,14 @@ export function dataExportExpire(options: DataExportTaskOptions): Task {
     helpers.logger.info('organization export expired: its zip is deleted', { organizationId, exportId });
   };
 }
+
+// data_export_delete_object { organization_id, export_id }: the zip of an export row that was
+// deleted (its organization was deleted: sql/functions/organization_deletion.sql) goes too. The key
+// is made from the ids, never read from the payload, so the job can delete nothing else.
+export function dataExportDeleteObject(options: DataExportTaskOptions): Task {
+  return async (payload, helpers) => {
+    const { organizationId, exportId } = await exportOf(payload, helpers);
+    await options.storage.delete(`exports/${organizationId}/${exportId}.zip`);
+    helpers.logger.info('deleted export: its zip is deleted', { organizationId, exportId });
+  };
+}

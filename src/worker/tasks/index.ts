@@ -3,7 +3,7 @@ import type { TaskList } from 'graphile-worker';
 import type { DeliveryOptions } from '../../webhooks/deliver.ts';
 import { dailyMaintenance, type DailyMaintenanceOptions } from './daily_maintenance.ts';
 import { dataExport } from './data_export.ts';
-import { dataExportExpire } from './data_export_expire.ts';
+import { dataExportDeleteObject, dataExportExpire } from './data_export_expire.ts';
 import { deliverWebhook } from './deliver_webhook.ts';
 import { dispatch_activity } from './dispatch_activity.ts';
 import { echo } from './echo.ts';
@@ -31,7 +31,7 @@ export function createTaskList(options: TaskOptions): TaskList {
   return {
     daily_maintenance: dailyMaintenance(options.maintenance),
     // Exports are stored in the file store too.
-    ...(options.files ? { data_export: dataExport(options.files), data_export_expire: dataExportExpire(options.files) } : {}),
+    ...(options.files ? { data_export: dataExport(options.files), data_export_delete_object: dataExportDeleteObject(options.files), data_export_expire: dataExportExpire(options.files) } : {}),
     deliver_webhook: deliverWebhook(options.webhooks),
     dispatch_activity,
     echo,
