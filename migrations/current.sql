@@ -19,3 +19,4 @@
 --!include functions/jobs.sql
 --!include functions/retention_growing.sql
 --!include functions/data_exports.sql
+--!include functions/email.sql

@@ -95,7 +95,7 @@ afterAll(closePools);
 
 /** Runs a worker until `done()` holds (at most 60 s). */
 async function workUntil(done: () => Promise<boolean>): Promise<void> {
-  const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker') });
+  const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker'), webhooks: { timeoutMs: 1500, allowPrivateNetworks: true }, crontab: false });
   try {
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && !(await done())) await sleep(200);

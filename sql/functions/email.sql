@@ -134,6 +134,11 @@ begin
   if not app_private.is_worker_session() then
     perform app_private.fail('NOT_PERMITTED', 'Only the job worker sends emails.');
   end if;
+  -- An email about an organization that was deleted (sql/functions/organization_deletion.sql) is
+  -- not sent: its job was taken before the purge.
+  if v_org is not null and not exists (select from app_public.organizations o where o.id = v_org) then
+    return null;
+  end if;
   insert into app_private.email_messages as m (message_key, organization_id, template, recipient)
   values (claim_email.message_key, v_org, claim_email.template, claim_email.recipient)
   on conflict on constraint email_messages_pkey do update

@@ -143,9 +143,11 @@ begin
   values (pg_current_xact_id()::text::bigint, v_org.id, v_org.id, 'organization');
   perform set_config('app.erasure', v_org.id::text, true);
 
-  -- Jobs queued for it (not running ones: this job is one) go first; deleting its files queues
-  -- their objects' deletion afterwards.
-  delete from graphile_worker._private_jobs j where j.locked_at is null and j.payload ->> 'organization_id' = v_org.id::text;
+  -- Its jobs go first, taken by a worker or not (one a worker already holds finds nothing left
+  -- when it runs, and its completion or failure then changes no row; an email is not sent:
+  -- app_private.claim_email refuses an organization that is gone); deleting its files and exports
+  -- queues the deletion of their objects afterwards.
+  delete from graphile_worker._private_jobs j where j.payload ->> 'organization_id' = v_org.id::text;
   get diagnostics v_n = row_count;
   v_counts := jsonb_build_object('jobs', v_n);
 
