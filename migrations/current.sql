@@ -1,1 +1,3 @@
--- Enter migration here
+-- Erasure: an email a worker already holds is never sent to an erased person; their jobs go
+-- whoever holds them.
+--!include functions/erasure.sql

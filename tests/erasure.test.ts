@@ -95,7 +95,7 @@ afterAll(closePools);
 
 /** Runs a worker until `done()` holds (at most 60 s). */
 async function workUntil(done: () => Promise<boolean>): Promise<void> {
-  const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker'), webhooks: { timeoutMs: 1500, allowPrivateNetworks: true }, crontab: false });
+  const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 1, log: testLogger('test-worker'), crontab: false, onlyTasks: ['erase_personal_data', 'erase_account'] });
   try {
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && !(await done())) await sleep(200);
@@ -127,6 +127,11 @@ describe('eraseContact', () => {
   });
 
   test('the job erases her everywhere: no email (old or new), phone or full name left in any column of any table', async () => {
+    // An email to her that a worker has already taken (locked, not yet sent).
+    const heldKey = `held:${tag}`;
+    await pool('owner').query(`select app_private.enqueue_email('proposal_sent', $1, '{}', $2, $3)`, [person.email, heldKey, a.orgId]);
+    await pool('owner').query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'a-worker-elsewhere' where key = $1`, [`send_email:${heldKey}`]);
+
     const erasure = await eraseAs(a.owner, a.orgId, contactId);
     expect(erasure).toMatchObject({ scope: 'contact', subject_id: contactId, status: 'pending' });
     expect((await eraseAs(a.owner, a.orgId, contactId)).id).toBe(erasure.id); // asked twice: one erasure
@@ -140,6 +145,10 @@ describe('eraseContact', () => {
     expect((done.redacted.jobs ?? 0) + (done.redacted.email_messages ?? 0)).toBeGreaterThanOrEqual(1);
 
     for (const needle of needles) expect({ needle, found: await whereIs(needle) }).toEqual({ needle, found: [] });
+    // The worker holding that email finds it gone out already: it is never sent.
+    expect((await pool('owner').query('select 1 from graphile_worker._private_jobs where key = $1', [`send_email:${heldKey}`])).rows).toEqual([]);
+    const claimed = await inTransaction('worker', { 'app.org_id': a.orgId }, async (c) => (await c.query(`select app_private.claim_email($1, 'proposal_sent', $2) as attempt`, [heldKey, person.email])).rows[0].attempt, false);
+    expect(claimed).toBeNull();
     // The export made before expires now: its zip is deleted by data_export_expire (queued, or run by a worker with a file store).
     const exported = (await pool('owner').query<{ due: boolean; status: string }>('select expires_at <= now() as due, status from app_public.data_exports where id = $1', [readyExportId])).rows[0];
     expect(exported.due).toBe(true);

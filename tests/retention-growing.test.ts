@@ -15,6 +15,7 @@ import type { Atrium } from '../src/index.ts';
 import { startWorker } from '../src/worker/index.ts';
 import { inBatches } from '../src/worker/retention.ts';
 import { dailyMaintenance } from '../src/worker/tasks/daily_maintenance.ts';
+import { tenant_daily } from '../src/worker/tasks/tenant_daily.ts';
 import { errorCode, gql, startTestApp, tokenFor } from './support/app.ts';
 import { addMember, asVisitor, closePools, inTransaction, pgError, pool, roleName, sessionOf, signUp, takingTurns, unique, urlFor } from './support/db.ts';
 import { commitAs, one } from './support/fixtures.ts';
@@ -425,10 +426,12 @@ describe('the daily runs', () => {
     const key = await emailMessage(org.orgId, 2);
     const lines: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (text: string) => void lines.push(JSON.parse(text)) });
-    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log, crontab: false });
+    // The tenant_daily task under a name of this test's own, so that no other test file's worker takes the job.
+    const task = unique('rg_tenant_daily').replaceAll('-', '_');
+    const worker = await startWorker({ connectionString: urlFor('worker'), concurrency: 2, log, crontab: false, onlyTasks: [], extraTasks: { [task]: tenant_daily } });
     const done = () => lines.find((l) => l.msg === 'retention applied' && l.organizationId === org.orgId);
     try {
-      await pool('worker').query(`select graphile_worker.add_job('tenant_daily', json_build_object('organization_id', $1::uuid, 'day', '1990-01-01'))`, [org.orgId]);
+      await pool('worker').query(`select graphile_worker.add_job($2, json_build_object('organization_id', $1::uuid, 'day', '1990-01-01'))`, [org.orgId, task]);
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline && !done()) await sleep(200);
     } finally {

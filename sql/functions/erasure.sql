@@ -17,7 +17,8 @@
 --     person_name, email, phone, address, identifier, person_detail or free_text in
 --     sql/functions/personal_data.sql: a task description quoting the email, a signer name), in
 --     its activity log (old and new values of every event), webhook delivery payloads and errors,
---     email records, and the job queue (jobs not yet run that carry a needle are removed); the
+--     email records, and the job queue (jobs that carry a needle are removed; an email a worker
+--     already holds is recorded as gone out, so it is never sent); the
 --     organization's ready exports expire at once (their zips are deleted);
 --   - the log's events of the contact's own record lose every personal value;
 --   - amounts, dates, statuses and references are never touched: invoices keep their totals and
@@ -250,16 +251,25 @@ begin
     v_counts := v_counts || jsonb_build_object('email_messages', v_n);
   end if;
 
-  -- Jobs of the organization that carry a needle and have not started: removed (an email to the
-  -- erased person is not sent). A job running now keeps its payload until it ends; its error, if
-  -- it failed, is redacted.
+  -- Jobs of the organization that carry a needle are removed, taken by a worker or not. An email
+  -- to the erased person that a worker already holds is recorded as gone out, with nobody as its
+  -- recipient, so that app_private.claim_email answers "already sent" and it is never sent (one
+  -- being handed to the mail server at this very moment cannot be called back).
+  insert into app_private.email_messages as m (message_key, organization_id, template, recipient, sent_at, message_id, transport_detail)
+  select j.payload ->> 'message_key', v_org, j.payload ->> 'template', '[erased]', now(), 'not-sent:erased', 'not sent: its recipient was erased'
+  from graphile_worker._private_jobs j
+  where j.payload ->> 'organization_id' = v_org::text and j.payload ->> 'message_key' is not null
+    and j.payload ->> 'template' ~ '^[a-z][a-z0-9_]*$' and j.payload::text ~* v_pattern
+  on conflict on constraint email_messages_pkey do update
+    set recipient = '[erased]', sent_at = coalesce(m.sent_at, excluded.sent_at), message_id = coalesce(m.message_id, excluded.message_id),
+      transport_detail = case when m.sent_at is null then excluded.transport_detail else app_private.redact_text(m.transport_detail, needles) end;
   delete from app_private.email_secrets s
   where s.organization_id = v_org and exists (
     select from graphile_worker._private_jobs j
-    where j.key = 'send_email:' || s.message_key and j.locked_at is null and j.payload::text ~* v_pattern
+    where j.key = 'send_email:' || s.message_key and j.payload::text ~* v_pattern
   );
   delete from graphile_worker._private_jobs j
-  where j.payload ->> 'organization_id' = v_org::text and j.locked_at is null
+  where j.payload ->> 'organization_id' = v_org::text
     and (j.payload::text ~* v_pattern or j.last_error ~* v_pattern);
   get diagnostics v_n = row_count;
   if v_n > 0 then

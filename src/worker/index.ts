@@ -45,6 +45,11 @@ export interface WorkerOptions {
   refreshTokenTtlSeconds?: number;
   /** Tasks to run besides Atrium's own (./tasks/): tests and benchmarks whose jobs no other worker may take. */
   extraTasks?: TaskList;
+  /**
+   * Only these of Atrium's own tasks (unset: all). For tests whose worker must not take the jobs
+   * of other test files: graphile-worker fetches only the tasks it has.
+   */
+  onlyTasks?: string[];
 }
 
 export interface WorkerHandle {
@@ -92,6 +97,9 @@ function jobFacts(job: Job) {
     maxAttempts: job.max_attempts,
   };
 }
+
+const onlyTasks = (tasks: TaskList, names: string[] | undefined): TaskList =>
+  names ? Object.fromEntries(Object.entries(tasks).filter(([name]) => names.includes(name))) : tasks;
 
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const log = options.log.child({ component: 'worker' });
@@ -158,7 +166,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     crontab: options.crontab === false ? '' : crontab,
     noHandleSignals: true, // index.ts owns shutdown
     pollInterval: 1000,
-    taskList: fenceTasks({ ...options.extraTasks, ...createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS, files: options.files, maintenance: { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds } }) }, fence),
+    taskList: fenceTasks({ ...options.extraTasks, ...onlyTasks(createTaskList({ webhooks: options.webhooks ?? DEFAULT_WEBHOOK_OPTIONS, files: options.files, maintenance: { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds } }), options.onlyTasks) }, fence),
     logger: new WorkerLogger(workerLogFactory as never),
     events,
     // Record job outcomes through graphile-worker's batcher: when the database is gone it reports
