@@ -1,3 +1,1 @@
--- Erasure: an email a worker already holds is never sent to an erased person; their jobs go
--- whoever holds them.
---!include functions/erasure.sql
+-- Enter migration here
