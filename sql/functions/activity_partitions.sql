@@ -50,6 +50,12 @@ begin
     if exists (select from app_partitions.activity_events_default d where d.occurred_at >= v_month and d.occurred_at < v_month + interval '1 month') then
       raise exception 'The default partition of app_public.activity_events holds events of %: move them into a new partition for that month before creating it', to_char(v_month, 'YYYY-MM');
     end if;
+    -- A new partition takes its foreign key's lock on app_public.organizations: take it first, in
+    -- the order writers take their locks (a change of an organization, then its events), so that
+    -- creating a month waits for a transaction like create_organization instead of deadlocking
+    -- with it (seen under test load).
+    lock table app_public.organizations in share row exclusive mode;
+    lock table app_public.activity_events in share row exclusive mode;
     execute format('create table app_partitions.%I partition of app_public.activity_events for values from (%L) to (%L)',
       v_name, v_month::timestamptz, (v_month + interval '1 month')::timestamptz);
     execute format('alter table app_partitions.%I enable row level security, force row level security', v_name);
