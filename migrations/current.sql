@@ -1,3 +1,1 @@
--- The activity log's months are created taking the organizations' lock first (no deadlock with a
--- transaction that changes an organization and writes its events).
---!include functions/activity_partitions.sql
+-- Enter migration here
