@@ -1,1 +1,3 @@
--- Enter migration here
+--!include functions/activity_retention.sql
+--!include functions/erasure.sql
+--!include functions/retention_growing.sql

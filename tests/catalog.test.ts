@@ -56,6 +56,7 @@ const GOOD_TABLE = `
   create index check_probe_organization_id_client_company_id_idx on app_public.check_probe (organization_id, client_company_id);
   call app_private.make_tenant_table('app_public.check_probe', 'clients');
   call app_private.classify_columns('app_public.check_probe', '{"contact_email": "email"}');
+  call app_private.declare_record_retention('app_public.check_probe', false, 'a probe');
 `;
 
 describe('each check reports a table that breaks its rule', () => {
@@ -96,6 +97,8 @@ describe('each check reports a table that breaks its rule', () => {
     ['personal_data_classified.sql', 'an unclassified text column', `${GOOD_TABLE} alter table app_public.check_probe add column notes text;`],
     ['personal_data_classified.sql', 'an unclassified jsonb column', `${GOOD_TABLE} alter table app_public.check_probe add column details jsonb;`],
     ['personal_data_classified.sql', 'a classification of a column that does not exist', `${GOOD_TABLE} insert into app_private.data_columns values ('app_public', 'check_probe', 'gone', 'none', 'keep');`],
+    ['record_retention_declared.sql', 'an undeclared table with a money column', `${GOOD_TABLE} delete from app_private.record_retention_classes where table_name = 'check_probe';`],
+    ['record_retention_declared.sql', 'a declaration of a table that does not exist', `${GOOD_TABLE} insert into app_private.record_retention_classes values ('check_probe_gone', true, 'test');`],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
     ['tenant_tables_require_organization.sql', 'no NO_ORGANIZATION trigger', `${GOOD_TABLE} drop trigger tg_check_probe__require_organization on app_public.check_probe;`],
     [

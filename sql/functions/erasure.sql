@@ -101,23 +101,32 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  -- (On a month of the log, tg_relid is the partition: sql/functions/activity_partitions.sql.)
-  if tg_op = 'UPDATE' and app_private.erasing(old.organization_id)
-     and (tg_relid = 'app_public.activity_events'::regclass or exists (select from pg_inherits i where i.inhrelid = tg_relid and i.inhparent = 'app_public.activity_events'::regclass))
-     and (to_jsonb(new) - array['old_values', 'new_values']) = (to_jsonb(old) - array['old_values', 'new_values']) then
-    return new;
-  end if;
-  -- The purge of a deleted organization (sql/functions/organization_deletion.sql) deletes its log.
-  if tg_op = 'DELETE' and app_private.erasing(old.organization_id, 'organization')
+  -- The doors open on the log only (on a month of the log, tg_relid is the partition:
+  -- sql/functions/activity_partitions.sql).
+  if tg_op in ('UPDATE', 'DELETE') and app_private.erasing(old.organization_id)
      and (tg_relid = 'app_public.activity_events'::regclass or exists (select from pg_inherits i where i.inhrelid = tg_relid and i.inhparent = 'app_public.activity_events'::regclass)) then
-    return old;
+    -- An erasure rewrites the values of its organization's events, nothing else about them
+    -- (retention only deletes).
+    if tg_op = 'UPDATE' and not app_private.erasing(old.organization_id, 'retention')
+       and (to_jsonb(new) - array['old_values', 'new_values']) = (to_jsonb(old) - array['old_values', 'new_values']) then
+      return new;
+    end if;
+    -- The purge of a deleted organization (sql/functions/organization_deletion.sql) deletes its log.
+    if tg_op = 'DELETE' and app_private.erasing(old.organization_id, 'organization') then
+      return old;
+    end if;
+    -- Retention (sql/functions/activity_retention.sql) deletes the events that have expired by the
+    -- organization's rules, and no other.
+    if tg_op = 'DELETE' and app_private.erasing(old.organization_id, 'retention') and app_private.activity_event_expired(old.organization_id, old.occurred_at, old.table_name, old.parent_table) then
+      return old;
+    end if;
   end if;
   raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name
     using errcode = '42501';
 end
 $$;
 -- The owner may write the two value columns and delete; the trigger above decides when (only an
--- erasure, and only the purge of a deleted organization deletes).
+-- erasure rewrites; the purge of a deleted organization and retention delete).
 grant update (old_values, new_values), delete on app_public.activity_events to current_user;
 
 ------------------------------------------------------------------------------------------------

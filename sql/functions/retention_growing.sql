@@ -1,4 +1,5 @@
--- Retention of the tables that grow with use (every one but the activity log). Nothing here is
+-- Retention of the tables that grow with use (the activity log's rules are in
+-- sql/functions/activity_retention.sql; its rule 'activity_events' runs here). Nothing here is
 -- a soft-deleted record (those: sql/functions/retention.sql); these are logs, tokens and
 -- counters that are only needed for a while, some of them holding personal data.
 --
@@ -233,7 +234,7 @@ create or replace function app_private.tenant_retention_rules() returns setof te
 language sql immutable
 set search_path = pg_catalog
 as $$
-  select unnest(array['webhook_payloads', 'email_messages'])
+  select unnest(array['webhook_payloads', 'email_messages', 'activity_events'])
 $$;
 
 -- One batch of per-organization `rule`, inside the current organization (the worker's tenant
@@ -268,6 +269,10 @@ begin
         and app_private.no_job_with_key('send_email:' || o.message_key)
       order by o.last_attempt_at limit batch_size for update skip locked)
     delete from app_private.email_messages m using batch b where m.message_key = b.message_key;
+  when 'activity_events' then
+    -- The activity log's expired events, through its retention door
+    -- (sql/functions/activity_retention.sql).
+    return app_private.purge_expired_activity(batch_size);
   else
     raise exception 'unknown retention rule %', rule using errcode = '22023';
   end case;

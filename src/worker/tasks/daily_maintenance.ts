@@ -7,7 +7,9 @@
 // enqueue counts and dispatch records, account emails, failed jobs), each in batches
 // (../retention.ts), and logs how many rows each removed. It also keeps the activity log's month
 // partitions three months ahead (app_private.maintain_activity_partitions,
-// sql/functions/activity_partitions.sql).
+// sql/functions/activity_partitions.sql) and drops the months older than every organization's
+// longest window (app_private.drop_expired_activity_partitions,
+// sql/functions/activity_retention.sql).
 import type { PoolClient } from 'pg';
 import type { Task } from 'graphile-worker';
 import { inBatches, inTransactionWith, retentionFacts, type RuleOutcome } from '../retention.ts';
@@ -40,6 +42,9 @@ export function dailyMaintenance(options: DailyMaintenanceOptions = {}): Task {
         );
       }
     });
-    helpers.logger.info('retention applied (system-wide)', { day, ...retentionFacts(outcomes) });
+    const dropped = await helpers.withPgClient(async (client) =>
+      (await client.query<{ month: string }>(`select to_char(month, 'YYYY-MM') as month from app_private.drop_expired_activity_partitions() as month`)).rows.map((r) => r.month),
+    );
+    helpers.logger.info('retention applied (system-wide)', { day, ...retentionFacts(outcomes), activityMonthsDropped: dropped });
   };
 }
