@@ -1,7 +1,7 @@
 -- The activity log, partitioned by month of occurred_at (declarative partitioning), so that it can
 -- grow to hundreds of millions of events: each month is its own table with its own indexes,
 -- writes go to the current month's, reads of a time window touch only its months, and retention
--- (sql/functions/retention.sql and later) removes whole months by dropping their partitions
+-- (sql/functions/activity_retention.sql) removes whole months by dropping their partitions
 -- instead of deleting rows.
 --
 -- The partitions live in the schema app_partitions, which no application role may use and the API

@@ -17,6 +17,8 @@ export interface BenchOptions {
   soakSeconds: number;
   /** Concurrent connections of the HTTP load generator. */
   connections: number;
+  /** Events the activity log grows to in the activity section (--events). */
+  activityEvents: number;
   /** Tiny run for the smoke test: few iterations, no long loads. */
   smoke: boolean;
 }

@@ -1,10 +1,12 @@
 // `npm run bench`: Atrium's costs measured side by side in one run — row-level security, audit,
-// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans, files — on a generated dataset, against a fresh embedded
+// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans, files, the activity log at
+// ten million events — on a generated dataset, against a fresh embedded
 // PostgreSQL (or BENCH_DATABASE_URL, a superuser URL of a server you choose).
 //
 //   npm run bench                              default size (100 organizations, 2,000 tasks each on average)
 //   npm run bench -- --orgs 100 --rows 10000   bigger
 //   npm run bench -- --only rls,audit,plans    some sections
+//   npm run bench -- --only activity --events 1000000   the activity log at a million events (default 10 million)
 //   npm run bench -- --compare bench/results/previous.json
 //   npm run bench -- --smoke                   a tiny run of the harness (npm test runs it)
 //
@@ -24,6 +26,7 @@ import { ROOT } from '../paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
 import { latencyChart } from './chart.ts';
 import { generateDataset } from './generate.ts';
+import { activityScaleSection } from './activity-scale.ts';
 import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
 import { edgeSection } from './edge.ts';
@@ -47,6 +50,8 @@ export const SECTIONS: Record<string, BenchSection> = {
   edge: edgeSection,
   plans: plansSection,
   files: filesSection,
+  // Last: it grows the log to --events events and changes organizations' retention settings.
+  activity: activityScaleSection,
 };
 
 export interface BenchArgs {
@@ -79,6 +84,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     durationSeconds: num('duration', smoke ? 1 : 30, 1),
     soakSeconds: num('soak', smoke ? 0 : 300, 0),
     connections: num('connections', 8, 1),
+    activityEvents: num('events', smoke ? 20_000 : 10_000_000, 0),
   };
   const only = (get('only') ?? Object.keys(SECTIONS).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of only) if (!SECTIONS[s]) throw new Error(`unknown section ${s} (sections: ${Object.keys(SECTIONS).join(', ')})`);
