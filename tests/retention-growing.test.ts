@@ -235,6 +235,32 @@ describe('the email send log', () => {
   });
 });
 
+describe('invitations', () => {
+  test("invitations never accepted go 30 days after they expired, with their secrets; recent, pending and accepted ones, and another organization's, stay", async () => {
+    const [org, other] = await Promise.all([smallOrg('rg-invitations'), smallOrg('rg-invitations-other')]);
+    const invite = async (o: SmallOrg, expiredDaysAgo: number | null, accepted = false) => {
+      const email = `${unique('invitee')}@example.com`;
+      const { rows } = await owner().query<{ id: string }>(
+        `insert into app_public.invitations (organization_id, email, expires_at, accepted_at, accepted_by)
+         values ($1, $2, now() - make_interval(days => $3), case when $4 then now() - interval '60 days' end, case when $4 then $5::uuid end) returning id`,
+        [o.orgId, email, expiredDaysAgo ?? -7, accepted, o.owner.userId],
+      );
+      return rows[0].id;
+    };
+    const old = await invite(org, 31);
+    const recent = await invite(org, 29);
+    const pending = await invite(org, null);
+    const accepted = await invite(org, 60, true);
+    const others = await invite(other, 31);
+    await owner().query(`insert into app_private.invitation_secrets (organization_id, invitation_id, token_hash) values ($1, $2, app_private.hash_token($3))`, [org.orgId, old, unique('token')]);
+    expect(await tenantRule(org, 'expired_invitations')).toBe(1);
+    expect(await tenantRule(org, 'expired_invitations')).toBe(0);
+    const left = (await owner().query<{ id: string }>('select id from app_public.invitations where id = any ($1)', [[old, recent, pending, accepted, others]])).rows.map((r) => r.id);
+    expect(new Set(left)).toEqual(new Set([recent, pending, accepted, others]));
+    expect(await exists('select 1 from app_private.invitation_secrets where invitation_id = $1', [old])).toBe(false);
+  });
+});
+
 describe('the system-wide rules (in a transaction rolled back)', () => {
   test('sessions go 30 days after they ended, with their used refresh tokens; live and recently ended ones stay', async () => {
     const user = await signUp('rg-sessions');
@@ -439,7 +465,7 @@ describe('the daily runs', () => {
     } finally {
       await worker.stop();
     }
-    expect(done()).toMatchObject({ removed: { webhook_payloads: 1, email_messages: 1 } });
+    expect(done()).toMatchObject({ removed: { webhook_payloads: 1, email_messages: 1, expired_invitations: 0, activity_events: 0 } });
     expect(await exists('select 1 from app_public.webhook_deliveries where id = $1 and payload is null', [stripped])).toBe(true);
     expect(await messageExists(key)).toBe(false);
     expect(JSON.stringify(lines.filter((l) => l.organizationId === org.orgId))).not.toMatch(/ada@example\.com/);

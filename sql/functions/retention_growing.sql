@@ -14,6 +14,8 @@
 --   failed_job_retention_days       the organization's jobs that failed for good (their payloads
 --                                   name recipients and records) are removed that many days after
 --                                   their last attempt
+-- and, with a fixed window, its invitations never accepted, 30 days after they expired (rule
+-- expired_invitations).
 -- Each is an app_public.retention_window: 1 to 365 days, default 30 (refused otherwise with
 -- INVALID_VALUE and the rule's message: app_private.domain_rules).
 --
@@ -99,6 +101,7 @@ create index if not exists used_refresh_tokens_used_at_idx on app_private.used_r
 create index if not exists password_reset_tokens_expires_at_idx on app_private.password_reset_tokens (expires_at);
 create index if not exists login_throttle_last_failed_at_idx on app_private.login_throttle (last_failed_at);
 create index if not exists activity_dispatches_dispatched_at_idx on app_private.activity_dispatches (dispatched_at);
+create index if not exists invitations_organization_id_expires_at_idx on app_public.invitations (organization_id, expires_at) where accepted_at is null;
 create index if not exists email_messages_organization_id_last_attempt_at_idx on app_private.email_messages (organization_id, last_attempt_at);
 
 ------------------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ create or replace function app_private.tenant_retention_rules() returns setof te
 language sql immutable
 set search_path = pg_catalog
 as $$
-  select unnest(array['webhook_payloads', 'email_messages', 'activity_events'])
+  select unnest(array['webhook_payloads', 'email_messages', 'expired_invitations', 'activity_events'])
 $$;
 
 -- One batch of per-organization `rule`, inside the current organization (the worker's tenant
@@ -269,6 +272,15 @@ begin
         and app_private.no_job_with_key('send_email:' || o.message_key)
       order by o.last_attempt_at limit batch_size for update skip locked)
     delete from app_private.email_messages m using batch b where m.message_key = b.message_key;
+  when 'expired_invitations' then
+    -- An invitation never accepted is useless once expired (accepting answers
+    -- INVITATION_INVALID); 30 days later it goes with the address it was sent to. (An accepted
+    -- one stays: it records who invited the member.)
+    with batch as materialized (
+      select o.id from app_public.invitations o
+      where o.organization_id = v_org and o.accepted_at is null and o.expires_at < now() - interval '30 days'
+      order by o.expires_at limit batch_size for update skip locked)
+    delete from app_public.invitations i using batch b where i.organization_id = v_org and i.id = b.id;
   when 'activity_events' then
     -- The activity log's expired events, through its retention door
     -- (sql/functions/activity_retention.sql).
