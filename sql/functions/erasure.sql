@@ -365,7 +365,6 @@ set search_path = pg_catalog
 as $$
 declare
   v_org uuid := app_public.current_org_id();
-  v_erasure app_public.erasures;
 begin
   if v_org is null then
     perform app_private.fail('NO_ORGANIZATION', 'Choose an organization first (switchOrganization) to erase a contact.');
@@ -376,22 +375,7 @@ begin
   if not exists (select from app_public.contacts c where c.organization_id = v_org and c.id = erase_contact.contact_id) then
     perform app_private.fail('NOT_FOUND', 'No such contact in this organization.');
   end if;
-  -- One request per contact at a time: asking again returns the pending one.
-  select e.* into v_erasure from app_public.erasures e
-  where e.organization_id = v_org and e.scope = 'contact' and e.subject_id = erase_contact.contact_id and e.status = 'pending';
-  if found then
-    return v_erasure;
-  end if;
-  insert into app_public.erasures (organization_id, scope, subject_id, requested_by)
-  values (v_org, 'contact', erase_contact.contact_id, app_public.current_user_id())
-  returning * into v_erasure;
-  perform graphile_worker.add_job(
-    'erase_personal_data',
-    json_build_object('organization_id', v_org, 'erasure_id', v_erasure.id, 'actor_id', app_public.current_user_id()),
-    job_key => 'erase_personal_data:' || v_erasure.id,
-    max_attempts => 10
-  );
-  return v_erasure;
+  return app_private.request_erasure('contact', erase_contact.contact_id);
 end
 $$;
 revoke all on function app_public.erase_contact(uuid) from public;
@@ -467,8 +451,10 @@ begin
 end
 $$;
 
--- Queues the erasure of `user_id` in the current organization (the caller has checked who may).
-create or replace function app_private.request_user_erasure(user_id uuid) returns app_public.erasures
+-- Queues the erasure of `subject_id` (a contact's id for scope contact, a user's for scope user) in
+-- the current organization; the caller has checked who may. One request per subject at a time:
+-- asking again returns the pending one.
+create or replace function app_private.request_erasure(scope text, subject_id uuid) returns app_public.erasures
 language plpgsql volatile
 set search_path = pg_catalog
 as $$
@@ -477,12 +463,12 @@ declare
   v_erasure app_public.erasures;
 begin
   select e.* into v_erasure from app_public.erasures e
-  where e.organization_id = v_org and e.scope = 'user' and e.subject_id = request_user_erasure.user_id and e.status = 'pending';
+  where e.organization_id = v_org and e.scope = request_erasure.scope and e.subject_id = request_erasure.subject_id and e.status = 'pending';
   if found then
     return v_erasure;
   end if;
   insert into app_public.erasures (organization_id, scope, subject_id, requested_by)
-  values (v_org, 'user', request_user_erasure.user_id, app_public.current_user_id())
+  values (v_org, request_erasure.scope, request_erasure.subject_id, app_public.current_user_id())
   returning * into v_erasure;
   perform graphile_worker.add_job(
     'erase_personal_data',
@@ -493,6 +479,8 @@ begin
   return v_erasure;
 end
 $$;
+revoke all on function app_private.request_erasure(text, uuid) from public;
+drop function if exists app_private.request_user_erasure(uuid);
 
 create or replace function app_public.erase_member(member_id uuid) returns app_public.erasures
 language plpgsql volatile security definer
@@ -516,7 +504,7 @@ begin
   if v_member.user_id = app_public.current_user_id() then
     perform app_private.fail('NOT_PERMITTED', 'To erase yourself, delete your account (deleteAccount).');
   end if;
-  v_erasure := app_private.request_user_erasure(v_member.user_id);
+  v_erasure := app_private.request_erasure('user', v_member.user_id);
   delete from app_public.organization_members m where m.organization_id = v_org and m.id = v_member.id;
   update app_public.client_portal_access a set revoked_at = coalesce(a.revoked_at, now())
   where a.organization_id = v_org and a.user_id = v_member.user_id;
@@ -552,7 +540,7 @@ begin
     select m.id, m.organization_id from app_public.organization_members m where m.user_id = v_user order by m.organization_id
   loop
     perform set_config('app.org_id', v_member.organization_id::text, true);
-    perform app_private.request_user_erasure(v_user);
+    perform app_private.request_erasure('user', v_user);
     delete from app_public.organization_members m where m.organization_id = v_member.organization_id and m.id = v_member.id;
   end loop;
   perform set_config('app.org_id', coalesce(v_org_setting, ''), true);
