@@ -1,3 +1,5 @@
+--!include functions/retention.sql
 --!include functions/activity_retention.sql
 --!include functions/erasure.sql
 --!include functions/retention_growing.sql
+--!include functions/organization_deletion.sql

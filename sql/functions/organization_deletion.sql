@@ -131,7 +131,6 @@ declare
   v_org app_public.organizations;
   v_table regclass;
   v_counts jsonb := '{}';
-  v_pass_deleted bigint;
   v_n bigint;
   v_left text;
 begin
@@ -152,19 +151,8 @@ begin
   v_counts := jsonb_build_object('jobs', v_n);
 
   -- Children first: each pass deletes the rows nothing left still references (NO ACTION or
-  -- RESTRICT keys, app_private.purge_unreferenced), until a pass deletes nothing.
-  loop
-    v_pass_deleted := 0;
-    for v_table in select app_private.organization_tables() loop
-      execute format('delete from %s t where t.organization_id = $1 and %s', v_table, app_private.purge_unreferenced(v_table)) using v_org.id;
-      get diagnostics v_n = row_count;
-      if v_n > 0 then
-        v_pass_deleted := v_pass_deleted + v_n;
-        v_counts := jsonb_set(v_counts, array[v_table::text], to_jsonb(coalesce((v_counts ->> v_table::text)::bigint, 0) + v_n));
-      end if;
-    end loop;
-    exit when v_pass_deleted = 0;
-  end loop;
+  -- RESTRICT keys), until a pass deletes nothing (app_private.delete_in_passes).
+  v_counts := v_counts || app_private.delete_in_passes(array(select app_private.organization_tables()), 't.organization_id = $1', v_org.id, null, false, true);
   for v_table in select app_private.organization_tables() loop
     execute format('select %L from %s t where t.organization_id = $1 limit 1', v_table::text, v_table) into v_left using v_org.id;
     if v_left is not null then

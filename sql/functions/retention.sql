@@ -112,6 +112,61 @@ as $$
   where c.contype = 'f' and c.confrelid = tbl and c.confdeltype in ('a', 'r')
 $$;
 
+-- Deletes from `tables` the rows of `condition` (its parameters: $1 the organization, $2
+-- `cutoff`) that nothing left references, children first: passes over every table
+-- (app_private.purge_unreferenced) until a pass deletes nothing. With `keep_referenced`, a row that
+-- a cascade would take from under a row that stays is kept (its table retried row by row, by id);
+-- without, that is an error. Returns the rows deleted per table (keyed by the table's name, or
+-- schema-qualified with `qualified`). Used by the retention purge and the purge of a deleted
+-- organization (sql/functions/organization_deletion.sql).
+create or replace function app_private.delete_in_passes(tables regclass[], condition text, organization_id uuid, cutoff timestamptz, keep_referenced boolean, qualified boolean) returns jsonb
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_table regclass;
+  v_key text;
+  v_where text;
+  v_counts jsonb := '{}';
+  v_pass bigint;
+  v_n bigint;
+  v_id uuid;
+begin
+  loop
+    v_pass := 0;
+    foreach v_table in array tables loop
+      v_key := case when qualified then v_table::text else (select c.relname::text from pg_class c where c.oid = v_table) end;
+      v_where := format('%s and %s', condition, app_private.purge_unreferenced(v_table));
+      begin
+        execute format('delete from %s t where %s', v_table, v_where) using organization_id, cutoff;
+        get diagnostics v_n = row_count;
+      exception when foreign_key_violation then
+        if not keep_referenced then
+          raise;
+        end if;
+        -- A cascade reached a row that a live row references: row by row, keeping those.
+        v_n := 0;
+        for v_id in execute format('select t.id from %s t where %s order by t.id', v_table, v_where) using organization_id, cutoff loop
+          begin
+            execute format('delete from %s t where t.organization_id = $1 and t.id = $2', v_table) using organization_id, v_id;
+            v_n := v_n + 1;
+          exception when foreign_key_violation then
+            null;
+          end;
+        end loop;
+      end;
+      if v_n > 0 then
+        v_counts := v_counts || jsonb_build_object(v_key, coalesce((v_counts ->> v_key)::bigint, 0) + v_n);
+        v_pass := v_pass + v_n;
+      end if;
+    end loop;
+    exit when v_pass = 0;
+  end loop;
+  return v_counts;
+end
+$$;
+revoke all on function app_private.delete_in_passes(regclass[], text, uuid, timestamptz, boolean, boolean) from public;
+
 -- Purges the current organization's soft-deleted rows whose retention window has passed (see the
 -- top of this file). Returns, and records as one `purge` event when anything was purged:
 --   { "retention_days": 30, "deleted_before": "<cutoff>", "purged": {"<table>": n, ...},
@@ -127,44 +182,14 @@ declare
   v_cutoff timestamptz;
   v_tables regclass[] := array(select app_private.soft_delete_tables());
   v_table regclass;
-  v_name text;
-  v_purgeable text;
   v_purged jsonb := '{}';
   v_kept jsonb := '{}';
-  v_pass integer;
   v_n integer;
-  v_id uuid;
   v_summary jsonb;
 begin
   select o.retention_days into v_days from app_public.organizations o where o.id = v_org;
   v_cutoff := now() - make_interval(days => v_days);
-  loop
-    v_pass := 0;
-    foreach v_table in array v_tables loop
-      v_name := (select c.relname::text from pg_class c where c.oid = v_table);
-      v_purgeable := format('t.organization_id = $1 and t.deleted_at <= $2 and %s', app_private.purge_unreferenced(v_table));
-      begin
-        execute format('delete from %s t where %s', v_table, v_purgeable) using v_org, v_cutoff;
-        get diagnostics v_n = row_count;
-      exception when foreign_key_violation then
-        -- A cascade reached a row that a live row references: row by row, keeping those.
-        v_n := 0;
-        for v_id in execute format('select t.id from %s t where %s order by t.id', v_table, v_purgeable) using v_org, v_cutoff loop
-          begin
-            execute format('delete from %s t where t.organization_id = $1 and t.id = $2', v_table) using v_org, v_id;
-            v_n := v_n + 1;
-          exception when foreign_key_violation then
-            null;
-          end;
-        end loop;
-      end;
-      if v_n > 0 then
-        v_purged := v_purged || jsonb_build_object(v_name, coalesce((v_purged ->> v_name)::integer, 0) + v_n);
-        v_pass := v_pass + v_n;
-      end if;
-    end loop;
-    exit when v_pass = 0;
-  end loop;
+  v_purged := app_private.delete_in_passes(v_tables, 't.organization_id = $1 and t.deleted_at <= $2', v_org, v_cutoff, true, false);
 
   foreach v_table in array v_tables loop
     execute format('select count(*) from %s t where t.organization_id = $1 and t.deleted_at <= $2', v_table) into v_n using v_org, v_cutoff;
