@@ -3,3 +3,4 @@
 --!include functions/erasure.sql
 --!include functions/retention_growing.sql
 --!include functions/organization_deletion.sql
+--!include functions/webhooks.sql

@@ -60,7 +60,7 @@ begin
   returning * into v_event;
   perform graphile_worker.add_job(
     'dispatch_activity',
-    json_build_object('organization_id', v_org, 'transaction_id', v_event.transaction_id),
+    json_build_object('organization_id', v_org, 'transaction_id', v_event.transaction_id, 'occurred_at', v_event.occurred_at),
     job_key => format('dispatch_activity:%s:%s', v_org, v_event.transaction_id)
   );
   return v_event;

@@ -266,10 +266,30 @@ end
 $$;
 revoke all on function app_private.enqueue_webhook_delivery(uuid, uuid) from public;
 
+-- The current organization's events of one transaction. Every event of a transaction carries its
+-- start time (occurred_at defaults to now()); given it, the read looks in the months around it
+-- only instead of in every month of the log. Inlined into the caller's query.
+create or replace function app_private.transaction_events(transaction_id bigint, occurred_at timestamptz default null)
+returns setof app_public.activity_events
+language sql stable
+-- (No SET clause: it would keep the function from being inlined. Every name is qualified.)
+as $$
+  select e.* from app_public.activity_events e
+  where e.organization_id = app_public.current_org_id()
+    and e.transaction_id = transaction_events.transaction_id
+    and e.occurred_at >= coalesce(transaction_events.occurred_at - interval '1 day', '-infinity')
+    and e.occurred_at <= coalesce(transaction_events.occurred_at + interval '1 day', 'infinity')
+$$;
+revoke all on function app_private.transaction_events(bigint, timestamptz) from public;
+grant execute on function app_private.transaction_events(bigint, timestamptz) to :DATABASE_WORKER;
+
 -- Called by dispatch_activity (worker, inside the organization): the transaction's domain events
 -- become deliveries to the subscribed, enabled endpoints, each with its job. Returns how many
--- deliveries were created (0 when a retried dispatch finds them already there).
-create or replace function app_private.queue_webhook_deliveries(transaction_id bigint) returns integer
+-- deliveries were created (0 when a retried dispatch finds them already there). `occurred_at`, the
+-- transaction's time when the job carries it, lets the read look in that month of the log only
+-- (app_private.transaction_events).
+drop function if exists app_private.queue_webhook_deliveries(bigint);
+create or replace function app_private.queue_webhook_deliveries(transaction_id bigint, occurred_at timestamptz default null) returns integer
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
@@ -288,11 +308,10 @@ begin
         select jsonb_object_agg(o.key, o.value) from jsonb_each(e.old_values) o
         where o.key <> 'updated_at' and o.value is distinct from e.new_values -> o.key
       ) end as previous
-    from app_public.activity_events e
+    from app_private.transaction_events(queue_webhook_deliveries.transaction_id, queue_webhook_deliveries.occurred_at) e
     join app_private.webhook_event_rules r on r.table_name = e.table_name
-    where e.organization_id = v_org
-      and e.transaction_id = queue_webhook_deliveries.transaction_id
-      and (
+    where (
+
         (r.to_status is null and e.action = 'insert')
         or (r.to_status is not null and e.new_values ->> r.status_column = r.to_status and (
           e.action = 'insert'
@@ -323,8 +342,8 @@ begin
   return v_count;
 end
 $$;
-revoke all on function app_private.queue_webhook_deliveries(bigint) from public;
-grant execute on function app_private.queue_webhook_deliveries(bigint) to :DATABASE_WORKER;
+revoke all on function app_private.queue_webhook_deliveries(bigint, timestamptz) from public;
+grant execute on function app_private.queue_webhook_deliveries(bigint, timestamptz) to :DATABASE_WORKER;
 
 -- What deliver_webhook needs for one delivery (worker, inside the organization): the delivery,
 -- its endpoint's URL, state and signing secret. No row: the delivery does not exist (here).

@@ -1,6 +1,8 @@
 // dispatch_activity: the outbox consumer. The audit trigger (sql/functions/triggers.sql) enqueues
 // it in the same transaction as every change, one job per organization and transaction:
-//   { organization_id, transaction_id }
+//   { organization_id, transaction_id, occurred_at }
+// (occurred_at, the transaction's time, lets the reads look in that month of the log only; a job
+// queued without it reads every month).
 // It reads that transaction's activity events (as the organization, under row-level security)
 // and records the dispatch once; a retry after a crash finds the record and does nothing twice.
 // It also turns the transaction's domain events into webhook deliveries (docs/DATA_FLOWS.md).
@@ -13,14 +15,15 @@ export const dispatch_activity: Task = async (payload, helpers) => {
   if (typeof transactionId !== 'number' || !Number.isSafeInteger(transactionId)) {
     throw new Error(`dispatch_activity payload must carry transaction_id (an integer), got ${JSON.stringify(transactionId) ?? 'none'}`);
   }
+  const at = (payload as { occurred_at?: unknown }).occurred_at;
+  const occurredAt = typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? at : null;
   const result = await withTenant(helpers, { organizationId }, async (client) => {
     const { rows } = await client.query<{ table_name: string; action: string; n: number }>(
       `select table_name, action, count(*)::int as n
-       from app_public.activity_events
-       where organization_id = $1 and transaction_id = $2
+       from app_private.transaction_events($1, $2)
        group by table_name, action
        order by table_name, action`,
-      [organizationId, transactionId],
+      [transactionId, occurredAt],
     );
     const eventCount = rows.reduce((sum, r) => sum + r.n, 0);
     const inserted = await client.query(
@@ -30,7 +33,7 @@ export const dispatch_activity: Task = async (payload, helpers) => {
     );
     // The transaction's domain events become webhook deliveries, each with its job, in this same
     // transaction (a retry finds them there and queues nothing twice).
-    const webhooks = await client.query<{ n: number }>('select app_private.queue_webhook_deliveries($1) as n', [transactionId]);
+    const webhooks = await client.query<{ n: number }>('select app_private.queue_webhook_deliveries($1, $2) as n', [transactionId, occurredAt]);
     return { eventCount, firstTime: inserted.rowCount === 1, summary: rows, webhookDeliveries: webhooks.rows[0]!.n };
   });
   helpers.logger.info(result.firstTime ? 'dispatched activity' : 'activity already dispatched', {
