@@ -393,6 +393,13 @@ begin
   if outcome not in ('succeeded', 'failed', 'cancelled') then
     raise exception 'unknown outcome %', outcome using errcode = '22023';
   end if;
+  -- The endpoint's row first, then the delivery's: attempts at one endpoint take their turns, in
+  -- the order the disabling below takes its locks (the endpoint, then its pending deliveries).
+  -- Locking the delivery first deadlocked two attempts at one endpoint when one of them disabled it.
+  perform from app_public.webhook_endpoints w
+  where w.organization_id = v_org
+    and w.id = (select d.endpoint_id from app_public.webhook_deliveries d where d.organization_id = v_org and d.id = record_webhook_attempt.delivery_id)
+  for no key update;
   select * into v_delivery from app_public.webhook_deliveries d
   where d.organization_id = v_org and d.id = record_webhook_attempt.delivery_id
   for update;
