@@ -151,6 +151,19 @@ async function* pagesOf(file: string, pageRows: number): AsyncGenerator<{ json: 
 }
 
 /** pageRows: rows per statement (default PAGE_ROWS; tests use a few). */
+/**
+ * The activity log's months for a page of its events, made before the page is loaded, so that
+ * old events land in their months rather than in the default partition (which would then keep
+ * those months from being made: sql/functions/activity_partitions.sql).
+ */
+async function monthsFor(client: pg.Client, page: string): Promise<void> {
+  const { rows } = await client.query<{ oldest: string | null }>(
+    `select to_char(date_trunc('month', min(e.occurred_at)), 'YYYY-MM-DD') as oldest from jsonb_to_recordset($1::jsonb) as e(occurred_at timestamptz)`,
+    [page],
+  );
+  if (rows[0]?.oldest) await client.query('call app_private.ensure_activity_partitions(3, $1::date)', [rows[0].oldest]);
+}
+
 export async function importOrganization(ownerUrl: string, zip: string, options: { pageRows?: number } = {}): Promise<ImportResult> {
   const pageRows = options.pageRows ?? PAGE_ROWS;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-import-'));
@@ -216,6 +229,7 @@ export async function importOrganization(ownerUrl: string, zip: string, options:
         const list = cols.map(ident).join(', ');
         let loaded = 0;
         for await (const page of pagesOf(path.join(dir, `${name}.json`), pageRows)) {
+          if (name === 'activity_events') await monthsFor(client, page.json);
           const sql = `insert into app_public.${ident(name)} (${list}) select ${list} from jsonb_populate_recordset(null::app_public.${ident(name)}, $1::jsonb)`;
           try {
             // Users already in this database (members of other organizations too) are kept as they are.
