@@ -1,1 +1,5 @@
--- Enter migration here
+-- Exports of one person (exportContact, exportUser) and the final export of a deleted organization
+--!include functions/erasure.sql
+--!include functions/data_exports.sql
+--!include functions/person_exports.sql
+--!include functions/organization_deletion.sql
