@@ -70,6 +70,7 @@ create table if not exists app_private.kept_exports (
   primary key (organization_id, export_id)
 );
 create index if not exists kept_exports_user_id_idx on app_private.kept_exports (user_id);
+create index if not exists kept_exports_organization_id_user_id_idx on app_private.kept_exports (organization_id, user_id);
 alter table app_private.kept_exports enable row level security;
 alter table app_private.kept_exports force row level security;
 comment on table app_private.kept_exports is 'Final exports of deleted organizations, kept after the purge until they expire (myFinalExports).';
