@@ -73,28 +73,34 @@ comment on function app_public.export_user(integer) is
 ------------------------------------------------------------------------------------------------
 -- What they hold (called by app_private.export_sources, as its owner, in the export's organization)
 
--- The ids of `table_name`'s rows (live and restorable soft-deleted ones, as an organization export
--- reads them) where `predicate` holds; $1, $2 and $3 in it are `a`, `b` and `c`.
-create or replace function app_private.export_row_ids(table_name text, columns text[], soft_delete boolean, predicate text, a uuid, b uuid[], c text) returns uuid[]
+-- The rows of a person's export, table by table: for each table of `predicates` (its name → SQL
+-- true for the rows to export; $1, $2 and $3 in it are `a`, `b` and `c`), the ids of the rows that
+-- an organization export reads (live and restorable soft-deleted ones) where it holds, and the SQL
+-- selecting exactly those rows. Tables without such rows are left out, and so are users,
+-- organizations and the log (each kind says which of those it holds). In export_tables() order.
+create or replace function app_private.export_matching_rows(predicates jsonb, a uuid, b uuid[], c text)
+returns table (table_name text, columns text[], source text, ids uuid[])
 language plpgsql stable
 set search_path = pg_catalog
 as $$
 declare
-  v_ids uuid[];
+  v_table record;
+  v_source text;
 begin
-  execute format('select coalesce(array_agg(x.id order by x.id), ''{}'') from (%s) x where %s',
-    app_private.export_table_source(table_name, columns, soft_delete), predicate)
-    into v_ids using a, b, c;
-  return v_ids;
+  for v_table in
+    select t.* from app_private.export_tables() t
+    where predicates ? t.table_name and t.table_name not in ('users', 'organizations', 'activity_events')
+  loop
+    v_source := app_private.export_table_source(v_table.table_name, v_table.columns, v_table.soft_delete);
+    execute format('select coalesce(array_agg(x.id order by x.id), ''{}'') from (%s) x where %s', v_source, predicates ->> v_table.table_name)
+      into ids using a, b, c;
+    continue when cardinality(ids) = 0;
+    table_name := v_table.table_name;
+    columns := v_table.columns;
+    source := format('select * from (%s) x where x.id = any (%L::uuid[])', v_source, ids);
+    return next;
+  end loop;
 end
-$$;
-
--- The SQL of one table of a person's export: the organization export's rows of it with these ids.
-create or replace function app_private.export_rows_source(table_name text, columns text[], soft_delete boolean, ids uuid[]) returns text
-language sql immutable
-set search_path = pg_catalog
-as $$
-  select format('select * from (%s) x where x.id = any (%L::uuid[])', app_private.export_table_source(table_name, columns, soft_delete), ids)
 $$;
 
 -- The non-organization columns of each foreign key from an exported table to `target`.
@@ -122,9 +128,7 @@ declare
   v_accounts uuid[];
   v_tables text[] := '{}';
   v_ids uuid[] := '{}';
-  v_table record;
-  v_predicate text;
-  v_found uuid[];
+  v_rows record;
   v_events uuid[];
   v_users text[] := (select t.columns from app_private.export_tables() t where t.table_name = 'users');
   v_events_table record;
@@ -133,23 +137,21 @@ begin
   -- The contact's portal accounts: users named by the rows that reference the contact.
   select coalesce(array_agg(distinct p.user_id) filter (where p.user_id is not null), '{}') into v_accounts
   from app_public.client_portal_access p where p.organization_id = v_org and p.contact_id = contact_export_sources.contact_id;
-  for v_table in
-    select t.* from app_private.export_tables() t where t.table_name not in ('users', 'organizations', 'activity_events')
+  for v_rows in
+    select * from app_private.export_matching_rows(
+      (select jsonb_object_agg(t.table_name, p.predicate)
+       from app_private.export_tables() t
+       cross join lateral (select concat_ws(' or ',
+         case when t.table_name = 'contacts' then 'id = $1' end,
+         (select string_agg(format('%I = $1', r.column_name), ' or ') from app_private.export_references('app_public.contacts') r where r.table_name = 'app_public.' || t.table_name),
+         case when 'created_by' = any (t.columns) and cardinality(v_accounts) > 0 then 'created_by = any ($2)' end,
+         case when v_pattern is not null then nullif(app_private.person_text_match(t.table_name, '$3', t.columns), 'false') end) as predicate) p
+       where p.predicate <> ''),
+      contact_export_sources.contact_id, v_accounts, v_pattern)
   loop
-    v_predicate := concat_ws(' or ',
-      case when v_table.table_name = 'contacts' then 'id = $1' end,
-      (select string_agg(format('%I = $1', r.column_name), ' or ') from app_private.export_references('app_public.contacts') r where r.table_name = 'app_public.' || v_table.table_name),
-      case when 'created_by' = any (v_table.columns) and cardinality(v_accounts) > 0 then 'created_by = any ($2)' end,
-      case when v_pattern is not null then nullif(app_private.person_text_match(v_table.table_name, '$3', v_table.columns), 'false') end);
-    continue when v_predicate = '';
-    v_found := app_private.export_row_ids(v_table.table_name, v_table.columns, v_table.soft_delete, v_predicate, contact_export_sources.contact_id, v_accounts, v_pattern);
-    continue when cardinality(v_found) = 0;
-    v_tables := v_tables || array_fill(v_table.table_name, array[cardinality(v_found)]);
-    v_ids := v_ids || v_found;
-    table_name := v_table.table_name;
-    columns := v_table.columns;
-    source := app_private.export_rows_source(v_table.table_name, v_table.columns, v_table.soft_delete, v_found);
-    return next;
+    v_tables := v_tables || array_fill(v_rows.table_name, array[cardinality(v_rows.ids)]);
+    v_ids := v_ids || v_rows.ids;
+    return query select v_rows.table_name, v_rows.columns, v_rows.source;
   end loop;
   if cardinality(v_accounts) > 0 then
     table_name := 'users';
@@ -168,7 +170,7 @@ begin
   if cardinality(v_events) > 0 then
     table_name := 'activity_events';
     columns := v_events_table.columns;
-    source := app_private.export_rows_source('activity_events', v_events_table.columns, false, v_events);
+    source := format('select * from (%s) x where x.id = any (%L::uuid[])', app_private.export_table_source('activity_events', v_events_table.columns, false), v_events);
     return next;
   end if;
 end
@@ -222,9 +224,7 @@ declare
   v_members uuid[];
   v_tables text[] := '{}';
   v_ids uuid[] := '{}';
-  v_table record;
-  v_predicate text;
-  v_found uuid[];
+  v_rows record;
   v_users text[] := (select t.columns from app_private.export_tables() t where t.table_name = 'users');
   v_events_columns text[] := (select t.columns from app_private.export_tables() t where t.table_name = 'activity_events');
 begin
@@ -246,23 +246,21 @@ begin
 
   -- Rows that name them as their person: a user_id key to their account, a member_id key to
   -- their member row (foreign keys read from the catalog).
-  for v_table in
-    select t.* from app_private.export_tables() t where t.table_name not in ('users', 'organizations', 'activity_events')
+  for v_rows in
+    select * from app_private.export_matching_rows(
+      (select jsonb_object_agg(t.table_name, p.predicate)
+       from app_private.export_tables() t
+       cross join lateral (select concat_ws(' or ',
+         (select string_agg(format('%I = $1', r.column_name), ' or ') from app_private.export_references('app_public.users') r
+          where r.table_name = 'app_public.' || t.table_name and r.column_name = 'user_id'),
+         (select string_agg(format('%I = any ($2)', r.column_name), ' or ') from app_private.export_references('app_public.organization_members') r
+          where r.table_name = 'app_public.' || t.table_name and r.column_name = 'member_id')) as predicate) p
+       where p.predicate <> ''),
+      user_export_sources.user_id, v_members, null)
   loop
-    v_predicate := concat_ws(' or ',
-      (select string_agg(format('%I = $1', r.column_name), ' or ') from app_private.export_references('app_public.users') r
-       where r.table_name = 'app_public.' || v_table.table_name and r.column_name = 'user_id'),
-      (select string_agg(format('%I = any ($2)', r.column_name), ' or ') from app_private.export_references('app_public.organization_members') r
-       where r.table_name = 'app_public.' || v_table.table_name and r.column_name = 'member_id'));
-    continue when v_predicate = '';
-    v_found := app_private.export_row_ids(v_table.table_name, v_table.columns, v_table.soft_delete, v_predicate, user_export_sources.user_id, v_members, null);
-    continue when cardinality(v_found) = 0;
-    v_tables := v_tables || array_fill(v_table.table_name, array[cardinality(v_found)]);
-    v_ids := v_ids || v_found;
-    table_name := v_table.table_name;
-    columns := v_table.columns;
-    source := app_private.export_rows_source(v_table.table_name, v_table.columns, v_table.soft_delete, v_found);
-    return next;
+    v_tables := v_tables || array_fill(v_rows.table_name, array[cardinality(v_rows.ids)]);
+    v_ids := v_ids || v_rows.ids;
+    return query select v_rows.table_name, v_rows.columns, v_rows.source;
   end loop;
 
   -- The log: every event they authored here (the values only of the rows above: the others are
@@ -283,8 +281,7 @@ $$;
 revoke all on function
   app_public.export_contact(uuid, integer),
   app_public.export_user(integer),
-  app_private.export_row_ids(text, text[], boolean, text, uuid, uuid[], text),
-  app_private.export_rows_source(text, text[], boolean, uuid[]),
+  app_private.export_matching_rows(jsonb, uuid, uuid[], text),
   app_private.export_references(regclass),
   app_private.contact_export_sources(uuid),
   app_private.export_subject(uuid),
