@@ -2,5 +2,7 @@
 --!include functions/activity_retention.sql
 --!include functions/erasure.sql
 --!include functions/retention_growing.sql
---!include functions/organization_deletion.sql
 --!include functions/webhooks.sql
+--!include functions/data_exports.sql
+--!include functions/person_exports.sql
+--!include functions/organization_deletion.sql

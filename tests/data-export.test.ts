@@ -1,10 +1,13 @@
-// Organization exports and their import (docs/EXPORT_AND_IMPORT.md): an owner requests one, the
-// data_export job writes the zip into the store, DataExport.downloadUrl downloads it, and
+// Exports (docs/EXPORT_AND_IMPORT.md): an owner requests one of the organization, the data_export
+// job writes the zip into the store, DataExport.downloadUrl downloads it, and
 // `import-organization` loads it into a fresh database of its own (provisioned here, on the same
-// kind of server as the run's). What must never happen: secrets in the zip, a member without
-// the right requesting one, another organization seeing or getting one, a link that outlives it.
+// kind of server as the run's). Exports of one person (exportContact, exportUser) and the final
+// export of a deleted organization go through the same job. What must never happen: secrets in
+// the zip, a member without the right requesting one, another organization seeing or getting one
+// (or learning that its ids exist), a link that outlives it, a final export lost with the purge.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,10 +21,11 @@ import { ImportRefused, importOrganization, loadOrder } from '../src/export/impo
 import type { Atrium } from '../src/index.ts';
 import { createStorage, type FileStorage } from '../src/storage/index.ts';
 import { dataExport } from '../src/worker/tasks/data_export.ts';
-import { dataExportExpire } from '../src/worker/tasks/data_export_expire.ts';
+import { dataExportDeleteObject, dataExportExpire } from '../src/worker/tasks/data_export_expire.ts';
 import { errorCode, gql, startTestApp, tokenFor } from './support/app.ts';
-import { asVisitor, closePools, pool, sessionOf, testConfig } from './support/db.ts';
-import { commitAs, twoTenants, type Tenant } from './support/fixtures.ts';
+import { asVisitor, closePools, pgError, pool, sessionOf, testConfig, type User } from './support/db.ts';
+import { commitAs, one, oneTenant, twoTenants, type Tenant } from './support/fixtures.ts';
+import { asWorkerCommitted } from './support/jobs.ts';
 import { provisionTestDatabase, type Provisioned } from './support/provision.ts';
 
 let a: Tenant;
@@ -341,4 +345,235 @@ describe('expiry', () => {
     await expect(dataExport({ storage: broken })({ organization_id: b.orgId, export_id: id }, helpersFor(5, 5))).rejects.toThrow('store down');
     expect((await pool('owner').query('select status, failure_reason from app_public.data_exports where id = $1', [id])).rows[0]).toEqual({ status: 'failed', failure_reason: 'store down' });
   });
+});
+
+// Exports of one person ------------------------------------------------------------------------
+
+/** Runs the data_export job of `id` (of `orgId`), then downloads the zip as `reader` would. */
+async function made(orgId: string, id: string, reader: User): Promise<{ row: ExportRow; manifest: ExportManifest; files: Record<string, Uint8Array>; text: string }> {
+  const [job] = await jobsOf('data_export', id);
+  expect(job.payload).toEqual({ organization_id: orgId, export_id: id });
+  await dataExport({ storage: store, pageRows: 3 })(job.payload, helpersFor());
+  const res = await gql<{ dataExport: ExportRow }>(app.url!, `query($o: UUID!, $id: UUID!) { dataExport(organizationId: $o, rowId: $id) { ${EXPORT_FIELDS} } }`, { o: orgId, id }, await tokenFor(reader, orgId));
+  expect(res.errors).toBeUndefined();
+  const row = res.data!.dataExport;
+  expect(row.status).toBe('ready');
+  const download = await fetch(row.downloadUrl!);
+  expect(download.status).toBe(200);
+  const files = unzipSync(Buffer.from(await download.arrayBuffer()));
+  const manifest = JSON.parse(strFromU8(files['manifest.json'])) as ExportManifest;
+  return { row, manifest, files, text: Object.values(files).map((f) => strFromU8(f)).join('\n') };
+}
+const rowsIn = <T = Record<string, unknown>>(files: Record<string, Uint8Array>, table: string): T[] =>
+  (files[`${table}.json`] ? JSON.parse(strFromU8(files[`${table}.json`])) : []) as T[];
+
+/** Every secret of the database's accounts, sessions, invitations, portal access and webhooks. */
+async function allSecrets(): Promise<string[]> {
+  const { rows } = await pool('owner').query<{ value: string }>(
+    `select password_hash as value from app_private.user_secrets where password_hash is not null
+     union all select secret from app_private.webhook_secrets
+     union all select encode(token_hash, 'hex') from app_private.invitation_secrets
+     union all select encode(token_hash, 'hex') from app_private.portal_access_secrets
+     union all select encode(refresh_token_hash, 'hex') from app_private.sessions`);
+  return rows.map((r) => r.value);
+}
+
+async function exportContactAs(tenant: Tenant, who: User, contactId: string) {
+  return gql<{ exportContact: { dataExport: ExportRow } }>(
+    app.url!, 'mutation($id: UUID!) { exportContact(input: { contactId: $id }) { dataExport { rowId status } } }', { id: contactId }, await tokenFor(who, tenant.orgId));
+}
+
+describe('an export of one contact', () => {
+  let got: Awaited<ReturnType<typeof made>>;
+  let mentionTaskId: string;
+  let portalMessageId: string;
+  let otherContactEmail: string;
+  beforeAll(async () => {
+    const contactEmail = (await pool('owner').query<{ email: string }>('select email from app_public.contacts where id = $1', [a.contactId])).rows[0].email;
+    ({ id: mentionTaskId } = await commitAs(sessionOf(a.owner, a.orgId), (c) =>
+      one<{ id: string }>(c, `update app_public.tasks set description = 'Send the draft to ' || $2 where id = $1 returning id`, [a.taskId, contactEmail])));
+    ({ id: portalMessageId } = await commitAs(sessionOf(a.portal, a.orgId), (c) =>
+      one<{ id: string }>(c, `insert into app_public.messages (thread_id, body) values ($1, 'Looks good to us') returning id`, [a.clientThreadId])));
+    // Another contact of the same client: not theirs.
+    otherContactEmail = `other-${Date.now()}@example.com`;
+    await commitAs(sessionOf(a.owner, a.orgId), (c) => c.query(`insert into app_public.contacts (client_company_id, first_name, last_name, email) values ($1, 'Otto', 'Other', $2)`, [a.clientId, otherContactEmail]));
+    const res = await exportContactAs(a, a.admin, a.contactId);
+    expect(res.errors).toBeUndefined();
+    got = await made(a.orgId, res.data!.exportContact.dataExport.rowId, a.admin);
+  }, 120_000);
+
+  test('holds the contact, the rows that reference or mention it, what its portal account wrote, and the events of all of them', () => {
+    expect(got.manifest).toMatchObject({ kind: 'contact', subjectId: a.contactId, organizationId: a.orgId });
+    expect(rowsIn<{ id: string }>(got.files, 'contacts').map((r) => r.id)).toEqual([a.contactId]);
+    expect(rowsIn<{ contact_id: string }>(got.files, 'client_portal_access').map((r) => r.contact_id)).toEqual([a.contactId]);
+    expect(rowsIn<{ id: string }>(got.files, 'users').map((r) => r.id)).toEqual([a.portal.userId]);
+    expect(rowsIn<{ id: string }>(got.files, 'tasks').map((r) => r.id)).toEqual([mentionTaskId]);
+    // Rows of other tables only where they name the contact (a signer's name, a recipient).
+    const contact = rowsIn<{ email: string; phone: string | null; first_name: string; last_name: string | null }>(got.files, 'contacts')[0];
+    const named = new RegExp([contact.email, contact.phone, `${contact.first_name} ${contact.last_name ?? ''}`.trim()].filter((v): v is string => !!v).map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'i');
+    for (const t of got.manifest.tables.filter((x) => !['contacts', 'client_portal_access', 'users', 'messages', 'activity_events'].includes(x.name))) {
+      for (const r of rowsIn(got.files, t.name)) expect([t.name, named.test(JSON.stringify(r))]).toEqual([t.name, true]);
+    }
+    expect(rowsIn<{ id: string }>(got.files, 'messages').map((r) => r.id)).toEqual([portalMessageId]);
+    const events = rowsIn<{ table_name: string; record_id: string }>(got.files, 'activity_events');
+    for (const [table, id] of [['contacts', a.contactId], ['tasks', mentionTaskId], ['messages', portalMessageId]]) {
+      expect(events.some((e) => e.table_name === table && e.record_id === id)).toBe(true);
+    }
+    // Only events of those rows, or holding the contact's values.
+    const mine = new Set(got.manifest.tables.filter((t) => t.name !== 'activity_events').flatMap((t) => rowsIn<{ id: string }>(got.files, t.name).map((r) => r.id)));
+    const contactEmail = rowsIn<{ email: string }>(got.files, 'contacts')[0].email;
+    expect(events.filter((e) => !mine.has(e.record_id) && !JSON.stringify(e).includes(contactEmail))).toEqual([]);
+    for (const t of got.manifest.tables) {
+      expect(strFromU8(got.files[`${t.name}.csv`]).split('\r\n').filter(Boolean).length).toBeGreaterThanOrEqual(t.rows + 1);
+    }
+    expect(got.row.rowCounts).toEqual(Object.fromEntries(got.manifest.tables.map((t) => [t.name, t.rows])));
+  });
+
+  test('holds nothing of another contact, another tenant, or any secret', async () => {
+    expect(got.text.includes(otherContactEmail)).toBe(false);
+    expect(got.text.includes(b.orgId)).toBe(false);
+    expect(got.text.includes(b.contactId)).toBe(false);
+    for (const secret of await allSecrets()) expect(got.text.includes(secret)).toBe(false);
+    expect(got.text).not.toMatch(/\$2[aby]\$/);
+    for (const t of got.manifest.tables) expect(t.columns.filter((c) => /password|secret|token|hash/.test(c))).toEqual([]);
+  });
+
+  test('emails the requester a link to the app, naming no one', async () => {
+    const [email] = await jobsOf('send_email', got.row.rowId);
+    expect(email.payload).toMatchObject({ template: 'data_export_ready', to: a.admin.email, data: { export_id: got.row.rowId, contents: 'everything it holds about one of its client contacts' } });
+    const contact = rowsIn<{ email: string; first_name: string }>(got.files, 'contacts')[0];
+    expect(JSON.stringify(email.payload)).not.toContain(contact.email);
+    expect(JSON.stringify(email.payload)).not.toMatch(/https?:|token|signature/i);
+  });
+
+  test('owners and admins only (NOT_PERMITTED for members, viewers and a clerk who reads clients); another organization\'s contact answers as a random id', async () => {
+    for (const who of [a.member, a.viewer, a.clerk]) expect(errorCode(await exportContactAs(a, who, a.contactId))).toBe('NOT_PERMITTED');
+    const theirs = await exportContactAs(a, a.owner, b.contactId);
+    const random = await exportContactAs(a, a.owner, randomUUID());
+    expect(errorCode(theirs)).toBe('NOT_FOUND');
+    expect({ code: errorCode(theirs), message: theirs.errors![0].message }).toEqual({ code: errorCode(random), message: random.errors![0].message });
+    // Nothing was added for them.
+    expect((await pool('owner').query('select 1 from app_public.data_exports where subject_id = $1', [b.contactId])).rows).toEqual([]);
+  });
+});
+
+async function exportUserAs(tenant: Tenant, who: User) {
+  return gql<{ exportUser: { dataExport: ExportRow } }>(app.url!, 'mutation { exportUser(input: {}) { dataExport { rowId status } } }', {}, await tokenFor(who, tenant.orgId));
+}
+
+describe('an export of one\'s own data', () => {
+  let got: Awaited<ReturnType<typeof made>>;
+  let dealId: string;
+  beforeAll(async () => {
+    // The member changes a record of the organization: their event, whose values are the firm's.
+    ({ id: dealId } = await commitAs(sessionOf(a.member, a.orgId), (c) =>
+      one<{ id: string }>(c, `insert into app_public.deals (client_company_id, title) values ($1, 'Confidential pipeline deal') returning id`, [a.clientId])));
+    const res = await exportUserAs(a, a.member);
+    expect(res.errors).toBeUndefined();
+    got = await made(a.orgId, res.data!.exportUser.dataExport.rowId, a.member);
+  }, 120_000);
+
+  test('holds the account, its sessions and memberships, the member row, and the events they authored (values only of their own rows)', async () => {
+    expect(got.manifest).toMatchObject({ kind: 'user', subjectId: a.member.userId, organizationId: a.orgId });
+    expect(rowsIn(got.files, 'users')).toEqual([expect.objectContaining({ id: a.member.userId, email: a.member.email })]);
+    expect(Object.keys(rowsIn(got.files, 'users')[0]).sort()).toEqual(['created_at', 'email', 'id', 'name', 'updated_at']);
+    const { rows: sessions } = await pool('owner').query<{ id: string }>('select id from app_private.sessions where user_id = $1 order by id', [a.member.userId]);
+    expect(rowsIn<{ id: string }>(got.files, 'sessions').map((r) => r.id)).toEqual(sessions.map((r) => r.id));
+    expect(Object.keys(rowsIn(got.files, 'sessions')[0])).not.toContain('refresh_token_hash');
+    expect(rowsIn(got.files, 'memberships')).toEqual([expect.objectContaining({ organization_id: a.orgId, role: 'member' })]);
+    const memberRows = rowsIn<{ user_id: string; id: string }>(got.files, 'organization_members');
+    expect(memberRows.map((r) => r.user_id)).toEqual([a.member.userId]);
+    const events = rowsIn<{ actor_id: string | null; table_name: string; record_id: string; new_values: unknown }>(got.files, 'activity_events');
+    const dealEvent = events.find((e) => e.table_name === 'deals' && e.record_id === dealId);
+    expect(dealEvent).toMatchObject({ actor_id: a.member.userId, new_values: null });
+    expect(got.text.includes('Confidential pipeline deal')).toBe(false);
+    expect(events.filter((e) => e.actor_id !== a.member.userId && !memberRows.some((m) => m.id === e.record_id) && e.table_name !== 'role_assignments' && e.table_name !== 'time_entries')).toEqual([]);
+    expect(events.some((e) => e.table_name === 'organization_members' && e.record_id === memberRows[0].id && e.new_values !== null)).toBe(true);
+  });
+
+  test('holds no secret, no other member and nothing of another tenant', async () => {
+    for (const secret of await allSecrets()) expect(got.text.includes(secret)).toBe(false);
+    expect(got.text).not.toMatch(/\$2[aby]\$/);
+    for (const other of [a.owner, a.admin, a.viewer, a.portal]) expect(got.text.includes(other.email)).toBe(false);
+    expect(got.text.includes(b.orgId)).toBe(false);
+  });
+
+  test('everyone may export their own data and reads only their own exports; it needs an organization', async () => {
+    const viewers = await exportUserAs(a, a.viewer);
+    expect(viewers.errors).toBeUndefined();
+    const id = viewers.data!.exportUser.dataExport.rowId;
+    expect(await read(a, 'member', a.orgId, id)).toBeNull(); // a member does not see the viewer's
+    expect(await read(a, 'member', a.orgId, got.row.rowId)).toMatchObject({ rowId: got.row.rowId });
+    expect(await read(a, 'owner', a.orgId, id)).toMatchObject({ rowId: id }); // owners and admins see every export
+    expect(await read(b, 'owner', a.orgId, id)).toBeNull();
+    expect(errorCode(await gql(app.url!, 'mutation { exportUser(input: {}) { dataExport { rowId } } }', {}, await tokenFor(a.member, null)))).toBe('NO_ORGANIZATION');
+    // Its job, in another organization's name, does nothing.
+    await dataExport({ storage: store })({ organization_id: b.orgId, export_id: id }, helpersFor());
+    expect((await read(a, 'owner', a.orgId, id))!.status).toBe('requested');
+  });
+});
+
+// The final export of a deleted organization --------------------------------------------------
+
+describe('the final export of a deleted organization', () => {
+  test('deleteOrganization queues it for the owner; it outlives the purge until 30 days after, downloadable by that owner only, then its zip goes', async () => {
+    const doomed = await oneTenant('final');
+    const slug = (await pool('owner').query<{ slug: string }>('select slug from app_public.organizations where id = $1', [doomed.orgId])).rows[0].slug;
+    expect((await pgError(commitAs(sessionOf(doomed.admin, doomed.orgId), (c) => c.query('select app_public.delete_organization($1)', [slug])))).code).toBeDefined();
+    const org = await commitAs(sessionOf(doomed.owner, doomed.orgId), (c) => one<{ deletion_due_at: Date }>(c, 'select deletion_due_at from app_public.delete_organization($1)', [slug]));
+    const { rows: [final] } = await pool('owner').query<{ id: string; requested_by: string; status: string }>(
+      `select id, requested_by, status from app_public.data_exports where organization_id = $1 and final`, [doomed.orgId]);
+    expect(final).toMatchObject({ requested_by: doomed.owner.userId, status: 'requested' });
+    const { row, manifest } = await made(doomed.orgId, final.id, doomed.owner);
+    expect(manifest.kind).toBe('organization');
+    // Downloadable through the grace period and 30 days after the purge.
+    const keep = new Date(org.deletion_due_at.getTime() + 30 * 86_400_000);
+    expect(new Date(row.expiresAt!).getTime()).toBe(keep.getTime());
+    const [email] = await jobsOf('send_email', final.id);
+    expect(email.payload).toMatchObject({ to: doomed.owner.email, data: { contents: 'all of its data, made because its deletion was requested' } });
+
+    await pool('owner').query(`update app_public.organizations set deletion_due_at = now() - interval '1 second' where id = $1`, [doomed.orgId]);
+    await asWorkerCommitted(doomed.orgId, (c) => c.query('select app_private.purge_organization()'));
+    expect((await pool('owner').query('select 1 from app_public.organizations where id = $1', [doomed.orgId])).rows).toEqual([]);
+    const key = `exports/${doomed.orgId}/${final.id}.zip`;
+    expect(await store.head(key)).not.toBeNull();
+    // Its zip is deleted when it expires, not before.
+    const { rows: jobs } = await pool('owner').query<{ run_at: Date }>(`select run_at from graphile_worker.jobs where key = $1`, [`data_export_delete_object:${final.id}`]);
+    expect(jobs.map((j) => j.run_at.getTime())).toEqual([keep.getTime()]);
+    await dataExportDeleteObject({ storage: store })({ organization_id: doomed.orgId, export_id: final.id }, helpersFor());
+
+    const mine = async (user: User) => gql<{ myFinalExports: { nodes: Array<{ exportId: string; expiresAt: string; downloadUrl: string }> } }>(
+      app.url!, '{ myFinalExports { nodes { exportId expiresAt downloadUrl } } }', {}, await tokenFor(user, null));
+    // (A delete job run early, by mistake or by a retry, deletes nothing before expiry.)
+    expect(await store.head(key)).not.toBeNull();
+    const listed = await mine(doomed.owner);
+    expect(listed.errors).toBeUndefined();
+    expect(listed.data!.myFinalExports.nodes.map((n) => n.exportId)).toEqual([final.id]);
+    const download = await fetch(listed.data!.myFinalExports.nodes[0].downloadUrl);
+    expect(download.status).toBe(200);
+    expect(JSON.parse(strFromU8(unzipSync(Buffer.from(await download.arrayBuffer()))['manifest.json'])).exportId).toBe(final.id);
+    for (const other of [doomed.admin, a.owner]) expect((await mine(other)).data!.myFinalExports.nodes).toEqual([]);
+
+    // Expired: the job deletes the zip and forgets the export.
+    await pool('owner').query(`update app_private.kept_exports set expires_at = now() - interval '1 second' where export_id = $1`, [final.id]);
+    expect((await mine(doomed.owner)).data!.myFinalExports.nodes).toEqual([]);
+    await dataExportDeleteObject({ storage: store })({ organization_id: doomed.orgId, export_id: final.id }, helpersFor());
+    expect(await store.head(key)).toBeNull();
+    expect((await pool('owner').query('select 1 from app_private.kept_exports where export_id = $1', [final.id])).rows).toEqual([]);
+  }, 180_000);
+
+  test('cancelling the deletion makes the final export an ordinary one, expiring validDays after it was made', async () => {
+    const kept = await oneTenant('regret');
+    const slug = (await pool('owner').query<{ slug: string }>('select slug from app_public.organizations where id = $1', [kept.orgId])).rows[0].slug;
+    await commitAs(sessionOf(kept.owner, kept.orgId), (c) => c.query('select app_public.delete_organization($1)', [slug]));
+    const { rows: [final] } = await pool('owner').query<{ id: string }>('select id from app_public.data_exports where organization_id = $1 and final', [kept.orgId]);
+    const { row } = await made(kept.orgId, final.id, kept.owner);
+    expect(new Date(row.expiresAt!).getTime() - Date.now()).toBeGreaterThan(59 * 86_400_000);
+    await commitAs(sessionOf(kept.owner, kept.orgId), (c) => c.query('select app_public.cancel_organization_deletion()'));
+    const { rows: [after] } = await pool('owner').query<{ final: boolean; expires_at: Date; ready_at: Date }>('select final, expires_at, ready_at from app_public.data_exports where id = $1', [final.id]);
+    expect(after.final).toBe(false);
+    expect(after.expires_at.getTime() - after.ready_at.getTime()).toBe(30 * 86_400_000);
+    const [expiry] = await jobsOf('data_export_expire', final.id);
+    expect(expiry.run_at.getTime()).toBe(after.expires_at.getTime());
+  }, 180_000);
 });

@@ -52,6 +52,7 @@ const CONSEQUENCES: Record<string, string[]> = {
   create_invoice_from_time: ['time_entries'], // the invoiced entries point at the invoice
   cancel_invoice: ['time_entries'], // they become invoiceable again
   delete_account: ['organization_members', 'role_assignments', 'erasures'], // leaving (everyone's right), and the erasure of oneself on record
+  export_user: ['data_exports'], // the export of one's own data (everyone's right), which they read
 };
 
 const MEMBER = 'member'; // the base role of the single-permission members

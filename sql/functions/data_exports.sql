@@ -18,14 +18,17 @@
 --   DataExport.downloadUrl      a short-lived signed link while the export is ready and not past
 --                               expires_at (app_private.data_exports_downloadable; src/http/exports.ts).
 --
--- `kind` is 'organization' today; exports of one person's data ('contact', 'user') will name the
--- person in subject_id (the check below ties the two together).
+-- `kind`: 'organization' (everything), or one person's data, named in subject_id (the check below
+-- ties the two together): 'contact' (exportContact) and 'user' (exportUser), both in
+-- sql/functions/person_exports.sql. What each export holds is app_private.export_sources.
+-- `final`: the organization's last export, queued by deleteOrganization; it outlives the purge
+-- (app_private.kept_exports, sql/functions/organization_deletion.sql).
 -- Idempotent; re-included by later migrations.
 
 create table if not exists app_public.data_exports (
   organization_id uuid not null references app_public.organizations on delete cascade,
   id uuid not null default gen_random_uuid(),
-  kind text not null default 'organization' constraint data_exports_kind check (kind in ('organization')),
+  kind text not null default 'organization' constraint data_exports_kind check (kind in ('organization', 'contact', 'user')),
   subject_id uuid,
   status text not null default 'requested' constraint data_exports_status check (status in ('requested', 'running', 'ready', 'expired', 'failed')),
   failure_reason text constraint data_exports_failure_reason check ((status = 'failed') = (failure_reason is not null) and length(failure_reason) <= 500),
@@ -49,8 +52,15 @@ create table if not exists app_public.data_exports (
 );
 create index if not exists data_exports_organization_id_requested_by_idx on app_public.data_exports (organization_id, requested_by);
 create index if not exists data_exports_organization_id_status_idx on app_public.data_exports (organization_id, status);
+alter table app_public.data_exports drop constraint if exists data_exports_kind;
+alter table app_public.data_exports add constraint data_exports_kind check (kind in ('organization', 'contact', 'user'));
+alter table app_public.data_exports add column if not exists final boolean not null default false;
+alter table app_public.data_exports drop constraint if exists data_exports_final;
+alter table app_public.data_exports add constraint data_exports_final check (not final or kind = 'organization');
+create index if not exists data_exports_organization_id_subject_id_idx on app_public.data_exports (organization_id, subject_id);
 comment on table app_public.data_exports is 'Exports of the organization''s data (one zip each), requested by owners and admins, made by a job, downloadable until they expire.';
-comment on column app_public.data_exports.kind is 'What is exported: organization (everything). Exports of one person (contact, user) will name them in subjectId.';
+comment on column app_public.data_exports.kind is 'What is exported: organization (everything), contact (what the organization holds about one client contact: exportContact) or user (your own data: exportUser). subjectId names the contact or user.';
+comment on column app_public.data_exports.final is 'The organization''s final export, made when an owner asked to delete it (deleteOrganization): downloadable until 30 days after the deletion (myFinalExports once the organization is gone).';
 comment on column app_public.data_exports.status is 'requested → running → ready → expired, or failed (see failureReason).';
 comment on column app_public.data_exports.valid_days is 'How many days the export stays downloadable once ready (1 to 30).';
 comment on column app_public.data_exports.storage_key is 'Where the zip is stored (made by the server).';
@@ -61,7 +71,7 @@ call app_private.force_rls('app_public.data_exports');
 call app_private.attach_updated_at('app_public.data_exports');
 call app_private.attach_audit('app_public.data_exports');
 call app_private.attach_email_normalizer('app_public.data_exports');
-call app_private.classify_columns('app_public.data_exports', '{"kind": "none", "status": "none", "failure_reason": "free_text", "storage_key": "none", "row_counts": "none"}');
+call app_private.classify_columns('app_public.data_exports', '{"kind": "none", "status": "none", "failure_reason": "free_text", "storage_key": "none", "row_counts": "none", "final": "none"}');
 alter table app_public.data_exports alter column requested_by set default app_public.current_user_id();
 
 -- Only owners and admins see exports (an export holds every row of the organization); nobody
@@ -70,6 +80,11 @@ drop policy if exists select_by_admins on app_public.data_exports;
 create policy select_by_admins on app_public.data_exports for select to :DATABASE_VISITOR
   using (organization_id = (select app_public.current_org_id()) and (select app_public.current_member_has_role('admin')));
 comment on policy select_by_admins on app_public.data_exports is 'Owners and admins read the current organization''s exports.';
+-- Everyone reads the exports of their own data (exportUser) in the current organization.
+drop policy if exists select_own_user_exports on app_public.data_exports;
+create policy select_own_user_exports on app_public.data_exports for select to :DATABASE_VISITOR
+  using (organization_id = (select app_public.current_org_id()) and kind = 'user' and subject_id = (select app_public.current_user_id()));
+comment on policy select_own_user_exports on app_public.data_exports is 'Every member reads the exports of their own data (exportUser) in the current organization.';
 revoke all on app_public.data_exports from public, :DATABASE_VISITOR;
 grant select on app_public.data_exports to :DATABASE_VISITOR;
 insert into app_private.activity_read_rules (table_name, permission, min_role) values ('data_exports', null, 'admin')
@@ -156,6 +171,54 @@ begin
 end
 $$;
 
+-- The rows of `table_name` that an organization export holds, as SQL selecting `columns` (run by
+-- the worker inside the organization: row-level security applies as well). Soft-deleted rows the
+-- organization can still restore are its data too (and rows point at them).
+create or replace function app_private.export_table_source(table_name text, columns text[], soft_delete boolean) returns text
+language sql immutable
+set search_path = pg_catalog
+as $$
+  select case
+    when table_name = 'users' then format('select %s from app_private.export_users()', x.cols)
+    when table_name = 'organizations' then format('select %s from app_public.organizations where id = (select app_public.current_org_id())', x.cols)
+    when soft_delete then format('select %1$s from app_public.%2$I where organization_id = (select app_public.current_org_id()) union all select %1$s from app_public.%3$I()', x.cols, table_name, 'deleted_' || table_name)
+    else format('select %s from app_public.%I where organization_id = (select app_public.current_org_id())', x.cols, table_name)
+  end
+  from (select string_agg(format('%I', c.name), ', ' order by c.n) as cols from unnest(columns) with ordinality as c(name, n)) x
+$$;
+
+-- What an export holds, one row per file pair of the zip: the table's name, its columns, and the
+-- SQL that selects its rows (every row has an id; the writer, src/export/writer.ts, reads them in
+-- id order through a cursor, as the worker, inside the export's organization). One question, one
+-- answer, for every kind: an organization export holds every table of export_tables(); exports of
+-- one person (contact, user) are made by sql/functions/person_exports.sql. Only for an export
+-- that is running in the current organization (on the worker's connection). The SQL names rows by
+-- their ids only, never by a person's values.
+create or replace function app_private.export_sources(export_id uuid) returns table (table_name text, columns text[], source text)
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_org uuid := app_private.require_worker_in_organization();
+  v_export app_public.data_exports;
+begin
+  select e.* into v_export from app_public.data_exports e
+  where e.organization_id = v_org and e.id = export_sources.export_id and e.status = 'running';
+  if not found then
+    perform app_private.fail('NOT_FOUND', 'No running export with this id in this organization.');
+  end if;
+  case v_export.kind
+    when 'organization' then
+      return query select t.table_name, t.columns, app_private.export_table_source(t.table_name, t.columns, t.soft_delete) from app_private.export_tables() t;
+    when 'contact' then
+      return query select * from app_private.contact_export_sources(v_export.subject_id);
+    when 'user' then
+      return query select * from app_private.user_export_sources(v_export.id, v_export.subject_id);
+  end case;
+end
+$$;
+comment on function app_private.export_sources(uuid) is 'What an export holds (docs/EXPORT_AND_IMPORT.md): per table, its columns and the SQL selecting its rows.';
+
 -- The schema an export was made with: the last committed migration.
 create or replace function app_private.schema_migration(out filename text, out hash text)
 language sql stable security definer
@@ -167,32 +230,41 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- Requesting an export
 
-create or replace function app_public.request_organization_export(valid_days integer default 7) returns app_public.data_exports
-language plpgsql volatile security definer
+-- Every request of an export, of any kind (the caller has checked who may ask): the row
+-- (requested) and the `data_export` job, in the caller's transaction. One export of a kind and
+-- subject at a time: a request while one is on its way answers that one. One that did not finish
+-- within a day (its job failed without saying so: the database was away on its last attempt) is
+-- failed now, so it cannot block every later request. `final`: deleteOrganization's export (an
+-- organization export on its way becomes the final one).
+create or replace function app_private.request_data_export(kind text, subject_id uuid, valid_days integer, final boolean default false) returns app_public.data_exports
+language plpgsql volatile
 set search_path = pg_catalog
 as $$
 declare
+  v_org uuid := app_public.current_org_id();
   v_export app_public.data_exports;
 begin
-  perform app_private.require_member_role('admin', 'export the organization''s data');
-  if request_organization_export.valid_days is null or request_organization_export.valid_days not between 1 and 30 then
+  if request_data_export.valid_days is null or request_data_export.valid_days not between 1 and 30 then
     perform app_private.fail('INVALID_VALUE', 'validDays must be between 1 and 30.');
   end if;
-  -- One export of an organization at a time: a request while one is on its way answers that one.
-  -- One that did not finish within a day (its job failed without saying so: the database was
-  -- away on its last attempt) is failed now, so it cannot block every later request.
-  perform pg_advisory_xact_lock(hashtextextended('data_exports:' || app_public.current_org_id()::text, 0));
+  perform pg_advisory_xact_lock(hashtextextended('data_exports:' || v_org::text, 0));
   update app_public.data_exports e set status = 'failed', failure_reason = 'It did not finish within a day.'
-  where e.organization_id = app_public.current_org_id() and e.status in ('requested', 'running') and e.created_at < now() - interval '1 day';
+  where e.organization_id = v_org and e.status in ('requested', 'running') and e.created_at < now() - interval '1 day';
   select * into v_export from app_public.data_exports e
-  where e.organization_id = app_public.current_org_id() and e.kind = 'organization' and e.status in ('requested', 'running');
+  where e.organization_id = v_org and e.kind = request_data_export.kind and e.subject_id is not distinct from request_data_export.subject_id
+    and e.status in ('requested', 'running');
   if found then
+    if request_data_export.final and not v_export.final then
+      update app_public.data_exports e set final = true, valid_days = request_data_export.valid_days
+      where e.organization_id = v_org and e.id = v_export.id
+      returning * into v_export;
+    end if;
     return v_export;
   end if;
   v_export.id := gen_random_uuid();
-  insert into app_public.data_exports (organization_id, id, kind, valid_days, requested_by, storage_key)
-  values (app_public.current_org_id(), v_export.id, 'organization', request_organization_export.valid_days, app_public.current_user_id(),
-    format('exports/%s/%s.zip', app_public.current_org_id(), v_export.id))
+  insert into app_public.data_exports (organization_id, id, kind, subject_id, final, valid_days, requested_by, storage_key)
+  values (v_org, v_export.id, request_data_export.kind, request_data_export.subject_id, request_data_export.final, request_data_export.valid_days,
+    app_public.current_user_id(), format('exports/%s/%s.zip', v_org, v_export.id))
   returning * into v_export;
   perform graphile_worker.add_job(
     'data_export',
@@ -201,6 +273,16 @@ begin
     max_attempts => 5
   );
   return v_export;
+end
+$$;
+
+create or replace function app_public.request_organization_export(valid_days integer default 7) returns app_public.data_exports
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+begin
+  perform app_private.require_member_role('admin', 'export the organization''s data');
+  return app_private.request_data_export('organization', null, request_organization_export.valid_days);
 end
 $$;
 comment on function app_public.request_organization_export(integer) is
@@ -236,9 +318,14 @@ declare
   v_org uuid := app_private.require_worker_in_organization();
   v_export app_public.data_exports;
   v_user app_public.users;
+  v_name text;
 begin
+  -- The final export of an organization being deleted stays until some time after the purge
+  -- (app_private.final_export_keep(), sql/functions/organization_deletion.sql), whatever valid_days.
   update app_public.data_exports e
-  set status = 'ready', ready_at = now(), expires_at = now() + make_interval(days => e.valid_days),
+  set status = 'ready', ready_at = now(),
+    expires_at = greatest(now() + make_interval(days => e.valid_days),
+      case when e.final then (select o.deletion_due_at from app_public.organizations o where o.id = v_org) + app_private.final_export_keep() end),
     byte_size = finish_data_export.byte_size, row_counts = finish_data_export.row_counts
   where e.organization_id = v_org and e.id = finish_data_export.export_id and e.status = 'running'
   returning e.* into v_export;
@@ -254,14 +341,26 @@ begin
   );
   select u.* into v_user from app_public.users u where u.id = v_export.requested_by;
   if found then
+    select o.name into v_name from app_public.organizations o where o.id = v_org;
     perform app_private.enqueue_email(
       'data_export_ready',
       v_user.email,
       jsonb_build_object(
         'name', v_user.name,
-        'organization_name', (select o.name from app_public.organizations o where o.id = v_org),
+        'organization_name', v_name,
         'export_id', v_export.id,
-        'expires_at', to_char(v_export.expires_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+        'expires_at', to_char(v_export.expires_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
+        -- What it holds and who may download it (never a contact's name: jobs carry ids).
+        'contents', case v_export.kind
+          when 'contact' then 'everything it holds about one of its client contacts'
+          when 'user' then 'your account, and what it holds about you as a member'
+          else case when v_export.final then 'all of its data, made because its deletion was requested' else 'all of its data' end
+        end,
+        'download_rule', case
+          when v_export.kind = 'user' then format('Sign in and choose %s to download it.', v_name)
+          when v_export.final then format('Sign in as an owner or admin of %s to download it; once the organization is deleted, you find it among your final exports.', v_name)
+          else format('Sign in as an owner or admin of %s to download it.', v_name)
+        end
       ),
       format('data_export_ready:%s', v_export.id),
       v_org
@@ -315,7 +414,10 @@ revoke all on function
   app_private.export_excluded_tables(),
   app_private.export_tables(),
   app_private.export_users(),
+  app_private.export_table_source(text, text[], boolean),
+  app_private.export_sources(uuid),
   app_private.schema_migration(),
+  app_private.request_data_export(text, uuid, integer, boolean),
   app_public.request_organization_export(integer),
   app_private.start_data_export(uuid),
   app_private.finish_data_export(uuid, bigint, jsonb),
@@ -328,6 +430,7 @@ grant execute on function
   app_private.export_excluded_tables(),
   app_private.export_tables(),
   app_private.export_users(),
+  app_private.export_sources(uuid),
   app_private.schema_migration(),
   app_private.start_data_export(uuid),
   app_private.finish_data_export(uuid, bigint, jsonb),
@@ -365,7 +468,8 @@ revoke all on function app_private.finish_organization_import(uuid) from public;
 
 -- A deleted export row (the purge of a deleted organization: sql/functions/organization_deletion.sql)
 -- queues the deletion of its zip, like a deleted file's object: data_export_delete_object, which
--- only ever deletes exports/<organization>/<export>.zip.
+-- only ever deletes exports/<organization>/<export>.zip. The final export the purge keeps
+-- (app_private.kept_exports, sql/functions/organization_deletion.sql) goes when it expires.
 create or replace function app_private.tg_data_exports__delete_object() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
@@ -374,10 +478,12 @@ begin
   perform graphile_worker.add_job(
     'data_export_delete_object',
     json_build_object('organization_id', o.organization_id, 'export_id', o.id),
+    run_at => greatest(now(), k.expires_at),
     job_key => format('data_export_delete_object:%s', o.id),
     max_attempts => 50
   )
-  from old_rows o;
+  from old_rows o
+  left join app_private.kept_exports k on k.organization_id = o.organization_id and k.export_id = o.id;
   return null;
 end
 $$;

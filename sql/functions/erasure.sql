@@ -194,6 +194,35 @@ as $$
     and d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail')
 $$;
 
+-- The columns of tenant tables that may hold a person's data as text (classified person_name,
+-- email, phone, address, identifier, person_detail, free_text or copy in
+-- sql/functions/personal_data.sql): where the erasure redacts a person's values and where an
+-- export of one contact looks for them (sql/functions/person_exports.sql).
+create or replace function app_private.person_text_columns() returns table (table_name text, column_name text, type regtype)
+language sql stable
+set search_path = pg_catalog
+as $$
+  select d.table_name, d.column_name, a.atttypid::regtype
+  from app_private.data_columns d
+  join pg_class c on c.relname = d.table_name and c.relnamespace = 'app_public'::regnamespace
+  join pg_attribute a on a.attrelid = c.oid and a.attname = d.column_name and not a.attisdropped
+  where d.schema_name = 'app_public' and d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy')
+    and exists (select from pg_attribute o where o.attrelid = c.oid and o.attname = 'organization_id' and not o.attisdropped)
+$$;
+
+-- SQL that is true for a row of `table_name` whose person text columns (those of them in
+-- `among`, when given) match the regular expression in `pattern` (a parameter such as '$3'),
+-- case-insensitively; 'false' for a table without any.
+drop function if exists app_private.person_text_match(text, text);
+create or replace function app_private.person_text_match(table_name text, pattern text, among text[] default null) returns text
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce(string_agg(format('%I::text ~* %s', t.column_name, pattern), ' or ' order by t.column_name), 'false')
+  from app_private.person_text_columns() t
+  where t.table_name = person_text_match.table_name and (among is null or t.column_name = any (among))
+$$;
+
 -- Redacts `needles` in the current organization everywhere but the subject's own row (the
 -- caller clears that one first): live text columns, the activity log, webhook deliveries, email
 -- records, the job queue. `subject_table`/`subject_id`: the record whose events lose every
@@ -216,21 +245,17 @@ begin
   -- Live text: every classified text column of a tenant table, one update per table (app_public.users
   -- is global: its rows are people's own accounts, erased by themselves).
   for v_table in
-    select d.table_name,
+    select t.table_name,
       string_agg(format(case
-        when a.atttypid = 'jsonb'::regtype then '%1$I = app_private.redact_jsonb(%1$I, $2)'
+        when t.type = 'jsonb'::regtype then '%1$I = app_private.redact_jsonb(%1$I, $2)'
         -- an email address column keeps a valid address, one per row: erased-<id>@erased.invalid
-        when a.atttypid = 'app_public.email_address'::regtype then '%1$I = case when %1$I ~* $3 then format(''erased-%%s@erased.invalid'', id) else %1$I end'
+        when t.type = 'app_public.email_address'::regtype then '%1$I = case when %1$I ~* $3 then format(''erased-%%s@erased.invalid'', id) else %1$I end'
         else '%1$I = app_private.redact_text(%1$I, $2)'
-      end, d.column_name), ', ' order by d.column_name) as sets,
-      string_agg(format('%I::text ~* $3', d.column_name), ' or ' order by d.column_name) as matches
-    from app_private.data_columns d
-    join pg_class c on c.relname = d.table_name and c.relnamespace = 'app_public'::regnamespace
-    join pg_attribute a on a.attrelid = c.oid and a.attname = d.column_name
-    where d.schema_name = 'app_public' and d.category in ('person_name', 'email', 'phone', 'address', 'identifier', 'person_detail', 'free_text', 'copy')
-      and exists (select from pg_attribute o where o.attrelid = c.oid and o.attname = 'organization_id' and not o.attisdropped)
-    group by d.table_name
-    order by d.table_name
+      end, t.column_name), ', ' order by t.column_name) as sets,
+      app_private.person_text_match(t.table_name, '$3') as matches
+    from app_private.person_text_columns() t
+    group by t.table_name
+    order by t.table_name
   loop
     execute format('update app_public.%I set %s where organization_id = $1 and (%s)', v_table.table_name, v_table.sets, v_table.matches)
       using v_org, needles, v_pattern;
@@ -307,6 +332,39 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- Contacts
 
+-- Every email, phone and full name the contact's record ever had in the current organization (its
+-- history too), longest first (a longer needle containing a shorter one is replaced whole), 5
+-- characters or more: what the erasure replaces everywhere, and what an export of the contact
+-- looks for (sql/functions/person_exports.sql). Shorter ones are only erased from the contact's
+-- own record and events.
+create or replace function app_private.contact_needles(contact_id uuid) returns text[]
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce(array_agg(n order by length(n) desc, n), '{}')
+  from (
+    select distinct trim(v) as n
+    from (
+      select x.v
+      from app_public.contacts c
+      cross join lateral (values (c.email::text), (c.phone), (concat_ws(' ', c.first_name, c.last_name))) as x(v)
+      where c.organization_id = app_public.current_org_id() and c.id = contact_needles.contact_id
+      union all
+      select x.j ->> k
+      from app_public.activity_events e
+      cross join lateral (values (e.old_values), (e.new_values)) as x(j)
+      cross join unnest(array['email', 'phone']) as k
+      where e.organization_id = app_public.current_org_id() and e.table_name = 'contacts' and e.record_id = contact_needles.contact_id
+      union all
+      select concat_ws(' ', x.j ->> 'first_name', x.j ->> 'last_name')
+      from app_public.activity_events e
+      cross join lateral (values (e.old_values), (e.new_values)) as x(j)
+      where e.organization_id = app_public.current_org_id() and e.table_name = 'contacts' and e.record_id = contact_needles.contact_id and x.j is not null
+    ) as values_held
+    where length(trim(v)) >= 5 and trim(v) <> '[erased]'
+  ) as needles
+$$;
+
 create or replace function app_private.erase_contact_data(contact_id uuid) returns jsonb
 language plpgsql volatile
 set search_path = pg_catalog
@@ -321,30 +379,7 @@ begin
   if not found then
     return '{}';
   end if;
-  -- Every email, phone and full name the record ever had (its history too), longest first (a
-  -- longer needle containing a shorter one is replaced whole). Anything shorter than 5
-  -- characters is only erased from the contact's own record and events.
-  select coalesce(array_agg(n order by length(n) desc, n), '{}') into v_needles
-  from (
-    select distinct trim(v) as n
-    from (
-      select v_contact.email::text as v
-      union all select v_contact.phone
-      union all select concat_ws(' ', v_contact.first_name, v_contact.last_name)
-      union all
-      select x.j ->> k
-      from app_public.activity_events e
-      cross join lateral (values (e.old_values), (e.new_values)) as x(j)
-      cross join unnest(array['email', 'phone']) as k
-      where e.organization_id = v_org and e.table_name = 'contacts' and e.record_id = v_contact.id
-      union all
-      select concat_ws(' ', x.j ->> 'first_name', x.j ->> 'last_name')
-      from app_public.activity_events e
-      cross join lateral (values (e.old_values), (e.new_values)) as x(j)
-      where e.organization_id = v_org and e.table_name = 'contacts' and e.record_id = v_contact.id and x.j is not null
-    ) as values_held
-    where length(trim(v)) >= 5 and trim(v) <> '[erased]'
-  ) as needles;
+  v_needles := app_private.contact_needles(v_contact.id);
 
   update app_public.contacts c
   set first_name = 'Erased', last_name = 'contact', email = null, phone = null, job_title = null, is_primary = false

@@ -4,7 +4,12 @@
 --                                 organization is due for deletion in 30 days
 --                                 (app_private.organization_deletion_grace()) and the job
 --                                 `organization_purge` is queued to run then. Everything works as
---                                 before meanwhile, so the firm can export what it must keep.
+--                                 before meanwhile. A final export of the whole organization is
+--                                 queued at once (data_exports.final, requested by the owner, who
+--                                 gets the email): downloadable through the grace period and
+--                                 30 days after the purge (app_private.final_export_keep()): the
+--                                 purge keeps it (app_private.kept_exports) and its owner finds
+--                                 it with myFinalExports.
 --   cancelOrganizationDeletion    an owner changes their mind during the grace period.
 --
 -- The purge (app_private.purge_organization, in one transaction) deletes every row the
@@ -44,6 +49,32 @@ alter table app_private.deleted_organizations enable row level security;
 alter table app_private.deleted_organizations force row level security;
 comment on table app_private.deleted_organizations is 'Organizations deleted for good (deleteOrganization, then the organization_purge job): who asked, when, and how many rows were deleted per table. Nothing of their data.';
 
+-- How long the final export of a deleted organization stays after the purge.
+create or replace function app_private.final_export_keep() returns interval
+language sql immutable
+set search_path = pg_catalog
+as $$ select interval '30 days' $$;
+comment on function app_private.final_export_keep() is 'How long the final export of a deleted organization stays downloadable after its purge.';
+
+-- The final exports a purge kept: the zip stays in the store until expires_at (then the job
+-- data_export_delete_object deletes it and this row), downloadable by the owner who asked for the
+-- deletion (app_public.my_final_exports). Ids, a key and dates: nothing of the organization's data.
+create table if not exists app_private.kept_exports (
+  organization_id uuid not null,
+  export_id uuid not null,
+  user_id uuid not null references app_public.users on delete cascade,
+  storage_key text not null constraint kept_exports_storage_key check (storage_key = 'exports/' || organization_id::text || '/' || export_id::text || '.zip'),
+  byte_size bigint not null,
+  ready_at timestamptz not null,
+  expires_at timestamptz not null,
+  primary key (organization_id, export_id)
+);
+create index if not exists kept_exports_user_id_idx on app_private.kept_exports (user_id);
+create index if not exists kept_exports_organization_id_user_id_idx on app_private.kept_exports (organization_id, user_id);
+alter table app_private.kept_exports enable row level security;
+alter table app_private.kept_exports force row level security;
+comment on table app_private.kept_exports is 'Final exports of deleted organizations, kept after the purge until they expire (myFinalExports).';
+
 create or replace function app_public.delete_organization(slug text) returns app_public.organizations
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -75,12 +106,14 @@ begin
     job_key => 'organization_purge:' || v_org.id,
     max_attempts => 10
   );
+  -- The firm's data, once more, for the owner: the final export (expires after the purge).
+  perform app_private.request_data_export('organization', null, 30, final => true);
   return v_org;
 end
 $$;
 revoke all on function app_public.delete_organization(text) from public;
 grant execute on function app_public.delete_organization(text) to :DATABASE_VISITOR;
-comment on function app_public.delete_organization(text) is E'Deletes the current organization and all its data for good after a grace period of 30 days (owners only; type its slug to confirm). Until then everything works and an owner may cancel (cancelOrganizationDeletion): export what you must keep. Members'' accounts stay theirs.';
+comment on function app_public.delete_organization(text) is E'Deletes the current organization and all its data for good after a grace period of 30 days (owners only; type its slug to confirm). Until then everything works and an owner may cancel (cancelOrganizationDeletion). A final export of all its data is made at once and emailed to you; it stays downloadable until 30 days after the deletion (then through myFinalExports). Members'' accounts stay theirs.';
 
 create or replace function app_public.cancel_organization_deletion() returns app_public.organizations
 language plpgsql volatile security definer
@@ -88,6 +121,7 @@ set search_path = pg_catalog
 as $$
 declare
   v_org app_public.organizations;
+  v_export app_public.data_exports;
 begin
   if app_public.current_org_id() is null then
     perform app_private.fail('NO_ORGANIZATION', 'Choose the organization first (switchOrganization).');
@@ -100,6 +134,18 @@ begin
   where o.id = app_public.current_org_id()
   returning * into v_org;
   perform graphile_worker.remove_job('organization_purge:' || v_org.id);
+  -- The final export becomes an ordinary one: it expires valid_days after it was made.
+  for v_export in
+    update app_public.data_exports e
+    set final = false, expires_at = case when e.status = 'ready' then least(e.expires_at, e.ready_at + make_interval(days => e.valid_days)) else e.expires_at end
+    where e.organization_id = v_org.id and e.final
+    returning e.*
+  loop
+    if v_export.status = 'ready' then
+      perform graphile_worker.add_job('data_export_expire', json_build_object('organization_id', v_export.organization_id, 'export_id', v_export.id),
+        run_at => v_export.expires_at, job_key => format('data_export_expire:%s', v_export.id), max_attempts => 25);
+    end if;
+  end loop;
   return v_org;
 end
 $$;
@@ -108,7 +154,8 @@ grant execute on function app_public.cancel_organization_deletion() to :DATABASE
 comment on function app_public.cancel_organization_deletion() is 'Cancels a pending deletion of the current organization (owners only).';
 
 -- The tables holding an organization's rows: every table of app_public and app_private with an
--- organization_id column, but the log (deleted last) and the door itself.
+-- organization_id column, but the log (deleted last), the door itself, and the final exports the
+-- purge keeps.
 create or replace function app_private.organization_tables() returns setof regclass
 language sql stable
 set search_path = pg_catalog
@@ -117,7 +164,7 @@ as $$
   from pg_class c
   where c.relnamespace in ('app_public'::regnamespace, 'app_private'::regnamespace) and c.relkind in ('r', 'p') and not c.relispartition
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'organization_id' and not a.attisdropped)
-    and c.oid not in ('app_public.activity_events'::regclass, 'app_private.erasure_transactions'::regclass)
+    and c.oid not in ('app_public.activity_events'::regclass, 'app_private.erasure_transactions'::regclass, 'app_private.kept_exports'::regclass)
   order by c.relnamespace, c.relname
 $$;
 
@@ -141,6 +188,14 @@ begin
   insert into app_private.erasure_transactions (transaction_id, organization_id, erasure_id, scope)
   values (pg_current_xact_id()::text::bigint, v_org.id, v_org.id, 'organization');
   perform set_config('app.erasure', v_org.id::text, true);
+
+  -- Its final export stays, for its owner, until it expires: deleting its row below then queues
+  -- the deletion of its zip for that time (app_private.tg_data_exports__delete_object).
+  insert into app_private.kept_exports (organization_id, export_id, user_id, storage_key, byte_size, ready_at, expires_at)
+  select e.organization_id, e.id, e.requested_by, e.storage_key, e.byte_size, e.ready_at, e.expires_at
+  from app_public.data_exports e
+  where e.organization_id = v_org.id and e.final and e.status = 'ready' and e.expires_at > now() and e.requested_by is not null
+  on conflict on constraint kept_exports_pkey do nothing;
 
   -- Its jobs go first, taken by a worker or not (one a worker already holds finds nothing left
   -- when it runs, and its completion or failure then changes no row; an email is not sent:
@@ -175,3 +230,59 @@ $$;
 revoke all on function app_private.purge_organization() from public;
 grant execute on function app_private.purge_organization() to :DATABASE_WORKER;
 comment on function app_private.purge_organization() is 'Deletes the current organization and every row it owns, its log included, once its deletion is due (job organization_purge). Returns the rows deleted per table; null when no deletion is due.';
+
+------------------------------------------------------------------------------------------------
+-- The final exports kept after the purge
+
+-- What myFinalExports shows (DataExport.downloadUrl's twin: src/http/exports.ts signs the link).
+do $$
+begin
+  create type app_public.final_export as (
+    export_id uuid,
+    organization_id uuid,
+    byte_size bigint,
+    ready_at timestamptz,
+    expires_at timestamptz,
+    storage_key text
+  );
+exception when duplicate_object then null;
+end
+$$;
+comment on type app_public.final_export is 'The final export of an organization you deleted, kept after its deletion until expiresAt.';
+
+create or replace function app_public.my_final_exports() returns setof app_public.final_export
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select k.export_id, k.organization_id, k.byte_size, k.ready_at, k.expires_at, k.storage_key
+  from app_private.kept_exports k
+  where k.user_id = app_public.current_user_id() and k.expires_at > now()
+  order by k.ready_at desc
+$$;
+comment on function app_public.my_final_exports() is 'The final exports of organizations you deleted, downloadable (downloadUrl) until they expire, 30 days after the deletion.';
+
+-- data_export_delete_object asks before it deletes an export's zip: false while the purge keeps it
+-- (not yet expired: a job run early deletes nothing); otherwise the kept row, if any, goes and
+-- the zip may. Only the worker.
+drop function if exists app_private.forget_kept_export(uuid, uuid);
+create or replace function app_private.release_kept_export(organization_id uuid, export_id uuid) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+begin
+  if not app_private.is_worker_session() then
+    perform app_private.fail('NOT_PERMITTED', 'Only the job worker deletes exports.');
+  end if;
+  if exists (select from app_private.kept_exports k
+             where k.organization_id = release_kept_export.organization_id and k.export_id = release_kept_export.export_id and k.expires_at > now()) then
+    return false;
+  end if;
+  delete from app_private.kept_exports k where k.organization_id = release_kept_export.organization_id and k.export_id = release_kept_export.export_id;
+  return true;
+end
+$$;
+
+revoke all on function app_private.final_export_keep(), app_public.my_final_exports(), app_private.release_kept_export(uuid, uuid) from public;
+grant execute on function app_public.my_final_exports() to :DATABASE_VISITOR;
+grant execute on function app_private.release_kept_export(uuid, uuid) to :DATABASE_WORKER;
+grant execute on function app_private.final_export_keep() to :DATABASE_WORKER;

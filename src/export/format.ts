@@ -1,16 +1,23 @@
-// The format of an organization export (docs/EXPORT_AND_IMPORT.md): one zip holding, per table,
+// The format of an export (docs/EXPORT_AND_IMPORT.md), of an organization or of one person (a
+// contact, a user): one zip holding, per table,
 //   <table>.json  a JSON array of its rows, one row per line ("[", then `{...},` lines, then "]"),
 //                 exactly as PostgreSQL renders them (to_jsonb: numbers keep every digit)
 //   <table>.csv   the same rows as CSV (RFC 4180, a header line; NULL is an empty field)
-// and manifest.json: format version, the schema's last migration, the organization, when it
-// was made, the tables in the order they were written, rows per table and the SHA-256 of each file.
+// and manifest.json: format version, kind and subject, the schema's last migration, the
+// organization, when it was made, the tables in the order they were written, rows per table and
+// the SHA-256 of each file. Only an organization export can be imported.
 // Written by src/export/writer.ts (the data_export job), read by src/export/import.ts.
 
 export const EXPORT_FORMAT_VERSION = 1;
 
+/** app_public.data_exports.kind */
+export type ExportKind = 'organization' | 'contact' | 'user';
+
 export interface ExportManifest {
   formatVersion: number;
-  kind: 'organization';
+  kind: ExportKind;
+  /** The contact or user a person's export is about; null for an organization export. */
+  subjectId: string | null;
   organizationId: string;
   exportId: string;
   createdAt: string;

@@ -1,49 +1,40 @@
-// Writes an organization export (./format.ts) to a zip file on this machine, reading on `client`
-// inside the organization: the caller has begun the transaction and set app.org_id, as every
-// task does (src/worker/tasks/data_export.ts), so row-level security shows this organization's
-// rows only. Tables and columns come from the catalog (app_private.export_tables(),
-// sql/functions/data_exports.sql): a new tenant table is exported without anyone remembering.
+// Writes an export (./format.ts), of an organization or of one person, to a zip file on this
+// machine, reading on `client` inside the organization: the caller has begun the transaction and
+// set app.org_id, as every task does (src/worker/tasks/data_export.ts), so row-level security
+// shows this organization's rows only. What it holds (tables, columns, the SQL selecting the
+// rows) is the database's answer, app_private.export_sources (sql/functions/data_exports.sql):
+// read from the catalog, so a new tenant table is exported without anyone remembering.
 // Memory stays bounded: rows are read through a cursor, PAGE_ROWS at a time, compressed as they
 // come and written to the file synchronously (so nothing queues behind a slow disk).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { PoolClient } from 'pg';
 import { Zip, ZipDeflate } from 'fflate';
-import { csvLine, EXPORT_FORMAT_VERSION, type ExportManifest } from './format.ts';
+import { csvLine, EXPORT_FORMAT_VERSION, type ExportKind, type ExportManifest } from './format.ts';
 
 /** Rows fetched per round trip: at most a few MB of JSON (500 × a row of a few KB). */
 export const PAGE_ROWS = 500;
 
-interface ExportTable {
+/** One table of the export: its columns, and the SQL that selects its rows (each with an id). */
+interface ExportSource {
   table_name: string;
   columns: string[];
-  generated_columns: string[];
-  soft_delete: boolean;
+  source: string;
 }
 
 const ident = (name: string): string => `"${name.replaceAll('"', '""')}"`;
-
-/** The rows of `table` this organization has, as the worker reads them. */
-function sourceOf(table: ExportTable): string {
-  const cols = table.columns.map(ident).join(', ');
-  if (table.table_name === 'users') return `select ${cols} from app_private.export_users()`;
-  const own = table.table_name === 'organizations' ? 'id' : 'organization_id';
-  const live = `select ${cols} from app_public.${ident(table.table_name)} where ${own} = (select app_public.current_org_id())`;
-  // Soft-deleted rows the organization can still restore are its data too (and rows point at them).
-  return table.soft_delete ? `${live} union all select ${cols} from app_public.${ident(`deleted_${table.table_name}`)}()` : live;
-}
 
 export interface WrittenExport {
   manifest: ExportManifest;
   byteSize: number;
 }
 
-export async function writeOrganizationExport(
+export async function writeExport(
   client: PoolClient,
-  options: { organizationId: string; exportId: string; file: string; pageRows?: number },
+  options: { organizationId: string; exportId: string; kind: ExportKind; subjectId: string | null; file: string; pageRows?: number },
 ): Promise<WrittenExport> {
   const pageRows = options.pageRows ?? PAGE_ROWS;
-  const tables = (await client.query<ExportTable>('select * from app_private.export_tables()')).rows;
+  const tables = (await client.query<ExportSource>('select table_name, columns, source from app_private.export_sources($1)', [options.exportId])).rows;
   const schema = (await client.query<{ filename: string; hash: string }>('select * from app_private.schema_migration()')).rows[0];
   const fd = fs.openSync(options.file, 'w', 0o600);
   let failed: Error | undefined;
@@ -73,9 +64,9 @@ export async function writeOrganizationExport(
   };
 
   /** Every row of `table` in id order, PAGE_ROWS at a time, through a cursor. */
-  const eachPage = async (table: ExportTable, select: string, fn: (rows: Array<Record<string, unknown>>) => void): Promise<void> => {
+  const eachPage = async (table: ExportSource, select: string, fn: (rows: Array<Record<string, unknown>>) => void): Promise<void> => {
     const cursor = `export_${table.table_name}`;
-    await client.query(`declare ${ident(cursor)} no scroll cursor for select ${select} from (${sourceOf(table)}) x order by x.id`);
+    await client.query(`declare ${ident(cursor)} no scroll cursor for select ${select} from (${table.source}) x order by x.id`);
     for (;;) {
       const { rows } = await client.query(`fetch ${pageRows} from ${ident(cursor)}`);
       if (rows.length === 0) break;
@@ -104,7 +95,8 @@ export async function writeOrganizationExport(
     }
     const manifest: ExportManifest = {
       formatVersion: EXPORT_FORMAT_VERSION,
-      kind: 'organization',
+      kind: options.kind,
+      subjectId: options.subjectId,
       organizationId: options.organizationId,
       exportId: options.exportId,
       createdAt: new Date().toISOString(),

@@ -18,11 +18,16 @@ export function dataExportExpire(options: DataExportTaskOptions): Task {
 }
 
 // data_export_delete_object { organization_id, export_id }: the zip of an export row that was
-// deleted (its organization was deleted: sql/functions/organization_deletion.sql) goes too. The key
-// is made from the ids, never read from the payload, so the job can delete nothing else.
+// deleted (its organization was deleted: sql/functions/organization_deletion.sql) goes too; the
+// final export the purge kept goes when it expires (the job is queued for then; run earlier, it
+// deletes nothing: app_private.release_kept_export), and its app_private.kept_exports row with it.
+// The key is made from the ids, never read from the payload, so the job can delete nothing else.
 export function dataExportDeleteObject(options: DataExportTaskOptions): Task {
   return async (payload, helpers) => {
     const { organizationId, exportId } = await exportOf(payload, helpers);
+    const released = await helpers.withPgClient(async (client) =>
+      (await client.query<{ released: boolean }>('select app_private.release_kept_export($1, $2) as released', [organizationId, exportId])).rows[0].released);
+    if (!released) return; // kept for its owner until it expires
     await options.storage.delete(`exports/${organizationId}/${exportId}.zip`);
     helpers.logger.info('deleted export: its zip is deleted', { organizationId, exportId });
   };
