@@ -248,7 +248,12 @@ describe('an organization export', () => {
     expect(again.stderr).toContain(`Import refused: organization ${a.orgId} already exists in this database`);
   }, 120_000);
 
-  test('imports page by page: another organization, five rows per statement, has every row of its export and no other', async () => {
+  test('imports page by page: another organization, five rows per statement, has every row of its export and no other; an old event lands in its month', async () => {
+    // An event of May 2019, in that month's partition here (made in the writers' lock order).
+    await pool('owner').query(`lock table app_public.organizations in share row exclusive mode; lock table app_public.activity_events in access exclusive mode;
+      create table if not exists app_partitions.activity_events_2019_05 partition of app_public.activity_events for values from ('2019-05-01') to ('2019-06-01')`);
+    const old = (await pool('owner').query<{ id: string }>(
+      `insert into app_public.activity_events (organization_id, action, table_name, record_id, new_values, occurred_at) values ($1, 'insert', 'contacts', gen_random_uuid(), '{}', '2019-05-10') returning id`, [b.orgId])).rows[0].id;
     const other = await exported(b, 7);
     const file = path.join(tmp, 'b.zip');
     fs.writeFileSync(file, other.zip);
@@ -264,6 +269,8 @@ describe('an organization export', () => {
         expect([t.name, rows.map((r) => r.id)]).toEqual([t.name, exportedIds]);
         if (t.name !== 'users') expect([t.name, result.rows[t.name]]).toEqual([t.name, t.rows]);
       }
+      // The import made its month first: the event is not in the default partition.
+      expect((await there.query(`select tableoid::regclass::text as part from app_public.activity_events where id = $1`, [old])).rows).toEqual([{ part: 'app_partitions.activity_events_2019_05' }]);
     } finally {
       await there.end();
     }
