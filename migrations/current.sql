@@ -6,3 +6,4 @@
 --!include functions/data_exports.sql
 --!include functions/person_exports.sql
 --!include functions/organization_deletion.sql
+--!include functions/time_travel.sql
