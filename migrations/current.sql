@@ -1,1 +1,7 @@
--- Enter migration here
+-- The audit trigger reads the table's classification and parent from its arguments (written by
+-- attach_audit, classify_columns and set_audit_parent) and adds its outbox job with add_job.
+--!include functions/tenant_tables.sql
+--!include functions/personal_data.sql
+--!include functions/triggers.sql
+--!include functions/data_exports.sql
+--!include functions/erasure.sql

@@ -96,6 +96,16 @@ describe('each check reports a table that breaks its rule', () => {
     ['personal_data_classified.sql', 'an unclassified text column', `${GOOD_TABLE} alter table app_public.check_probe add column notes text;`],
     ['personal_data_classified.sql', 'an unclassified jsonb column', `${GOOD_TABLE} alter table app_public.check_probe add column details jsonb;`],
     ['personal_data_classified.sql', 'a classification of a column that does not exist', `${GOOD_TABLE} insert into app_private.data_columns values ('app_public', 'check_probe', 'gone', 'none', 'keep');`],
+    [
+      'audit_triggers_carry_classification.sql',
+      'a classification changed around classify_columns',
+      `${GOOD_TABLE} update app_private.data_columns set in_log = 'omit' where table_name = 'check_probe' and column_name = 'contact_email';`,
+    ],
+    [
+      'audit_triggers_carry_classification.sql',
+      'an audit trigger attached by hand',
+      `${GOOD_TABLE} create trigger check_probe_by_hand after insert on app_public.check_probe referencing new table as new_rows for each statement execute function app_private.tg__audit('organization_id');`,
+    ],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
     ['tenant_tables_require_organization.sql', 'no NO_ORGANIZATION trigger', `${GOOD_TABLE} drop trigger tg_check_probe__require_organization on app_public.check_probe;`],
     [

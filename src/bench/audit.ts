@@ -67,9 +67,13 @@ async function setUp(client: pg.Client): Promise<boolean> {
   if (start < 0 || end < 0) return false;
   const auditOnly = rows[0]!.def.slice(0, start) + rows[0]!.def.slice(end + '  end if;'.length);
   await client.query(auditOnly.replace(/FUNCTION app_private\.tg__audit\(\)/i, 'FUNCTION bench.tg__audit_only()'));
+  // With the arguments app_private.attach_audit gives the production trigger (the classification and parent).
+  const { rows: argRows } = await client.query<{ args: string }>(
+    `select string_agg(quote_literal(a), ', ' order by i) as args from unnest(app_private.audit_arguments('bench.items_audit', 'organization_id', '{}')) with ordinality as u(a, i)`,
+  );
   for (const op of ['insert', 'update', 'delete']) {
     const transition = op === 'insert' ? 'new table as new_rows' : op === 'delete' ? 'old table as old_rows' : 'old table as old_rows new table as new_rows';
-    await client.query(`create trigger tg_items_audit__audit_${op} after ${op} on bench.items_audit referencing ${transition} for each statement execute function bench.tg__audit_only('organization_id')`);
+    await client.query(`create trigger tg_items_audit__audit_${op} after ${op} on bench.items_audit referencing ${transition} for each statement execute function bench.tg__audit_only(${argRows[0]!.args})`);
   }
   return true;
 }
