@@ -113,6 +113,41 @@ test('columns marked secret are never copied into the log', async () => {
   }
 });
 
+// The trigger reads the classification from its arguments (sql/functions/triggers.sql): a table
+// classified or given a parent after its audit triggers exist is honoured from its next change on,
+// and its secret columns stay secret.
+test('a classification or parent given after the audit triggers exist is honoured by the next change', async () => {
+  const client = await pool('owner').connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('app.org_id', $1, true)`, [orgId]);
+    await client.query(`
+      create table app_public.audit_probe (
+        organization_id uuid not null references app_public.organizations,
+        id uuid not null default gen_random_uuid(),
+        label text, remark text, api_key text, client_company_id uuid,
+        created_at timestamptz not null default now(), updated_at timestamptz not null default now(),
+        primary key (organization_id, id));
+      call app_private.make_tenant_table('app_public.audit_probe', 'clients', secret_columns => array['api_key']);`);
+    const insert = `insert into app_public.audit_probe (organization_id, label, remark, api_key, client_company_id) values ($1, 'x', 'said', 'sk_live_123', gen_random_uuid()) returning id`;
+    const before = (await client.query(insert, [orgId])).rows[0].id;
+    await client.query(`call app_private.classify_columns('app_public.audit_probe', '{"label": ["free_text", "mask"], "remark": ["free_text", "omit"]}')`);
+    await client.query(`call app_private.set_audit_parent('app_public.audit_probe', 'client_company_id', 'app_public.client_companies')`);
+    const after = (await client.query(insert, [orgId])).rows[0].id;
+    const event = async (id: string) => (await client.query<Event & { parent_table: string | null }>('select * from app_public.activity_events where record_id = $1', [id])).rows[0]!;
+    expect((await event(before)).new_values).toMatchObject({ label: 'x', remark: 'said' });
+    expect((await event(before)).parent_table).toBeNull();
+    const classified = await event(after);
+    expect(classified.new_values).toMatchObject({ label: '[masked]' });
+    expect(classified.new_values).not.toHaveProperty('remark');
+    expect(classified.new_values).not.toHaveProperty('api_key');
+    expect(classified.parent_table).toBe('client_companies');
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+});
+
 describe('activity_events is append-only for every role the app uses (42501)', () => {
   const statements = {
     update: `update app_public.activity_events set action = 'update'`,
