@@ -1,3 +1,6 @@
+--!include functions/tenant_tables.sql
+--!include functions/personal_data.sql
+--!include functions/triggers.sql
 --!include functions/retention.sql
 --!include functions/activity_retention.sql
 --!include functions/erasure.sql

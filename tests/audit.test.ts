@@ -87,7 +87,8 @@ describe('one event per change, with actor and organization', () => {
   });
 });
 
-test('columns marked secret are never copied into the log', async () => {
+/** In a rolled-back transaction of the owner: an audited table app_public.audit_probe with `columns` (api_key secret). */
+async function withAuditProbe(columns: string, body: (client: pg.PoolClient) => Promise<void>): Promise<void> {
   const client = await pool('owner').connect();
   try {
     await client.query('begin');
@@ -96,10 +97,19 @@ test('columns marked secret are never copied into the log', async () => {
       create table app_public.audit_probe (
         organization_id uuid not null references app_public.organizations,
         id uuid not null default gen_random_uuid(),
-        label text, api_key text,
+        ${columns}, api_key text,
         created_at timestamptz not null default now(), updated_at timestamptz not null default now(),
         primary key (organization_id, id));
       call app_private.make_tenant_table('app_public.audit_probe', 'clients', secret_columns => array['api_key']);`);
+    await body(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+test('columns marked secret are never copied into the log', () =>
+  withAuditProbe('label text', async (client) => {
     const { rows } = await client.query(`insert into app_public.audit_probe (organization_id, label, api_key) values ($1, 'x', 'sk_live_123') returning id`, [orgId]);
     await client.query(`update app_public.audit_probe set api_key = 'sk_live_456', label = 'y'`);
     const events = (await client.query<Event>('select * from app_public.activity_events where record_id = $1 order by occurred_at, action', [rows[0].id])).rows;
@@ -107,11 +117,27 @@ test('columns marked secret are never copied into the log', async () => {
     expect(JSON.stringify(events)).not.toContain('sk_live');
     expect(events[0].new_values).toMatchObject({ label: 'x' });
     expect(events[0].new_values).not.toHaveProperty('api_key');
-  } finally {
-    await client.query('rollback');
-    client.release();
-  }
-});
+  }));
+
+// The trigger reads the classification from its arguments (sql/functions/triggers.sql): a table
+// classified or given a parent after its audit triggers exist is honoured from its next change on,
+// and its secret columns stay secret.
+test('a classification or parent given after the audit triggers exist is honoured by the next change', () =>
+  withAuditProbe('label text, remark text, client_company_id uuid', async (client) => {
+    const insert = `insert into app_public.audit_probe (organization_id, label, remark, api_key, client_company_id) values ($1, 'x', 'said', 'sk_live_123', gen_random_uuid()) returning id`;
+    const before = (await client.query(insert, [orgId])).rows[0].id;
+    await client.query(`call app_private.classify_columns('app_public.audit_probe', '{"label": ["free_text", "mask"], "remark": ["free_text", "omit"]}')`);
+    await client.query(`call app_private.set_audit_parent('app_public.audit_probe', 'client_company_id', 'app_public.client_companies')`);
+    const after = (await client.query(insert, [orgId])).rows[0].id;
+    const event = async (id: string) => (await client.query<Event & { parent_table: string | null }>('select * from app_public.activity_events where record_id = $1', [id])).rows[0]!;
+    expect((await event(before)).new_values).toMatchObject({ label: 'x', remark: 'said' });
+    expect((await event(before)).parent_table).toBeNull();
+    const classified = await event(after);
+    expect(classified.new_values).toMatchObject({ label: '[masked]' });
+    expect(classified.new_values).not.toHaveProperty('remark');
+    expect(classified.new_values).not.toHaveProperty('api_key');
+    expect(classified.parent_table).toBe('client_companies');
+  }));
 
 describe('activity_events is append-only for every role the app uses (42501)', () => {
   const statements = {

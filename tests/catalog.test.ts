@@ -99,6 +99,16 @@ describe('each check reports a table that breaks its rule', () => {
     ['personal_data_classified.sql', 'a classification of a column that does not exist', `${GOOD_TABLE} insert into app_private.data_columns values ('app_public', 'check_probe', 'gone', 'none', 'keep');`],
     ['record_retention_declared.sql', 'an undeclared table with a money column', `${GOOD_TABLE} delete from app_private.record_retention_classes where table_name = 'check_probe';`],
     ['record_retention_declared.sql', 'a declaration of a table that does not exist', `${GOOD_TABLE} insert into app_private.record_retention_classes values ('check_probe_gone', true, 'test');`],
+    [
+      'audit_triggers_carry_classification.sql',
+      'a classification changed around classify_columns',
+      `${GOOD_TABLE} update app_private.data_columns set in_log = 'omit' where table_name = 'check_probe' and column_name = 'contact_email';`,
+    ],
+    [
+      'audit_triggers_carry_classification.sql',
+      'an audit trigger attached by hand',
+      `${GOOD_TABLE} create trigger check_probe_by_hand after insert on app_public.check_probe referencing new table as new_rows for each statement execute function app_private.tg__audit('organization_id');`,
+    ],
     ['tenant_tables_audited.sql', 'a missing audit trigger', `${GOOD_TABLE} drop trigger tg_check_probe__audit_update on app_public.check_probe;`],
     ['tenant_tables_require_organization.sql', 'no NO_ORGANIZATION trigger', `${GOOD_TABLE} drop trigger tg_check_probe__require_organization on app_public.check_probe;`],
     [

@@ -122,11 +122,11 @@ as $$
       and c.relname <> all (app_private.export_excluded_tables())
   ),
   secrets as (
-    -- The audit trigger's arguments: org column, then the secret columns (sql/functions/tenant_tables.sql).
+    -- The audit trigger's second argument: its secret columns (layout in sql/functions/triggers.sql).
     select t.tgrelid as oid, s.col
     from pg_trigger t
-    cross join lateral unnest((string_to_array(encode(t.tgargs, 'escape'), '\000'))[2:]) as s(col)
-    where t.tgname like 'tg\_%\_\_audit\_insert' and not t.tgisinternal
+    cross join lateral unnest((app_private.trigger_arguments(t.tgargs, t.tgnargs))[2]::text[]) as s(col)
+    where t.tgname like 'tg\_%\_\_audit\_insert' and t.tgfoid = 'app_private.tg__audit'::regproc and not t.tgisinternal
   )
   select t.table_name,
     array_agg(a.attname::text order by a.attnum),
@@ -437,6 +437,8 @@ grant execute on function
   app_private.fail_data_export(uuid, text),
   app_private.expire_data_export(uuid)
 to :DATABASE_WORKER;
+-- export_tables (run by the worker) reads the audit triggers' secret columns with it.
+grant execute on function app_private.trigger_arguments(bytea, integer) to :DATABASE_WORKER;
 
 ------------------------------------------------------------------------------------------------
 -- Import (`import-organization`, src/export/import.ts): what the imported rows imply, set by the

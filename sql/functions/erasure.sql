@@ -25,7 +25,7 @@
 --     lose the person.
 -- Deleting a whole organization is sql/functions/organization_deletion.sql.
 --
--- The activity log is append-only (sql/functions/triggers.sql, tg__append_only) for every role,
+-- The activity log is append-only (app_private.tg__append_only, below) for every role,
 -- the owner included, with one exception: inside the transaction of an erasure (a row in
 -- app_private.erasure_transactions, written only by app_private.run_erasure), the old and new
 -- values of that organization's events may be rewritten, and nothing else about them. The edit

@@ -52,6 +52,74 @@ alter table app_private.audit_parents enable row level security;
 alter table app_private.audit_parents force row level security;
 comment on table app_private.audit_parents is 'For events of table_name: the column naming the parent record and the parent''s table (line item → invoice, payment → invoice, task → project). Filled by app_private.set_audit_parent.';
 
+-- The arguments of a trigger, as text (pg_trigger.tgargs holds `nargs` zero-terminated strings).
+create or replace function app_private.trigger_arguments(args bytea, nargs integer) returns text[]
+language plpgsql immutable parallel safe
+set search_path = pg_catalog
+as $$
+declare
+  v_arguments text[] := '{}';
+  v_end integer;
+begin
+  for i in 1..nargs loop
+    v_end := position('\x00'::bytea in args);
+    v_arguments := v_arguments || convert_from(substring(args from 1 for v_end - 1), getdatabaseencoding());
+    args := substring(args from v_end + 1);
+  end loop;
+  return v_arguments;
+end
+$$;
+revoke all on function app_private.trigger_arguments(bytea, integer) from public;
+
+-- What app_private.tg__audit needs to know of `tbl`, as its trigger arguments (their layout is
+-- described in sql/functions/triggers.sql): the organization column, the secret columns, the
+-- columns left out of the log (secrets and `omit`), the `mask` columns, and the parent column and
+-- table ('' when none). app_private.attach_audit writes them; the catalog check
+-- sql/checks/audit_triggers_carry_classification.sql finds triggers whose arguments are not these.
+create or replace function app_private.audit_arguments(tbl regclass, org_column text, secret_columns text[]) returns text[]
+language sql stable
+set search_path = pg_catalog
+as $$
+  select array[
+    org_column,
+    secret_columns::text,
+    array(select distinct s.col from unnest(secret_columns || array_agg(d.column_name) filter (where d.in_log = 'omit')) as s(col) order by 1)::text,
+    coalesce(array_agg(d.column_name order by d.column_name) filter (where d.in_log = 'mask'), '{}')::text,
+    coalesce(min(p.parent_column), ''),
+    coalesce(min(p.parent_table), '')
+  ]
+  from pg_class c
+  join pg_namespace n on n.oid = c.relnamespace
+  left join app_private.data_columns d on d.schema_name = n.nspname and d.table_name = c.relname and d.in_log <> 'keep'
+  left join app_private.audit_parents p on p.schema_name = n.nspname and p.table_name = c.relname
+  where c.oid = tbl
+$$;
+
+-- Writes the audit triggers of `tbl` again if their arguments no longer say its classification
+-- and parent (app_private.attach_audit leaves them alone otherwise), keeping their organization and
+-- secret columns. A table without audit triggers is left alone. Called by classify_columns and
+-- set_audit_parent.
+create or replace procedure app_private.refresh_audit(tbl regclass)
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  v_arguments text[];
+begin
+  select app_private.trigger_arguments(t.tgargs, t.tgnargs) into v_arguments
+  from pg_trigger t
+  where t.tgrelid = tbl and t.tgfoid = 'app_private.tg__audit'::regproc
+    and t.tgname = format('tg_%s__audit_insert', (select relname from pg_class where oid = tbl));
+  if v_arguments is null then
+    return;
+  end if;
+  -- Triggers attached before their arguments carried the classification (migrations up to
+  -- 000025) list the secret columns themselves after the organization column.
+  call app_private.attach_audit(tbl, v_arguments[1],
+    case when cardinality(v_arguments) = 6 and left(v_arguments[2], 1) = '{' then v_arguments[2]::text[] else v_arguments[2:] end);
+end
+$$;
+
 -- Classifies columns of `tbl`: `columns` maps each column to its category, or to
 -- [category, in_log] to choose the treatment. Without one: secrets are omitted, copies omitted,
 -- identifiers masked, everything else kept. Columns must exist; a column classified again takes
@@ -78,6 +146,7 @@ begin
       case when v_category in ('secret', 'copy') then 'omit' when v_category = 'identifier' then 'mask' else 'keep' end))
     on conflict (schema_name, table_name, column_name) do update set category = excluded.category, in_log = excluded.in_log;
   end loop;
+  call app_private.refresh_audit(tbl);
 end
 $$;
 
@@ -93,6 +162,7 @@ begin
   select n.nspname, c.relname, parent_column, (select relname from pg_class where oid = parent_table)
   from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = tbl
   on conflict (schema_name, table_name) do update set parent_column = excluded.parent_column, parent_table = excluded.parent_table;
+  call app_private.refresh_audit(tbl);
 end
 $$;
 
@@ -183,3 +253,15 @@ call app_private.set_audit_parent('app_public.invoice_line_items', 'invoice_id',
 call app_private.set_audit_parent('app_public.payments', 'invoice_id', 'app_public.invoices');
 call app_private.set_audit_parent('app_public.bills', 'vendor_id', 'app_public.vendors');
 call app_private.set_audit_parent('app_public.webhook_deliveries', 'endpoint_id', 'app_public.webhook_endpoints');
+
+-- Every audited table's triggers carry its classification and parent: written again where they do
+-- not (triggers attached before their arguments carried them, tables classified in other files).
+do $$
+declare
+  v_table regclass;
+begin
+  for v_table in select distinct t.tgrelid::regclass from pg_trigger t where t.tgfoid = 'app_private.tg__audit'::regproc loop
+    call app_private.refresh_audit(v_table);
+  end loop;
+end
+$$;

@@ -208,13 +208,19 @@ $$;
 
 -- The audit trigger (app_private.tg__audit): one statement-level trigger per operation, with
 -- transition tables. `org_column` holds the organization id; `secret_columns` are never copied.
+-- The triggers' arguments also carry the table's classification and parent
+-- (app_private.audit_arguments, sql/functions/personal_data.sql), so the trigger reads them from
+-- its arguments instead of looking them up for every statement; app_private.classify_columns and
+-- app_private.set_audit_parent write them again when they change. Triggers that already carry
+-- these arguments are left as they are.
 create or replace procedure app_private.attach_audit(tbl regclass, org_column text default 'organization_id', secret_columns text[] default '{}')
 language plpgsql
 set search_path = pg_catalog
 as $$
 declare
   v_rel text := (select relname from pg_class where oid = tbl);
-  v_args text := (select string_agg(quote_literal(a), ', ') from unnest(array[org_column] || secret_columns) as a);
+  v_arguments text[];
+  v_args text;
   v_op text;
 begin
   if exists (
@@ -223,6 +229,16 @@ begin
   ) then
     raise exception 'secret_columns % are not all columns of %', secret_columns, tbl;
   end if;
+  v_arguments := app_private.audit_arguments(tbl, org_column, secret_columns);
+  if (
+    select count(*) from pg_trigger t
+    where t.tgrelid = tbl and t.tgfoid = 'app_private.tg__audit'::regproc
+      and t.tgname in (format('tg_%s__audit_insert', v_rel), format('tg_%s__audit_update', v_rel), format('tg_%s__audit_delete', v_rel))
+      and app_private.trigger_arguments(t.tgargs, t.tgnargs) = v_arguments
+  ) = 3 then
+    return;
+  end if;
+  v_args := (select string_agg(quote_literal(a), ', ') from unnest(v_arguments) as a);
   foreach v_op in array array['insert', 'update', 'delete'] loop
     execute format('drop trigger if exists %I on %s', format('tg_%s__audit_%s', v_rel, v_op), tbl);
     execute format('create trigger %I after %s on %s referencing %s for each statement execute function app_private.tg__audit(%s)',

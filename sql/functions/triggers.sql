@@ -17,13 +17,20 @@ $$;
 -- before/after, when, transaction), then enqueues the outbox job `dispatch_activity` in the
 -- same transaction: one per organization and transaction (job_key collapses the statements of
 -- one transaction), so a rolled-back change never produces a job and a committed one always does.
--- Arguments: TG_ARGV[0] = the column holding the organization id ('organization_id', or 'id'
--- on app_public.organizations); TG_ARGV[1..] = secret columns, never copied into the event.
--- What is copied follows the table's classification (sql/functions/personal_data.sql): columns
--- classified `omit` are left out like secrets, `mask` columns read "[masked]". Each event also
--- gets its place in the log (seq: commit order for one record, statement order within a
--- transaction), the parent record it belongs to (app_private.audit_parents) and, for updates,
--- the columns that changed (masked ones included, omitted ones not).
+-- Arguments, written by app_private.attach_audit (sql/functions/tenant_tables.sql) from the
+-- table's classification (sql/functions/personal_data.sql), so that no statement looks it up:
+--   TG_ARGV[0]  the column holding the organization id ('organization_id', or 'id' on
+--               app_public.organizations)
+--   TG_ARGV[1]  the secret columns (array literal): never copied into the event
+--   TG_ARGV[2]  the columns left out of the event (array literal): the secrets and the columns
+--               classified `omit`
+--   TG_ARGV[3]  the columns classified `mask` (array literal, sorted): a non-null value reads
+--               "[masked]"
+--   TG_ARGV[4], TG_ARGV[5]  the column naming the parent record and the parent's table
+--               (app_private.audit_parents), or '' when the table has none
+-- Each event also gets its place in the log (seq: commit order for one record, statement order
+-- within a transaction), the parent record it belongs to and, for updates, the columns that
+-- changed (masked ones included, omitted ones not).
 -- An UPDATE that changes nothing but updated_at writes no event, nor does the purge of a deleted
 -- organization (sql/functions/organization_deletion.sql).
 -- Each row is turned into JSON once (`to_jsonb(new_rows.*)`: the `.*` means the row even when the
@@ -31,38 +38,49 @@ $$;
 -- (app_private.log_values is inlined, so an unmaterialized JSON would be built once per use).
 -- SECURITY DEFINER: the acting role (the visitor) has no privilege on activity_events or
 -- on the job queue; only this function writes there.
--- Its statements use generic plans (plan_cache_mode): they differ per table only in the values of
--- variables, and a custom plan would be made again for every statement that fires the trigger
--- (with the classification's arrays as constants, PL/pgSQL judged custom plans cheaper and planned
--- the event insert anew each time: a third of a single-row update's audit cost, measured).
+-- The event statements use generic plans (plan_cache_mode, set for them only): they differ per
+-- table only in the values of variables, and a custom plan would be made again for every
+-- statement that fires the trigger (with the classification's arrays as constants, PL/pgSQL
+-- judged custom plans cheaper and planned the event insert anew each time: a third of a
+-- single-row update's audit cost, measured). The setting goes back before the outbox step: set for
+-- the whole function it reached graphile_worker's own statements, whose generic plans scanned the
+-- whole job table (measured on PostgreSQL 18).
+-- The outbox job is added with job_key_mode 'unsafe_dedupe': its key names this transaction, so no
+-- worker can have seen or started a job with that key, and a later statement of the same
+-- transaction only finds its own uncommitted job, which stays as it is (the mode's risk, acting on
+-- a job that already started, cannot arise). It costs two statements against add_jobs' four.
 create or replace function app_private.tg__audit() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
-set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_org_column text := tg_argv[0];
-  v_omit text[] := coalesce(tg_argv[1:], '{}');
+  v_omit text[];
   v_mask text[];
   v_parent_column text;
   v_parent_table text;
-  v_actor uuid := app_public.current_user_id();
-  v_txid bigint := pg_current_xact_id()::text::bigint;
+  v_actor uuid;
+  v_txid bigint;
   v_orgs uuid[];
   v_nestloop text;
+  v_plan_cache_mode text;
+  v_org uuid;
 begin
   -- A deleted organization's purge deletes its log with its rows: no events for it.
   if current_setting('app.erasure', true) <> '' and app_private.erasing(null, 'organization') then
     return null;
   end if;
-  -- The table's classification and parent, in one query per statement.
-  select v_omit || coalesce(array_agg(d.column_name) filter (where d.in_log = 'omit'), '{}'),
-    coalesce(array_agg(d.column_name order by d.column_name) filter (where d.in_log = 'mask'), '{}'),
-    min(p.parent_column), min(p.parent_table)
-  into v_omit, v_mask, v_parent_column, v_parent_table
-  from (select) as statement
-  left join app_private.data_columns d on d.schema_name = tg_table_schema and d.table_name = tg_table_name and d.in_log <> 'keep'
-  left join app_private.audit_parents p on p.schema_name = tg_table_schema and p.table_name = tg_table_name;
+  if tg_nargs <> 6 then
+    raise exception 'The audit trigger of %.% was not attached by app_private.attach_audit (it takes 6 arguments, got %)', tg_table_schema, tg_table_name, tg_nargs;
+  end if;
+  v_omit := tg_argv[2]::text[];
+  v_mask := tg_argv[3]::text[];
+  v_parent_column := nullif(tg_argv[4], '');
+  v_parent_table := nullif(tg_argv[5], '');
+  v_actor := app_public.current_user_id();
+  v_txid := pg_current_xact_id()::text::bigint;
+  v_plan_cache_mode := current_setting('plan_cache_mode');
+  perform set_config('plan_cache_mode', 'force_generic_plan', true);
 
   if tg_op = 'INSERT' then
     with rows as materialized (select to_jsonb(new_rows.*) as j from new_rows),
@@ -118,31 +136,21 @@ begin
     select array_agg(distinct organization_id) into v_orgs from events;
     perform set_config('enable_nestloop', v_nestloop, true);
   end if;
+  perform set_config('plan_cache_mode', v_plan_cache_mode, true);
 
   if v_orgs is not null then
-    perform graphile_worker.add_jobs(array(
-      select row(
-        'dispatch_activity',
-        json_build_object('organization_id', org, 'transaction_id', v_txid),
-        null, null, null,
-        format('dispatch_activity:%s:%s', org, v_txid),
-        null, null
-      )::graphile_worker.job_spec
-      from unnest(v_orgs) as org
-    ));
+    foreach v_org in array v_orgs loop
+      perform graphile_worker.add_job('dispatch_activity',
+        json_build_object('organization_id', v_org, 'transaction_id', v_txid),
+        job_key => format('dispatch_activity:%s:%s', v_org, v_txid),
+        job_key_mode => 'unsafe_dedupe');
+    end loop;
   end if;
   return null;
 end
 $$;
 
--- BEFORE UPDATE/DELETE per row and BEFORE TRUNCATE on append-only tables (activity_events):
--- a second lock behind the revoked privileges, for any role that might get them back.
-create or replace function app_private.tg__append_only() returns trigger
-language plpgsql
-set search_path = pg_catalog
-as $$
-begin
-  raise exception '% is append-only: rows cannot be changed or deleted', tg_table_name
-    using errcode = '42501';
-end
-$$;
+-- The append-only trigger of the activity log (app_private.tg__append_only: BEFORE UPDATE/DELETE
+-- per row and BEFORE TRUNCATE) is defined in sql/functions/erasure.sql, with the one door an
+-- erasure opens; it was defined here first, and is no longer, so that including this file again
+-- cannot put back the version without the door.
