@@ -197,14 +197,16 @@ describe('outbox: the job is enqueued in the same transaction as the change', ()
       async (c) => {
         await c.query(`insert into app_public.client_companies (name) values ('Outbox one')`);
         await c.query(`insert into app_public.client_companies (name) values ('Outbox two')`);
-        return (await c.query(`select pg_current_xact_id()::text as txid`)).rows[0].txid as string;
+        return (await c.query(`select pg_current_xact_id()::text as txid, now() as at`)).rows[0] as { txid: string; at: Date };
       },
       { commit: true },
     );
-    const jobs = await jobsFor(txid);
+    const jobs = await jobsFor(txid.txid);
     expect(jobs).toHaveLength(1); // two statements, one transaction: job_key collapses them
-    expect(jobs[0].payload).toEqual({ organization_id: orgId, transaction_id: Number(txid) });
-    expect(jobs[0].key).toBe(`dispatch_activity:${orgId}:${txid}`);
+    // The transaction's time, for the dispatch to look in that month of the log only.
+    expect(jobs[0].payload).toEqual({ organization_id: orgId, transaction_id: Number(txid.txid), occurred_at: expect.any(String) });
+    expect(new Date((jobs[0].payload as unknown as { occurred_at: string }).occurred_at).getTime()).toBe(txid.at.getTime());
+    expect(jobs[0].key).toBe(`dispatch_activity:${orgId}:${txid.txid}`);
   });
 
   test('a rolled-back change enqueues nothing', async () => {

@@ -141,7 +141,7 @@ begin
   if v_orgs is not null then
     foreach v_org in array v_orgs loop
       perform graphile_worker.add_job('dispatch_activity',
-        json_build_object('organization_id', v_org, 'transaction_id', v_txid),
+        json_build_object('organization_id', v_org, 'transaction_id', v_txid, 'occurred_at', now()),
         job_key => format('dispatch_activity:%s:%s', v_org, v_txid),
         job_key_mode => 'unsafe_dedupe');
     end loop;
