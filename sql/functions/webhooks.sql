@@ -321,19 +321,23 @@ begin
   ),
   deliveries as (
     insert into app_public.webhook_deliveries (organization_id, id, endpoint_id, event_type, activity_event_id, payload)
-    select v_org, d.id, w.id, ev.event_type, ev.id,
+    select v_org, d.id, d.endpoint_id, d.event_type, d.event_id,
       jsonb_build_object(
         'id', d.id,
-        'type', ev.event_type,
-        'created_at', ev.occurred_at,
+        'type', d.event_type,
+        'created_at', d.occurred_at,
         'organization_id', v_org,
-        'data', jsonb_build_object('table', ev.table_name, 'id', ev.record_id, 'object', ev.new_values, 'previous', ev.previous)
+        'data', jsonb_build_object('table', d.table_name, 'id', d.record_id, 'object', d.new_values, 'previous', d.previous)
       )
-    from events ev
-    join app_public.webhook_endpoints w on w.organization_id = v_org and w.enabled and w.deleted_at is null
-      and (ev.event_type = any (w.event_types) or '*' = any (w.event_types))
-      and ev.occurred_at >= w.created_at -- an endpoint receives what happens after it was registered
-    cross join lateral (select gen_random_uuid() as id) d
+    from (
+      -- A new id per delivery: in the select list, evaluated for each row (an uncorrelated
+      -- sub-select would be evaluated once and give every delivery the same id).
+      select gen_random_uuid() as id, w.id as endpoint_id, ev.event_type, ev.id as event_id, ev.occurred_at, ev.table_name, ev.record_id, ev.new_values, ev.previous
+      from events ev
+      join app_public.webhook_endpoints w on w.organization_id = v_org and w.enabled and w.deleted_at is null
+        and (ev.event_type = any (w.event_types) or '*' = any (w.event_types))
+        and ev.occurred_at >= w.created_at -- an endpoint receives what happens after it was registered
+    ) d
     on conflict on constraint webhook_deliveries_one_per_event do nothing
     returning organization_id, id
   )

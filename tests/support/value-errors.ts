@@ -21,4 +21,7 @@ export const DOMAIN_RULE_SAMPLES: Record<string, string> = {
   business_timestamp_range: `select 'infinity'::app_public.business_timestamp`,
   email_address_format: `select 'not an email'::app_public.email_address`,
   retention_window_range: `select 366::app_public.retention_window`,
+  activity_retention_window_range: `select 29::app_public.activity_retention_window`,
+  financial_retention_years_range: `select 31::app_public.financial_retention_years`,
+  country_code_format: `select 'de'::app_public.country_code`,
 };
