@@ -1,12 +1,1 @@
---!include functions/tenant_tables.sql
---!include functions/personal_data.sql
---!include functions/triggers.sql
---!include functions/retention.sql
---!include functions/activity_retention.sql
---!include functions/erasure.sql
---!include functions/retention_growing.sql
---!include functions/webhooks.sql
---!include functions/data_exports.sql
---!include functions/person_exports.sql
---!include functions/organization_deletion.sql
---!include functions/time_travel.sql
+-- Enter migration here
