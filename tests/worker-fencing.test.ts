@@ -102,7 +102,8 @@ function memoryLogger(): { log: pino.Logger; lines: Line[] } {
   return { log: pino({ level: 'info' }, { write: (text: string) => void lines.push(JSON.parse(text)) }), lines };
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+/** `state` says, when it times out, what was seen instead. */
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, state?: () => Promise<unknown>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let value: T | undefined | false;
@@ -112,10 +113,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
       if (String(error).includes('worker exited')) throw error;
     }
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${state ? `; seen instead: ${JSON.stringify(await state().catch(String), null, 1)}` : ''}`);
     await sleep(50);
   }
 }
+
+/** A worker's log lines without their timing fields, for a failure message. */
+const outline = (lines: Line[]) => lines.map(({ msg, jobId, task, moment, err, error, stderr }) => ({ msg, jobId, task, moment, err: err?.message ?? error, stderr }));
 
 describe('a worker paused past the stale time', () => {
   test('SIGSTOP then SIGCONT: the jobs it held run once, on the worker that took them over; it sends and completes none of them', async () => {
@@ -146,7 +150,12 @@ describe('a worker paused past the stale time', () => {
     await waitFor('both its job slots to wait for the secrets', async () => {
       const { rows } = await locker.query('select count(*)::int as n from pg_stat_activity where pg_backend_pid() = any (pg_blocking_pids(pid))');
       return rows[0].n === 2 && paused.lines.filter((l) => l.msg === 'job started').length === 2;
-    });
+    }, 30_000, async () => ({
+      blocked: (await locker.query("select usename, wait_event_type, wait_event, state, left(query, 120) as query from pg_stat_activity where pg_backend_pid() = any (pg_blocking_pids(pid))")).rows,
+      others: (await locker.query("select usename, wait_event_type, wait_event, state, left(query, 120) as query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle'")).rows,
+      jobs: (await locker.query('select id::text, task_identifier, locked_by is not null as locked, attempts, left(last_error, 160) as last_error from graphile_worker.jobs order by id')).rows,
+      worker: outline(paused.lines),
+    }));
     const running = paused.lines.filter((l) => l.msg === 'job started').map((l) => String(l.jobId));
     expect(running.every((id) => jobIds.has(id))).toBe(true);
     const held = await pool('worker').query<{ locked_by: string | null }>('select distinct locked_by from graphile_worker._private_jobs where id = any ($1::bigint[])', [[...jobIds]]);

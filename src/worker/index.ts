@@ -17,7 +17,7 @@ import { Fence, fenceTasks, JobFencedError } from './fencing.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import { orderFetchedJobs } from './job-order.ts';
 import { DEFAULT_QUEUE_VACUUM, startQueueVacuum, type QueueVacuumOptions } from './queue-vacuum.ts';
-import { shutdownErrorsPlugin } from './shutdown-errors.ts';
+import { guardLocalQueueReturns, shutdownErrorsPlugin } from './shutdown-errors.ts';
 import { createTaskList } from './tasks/index.ts';
 import type { FileTaskOptions } from './tasks/files.ts';
 
@@ -120,6 +120,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const events = new EventEmitter() as WorkerEvents;
   let workerId: string | undefined;
   events.on('pool:create', ({ workerPool }) => (workerId = workerPool.id));
+  guardLocalQueueReturns(events, log);
   const started = new Map<string, number>();
   const jobLog = log.child({ component: 'job' });
   events.on('job:start', ({ job }) => {
