@@ -140,7 +140,7 @@ export async function startAtrium(config: Config, log: Logger, options: StartOpt
       const tokens = createTokenService(db.jwtSecret, config.auth.accessTokenTtlSeconds);
       const pool = createApiPool(db, log);
       closers.push({ name: 'API pool', close: () => pool.end() });
-      const pgl = createPostGraphile(makePreset(config, pool, tokens, errors, log, storage));
+      const pgl = await createPostGraphile(makePreset(config, pool, tokens, errors, log, storage), log);
       closers.push({ name: 'graphql', close: async () => void (await pgl.release()) });
       const rateLimits = config.rateLimits.enabled ? createRateLimits(config.rateLimits, log) : undefined;
       if (rateLimits) closers.push({ name: 'rate limits', close: () => rateLimits.close() });

@@ -7,6 +7,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { postgraphile, type PostGraphileInstance } from 'postgraphile';
 import { PostGraphileConnectionFilterPreset } from 'postgraphile-plugin-connection-filter';
 import type { Request } from 'express';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import type { TokenService } from '../auth/tokens.ts';
@@ -27,6 +28,7 @@ import { PartitionedIndexBehaviorsPlugin } from './partitioned-indexes.ts';
 import type { FileStorage } from '../storage/index.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
 import type { Logger } from '../log.ts';
+import { isDatabaseUnavailable } from '../db/unavailable.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -177,6 +179,33 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
   };
 }
 
-export function createPostGraphile(preset: GraphileConfig.Preset): PostGraphileInstance {
-  return postgraphile(preset);
+/** How long start-up keeps trying to read the schema from a database that does not answer (ms). */
+export const SCHEMA_BUILD_PATIENCE_MS = 60_000;
+
+/**
+ * PostGraphile with its schema built. It reads the schema from the database once, when made, and
+ * keeps that result: a build that failed because the database did not answer (a connection that
+ * timed out on a loaded machine, a restart) would leave every later request failing. So the build
+ * is awaited here, and made again on such a failure, with growing pauses, for up to
+ * `patienceMs`; any other failure, or the database still silent then, fails the start.
+ */
+export async function createPostGraphile(
+  preset: GraphileConfig.Preset,
+  log: Logger,
+  patienceMs = SCHEMA_BUILD_PATIENCE_MS,
+): Promise<PostGraphileInstance> {
+  const deadline = Date.now() + patienceMs;
+  for (let attempt = 1; ; attempt++) {
+    const pgl = postgraphile(preset);
+    try {
+      await pgl.getSchema();
+      return pgl;
+    } catch (error) {
+      await Promise.resolve().then(() => pgl.release()).catch(() => undefined);
+      if (!isDatabaseUnavailable(error) || Date.now() >= deadline) throw error;
+      const pauseMs = Math.min(250 * 2 ** (attempt - 1), 5_000, Math.max(0, deadline - Date.now()));
+      log.warn({ attempt, error: (error as Error).message, retryInMs: pauseMs }, 'the database did not answer while the GraphQL schema was read; trying again');
+      await sleep(pauseMs);
+    }
+  }
 }
