@@ -163,6 +163,29 @@ describe('between two moments', () => {
   });
 });
 
+describe('a page of the timeline', () => {
+  // A bulk transaction writes thousands of events at one instant (its occurred_at): a page of the
+  // window or of the newest events must come from the time index in the timeline's order
+  // (occurred_at, seq), not from sorting all the events of that instant. With sorts disabled the
+  // planner sorts only when no index gives the order.
+  test('is read in the timeline\'s order from the time index, both ways: the events of one instant are not sorted', async () => {
+    const plans = await asVisitor(sessionOf(a.owner, a.orgId), async (c) => {
+      await c.query(`insert into app_public.client_companies (name) select 'Bulk ' || g from generate_series(1, 50) g`);
+      await c.query('set local enable_sort = off');
+      await c.query('set local enable_incremental_sort = off');
+      const plan = async (sql: string) => JSON.stringify((await c.query(`explain (format json) ${sql}`)).rows[0]['QUERY PLAN']);
+      return [
+        await plan(`select * from app_public.activity_between(now() - interval '1 hour', now() + interval '1 hour') limit 10`),
+        await plan('select * from app_public.activity_events order by occurred_at desc, seq desc limit 10'),
+      ];
+    });
+    for (const p of plans) {
+      expect(p).not.toMatch(/"Node Type": "(Incremental )?Sort"/);
+      expect(p).toMatch(/occurred_at_seq_idx/);
+    }
+  });
+});
+
 describe('personal data in the log follows its classification', () => {
   test('masked columns (notes, message bodies) are "[masked]" in the log, and the change to them is still named', async () => {
     const own = sessionOf(a.owner, a.orgId);

@@ -147,7 +147,12 @@ $convert$;
 alter table app_public.activity_events drop constraint if exists activity_events_action_check;
 alter table app_public.activity_events add constraint activity_events_action_check
   check (action in ('insert', 'update', 'delete', 'soft_delete', 'restore', 'purge'));
-create index if not exists activity_events_organization_id_occurred_at_idx on app_public.activity_events (organization_id, occurred_at desc, id);
+-- The time index orders the events of one moment by seq, as the timeline does (newest first:
+-- occurred_at desc, seq desc; activity_between: oldest first), so a page of a window is read in
+-- order from the index, however many events a bulk transaction wrote at the same instant. (Until
+-- migration 000027 it ended in id: a page then had to sort all the events of its instant.)
+create index if not exists activity_events_organization_id_occurred_at_seq_idx on app_public.activity_events (organization_id, occurred_at, seq);
+drop index if exists app_public.activity_events_organization_id_occurred_at_idx;
 create index if not exists activity_events_organization_id_transaction_id_idx on app_public.activity_events (organization_id, transaction_id);
 create index if not exists activity_events_organization_id_table_name_record_id_seq_idx on app_public.activity_events (organization_id, table_name, record_id, seq);
 create index if not exists activity_events_organization_id_parent_table_parent_id_seq_idx

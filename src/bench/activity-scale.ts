@@ -52,7 +52,7 @@ export async function activityScaleSection(ctx: BenchContext): Promise<Section> 
         JSON.stringify({ role: db.roles.visitor, 'app.user_id': org.ownerUserId, 'app.session_id': org.sessionId, 'app.org_id': org.id }),
       ]);
       const feed = await timeEach(samples, async () => {
-        const r = await visitor.query({ name: 'scale_feed', text: 'select id, occurred_at, action, table_name, record_id, changed_columns from app_public.activity_events order by occurred_at desc, id desc limit 50' });
+        const r = await visitor.query({ name: 'scale_feed', text: 'select id, occurred_at, action, table_name, record_id, changed_columns from app_public.activity_events order by occurred_at desc, seq desc limit 50' });
         if (r.rowCount !== 50) throw new Error(`the activity feed returned ${r.rowCount} events, not 50`);
       });
       const between = await timeEach(samples, () => visitor.query({ name: 'scale_between', text: `select id, action, table_name from app_public.activity_between(now() - interval '1 hour', now()) limit 200` }));

@@ -25,7 +25,7 @@ export const TIMED_QUERIES: Record<string, string> = {
      where engagement_id = (select id from app_public.engagements limit 1) group by work_date order by work_date`,
   'messages of a thread': `select m.id, m.body, m.created_at from app_public.messages m
      where m.thread_id = (select id from app_public.threads limit 1) order by m.created_at limit 50`,
-  'latest activity': `select id, table_name, action, occurred_at from app_public.activity_events order by occurred_at desc, id limit 50`,
+  'latest activity': `select id, table_name, action, occurred_at from app_public.activity_events order by occurred_at desc, seq desc limit 50`,
 };
 
 export interface DataQuality {
