@@ -1,1 +1,3 @@
--- Enter migration here
+-- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,
+-- begin with its statement_timeout (docs/MIGRATIONS.md):
+-- set local statement_timeout = '60s';

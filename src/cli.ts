@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase, runSetup, setupSql, withDatabase } from './db/bootstrap.ts';
-import { installWorkerSchema } from './db/migrations.ts';
+import { installWorkerSchema, MIGRATION_PGOPTIONS } from './db/migrations.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ROOT } from './paths.ts';
 import { installProcessGuard } from './process-guard.ts';
@@ -86,6 +86,9 @@ const commands: Record<string, Command> = {
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         DATABASE_URL: db.ownerUrl,
+        // The migrations' lock_timeout, as at start-up (src/db/migrations.ts), through the
+        // environment: a hook's own connection options (install-worker-schema) still win.
+        PGOPTIONS: [process.env.PGOPTIONS, MIGRATION_PGOPTIONS].filter(Boolean).join(' '),
         DATABASE_AUTHENTICATOR: db.roles.authenticator,
         DATABASE_VISITOR: db.roles.visitor,
         DATABASE_WORKER: db.roles.worker,

@@ -18,6 +18,26 @@ export interface MigrationTarget {
   roles: RoleNames;
 }
 
+/**
+ * How long a migration's statement waits for a lock before it fails (and the migration with it),
+ * instead of queueing every reader and writer of the table behind it while a long transaction
+ * holds that table. Set on the connection of every migration, those outside a transaction
+ * (`--! no-transaction`, one statement each) included; a migration may set its own with
+ * `set local lock_timeout`. docs/MIGRATIONS.md.
+ */
+export const MIGRATION_LOCK_TIMEOUT = '5s';
+
+/** The migrations' session settings, as PostgreSQL connection options. */
+export const MIGRATION_PGOPTIONS = `-c lock_timeout=${MIGRATION_LOCK_TIMEOUT}`;
+
+/** The connection string with the migrations' session settings added to its own options. */
+export function migrationConnectionString(url: string): string {
+  const u = new URL(url);
+  const options = u.searchParams.get('options');
+  u.searchParams.set('options', `${options ? `${options} ` : ''}${MIGRATION_PGOPTIONS}`);
+  return u.toString();
+}
+
 /** The .gmrc settings with connection and role names filled in (hooks left out: we run them here). */
 export function migrationSettings(target: MigrationTarget, log: Logger): Settings {
   const gmrc = JSON5.parse(fs.readFileSync(GMRC, 'utf8')) as Settings;
@@ -25,9 +45,9 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
   shadow.pathname = `${shadow.pathname}_shadow`;
   return {
     ...gmrc,
-    connectionString: target.ownerUrl,
+    connectionString: migrationConnectionString(target.ownerUrl),
     // Only `commit`/`reset --shadow` use it (npm run migrate); `status` insists on having one.
-    shadowConnectionString: process.env.SHADOW_DATABASE_URL ?? shadow.toString(),
+    shadowConnectionString: migrationConnectionString(process.env.SHADOW_DATABASE_URL ?? shadow.toString()),
     migrationsFolder: MIGRATIONS_DIR,
     placeholders: {
       ':DATABASE_AUTHENTICATOR': target.roles.authenticator,
