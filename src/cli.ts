@@ -8,7 +8,8 @@
 //   migrate <args...>      the graphile-migrate CLI with connections and role names filled in
 //   db:setup [--print]     create/update roles and database as a superuser (or print the SQL)
 //   install-worker-schema  install/upgrade the job queue schema (run by graphile-migrate hooks)
-//   export-schema          write schema.graphql (sorted) from the current database
+//   export-schema          write schema.graphql (sorted) and security-surface.sql from the
+//                          current database
 //   seed                   load the demo organizations (once) and print their sign-ins
 //   data-quality           measure the data-quality table of docs/ENTITIES.md on the demo data
 //   jobs [status|failed|retry]  the job queue: depth per task, workers, failed jobs, retry them
@@ -224,8 +225,8 @@ const commands: Record<string, Command> = {
 
   async 'export-schema'(config, log) {
     const { writeSchema } = await import('./http/schema-export.ts');
-    const file = await writeSchema(config, log);
-    log.info({ file }, 'GraphQL schema written');
+    const files = await writeSchema(config, log);
+    log.info({ files }, 'GraphQL schema and security surface written');
   },
 };
 

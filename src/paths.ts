@@ -7,4 +7,5 @@ export const SQL_DIR = path.join(ROOT, 'sql');
 export const MIGRATIONS_DIR = path.join(ROOT, 'migrations');
 export const GMRC = path.join(ROOT, '.gmrc');
 export const SCHEMA_GRAPHQL = path.join(ROOT, 'schema.graphql');
+export const SECURITY_SURFACE = path.join(ROOT, 'security-surface.sql');
 export const EMAIL_TEMPLATES_DIR = path.join(ROOT, 'templates', 'email');

@@ -1,5 +1,6 @@
 // schema.graphql: the GraphQL schema, sorted, committed so that API changes show up in review.
-// `npm run export-schema` rewrites it; tests/schema.test.ts fails when it is out of date.
+// `npm run export-schema` rewrites it (and security-surface.sql: src/db/security-surface.ts);
+// tests/schema.test.ts fails when it is out of date.
 import fs from 'node:fs';
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'postgraphile/graphql';
 import { makeSchema } from 'postgraphile';
@@ -7,6 +8,7 @@ import { createTokenService } from '../auth/tokens.ts';
 import type { Config } from '../config.ts';
 import { openDatabase } from '../db/bootstrap.ts';
 import { runMigrations } from '../db/migrations.ts';
+import { writeSecuritySurface } from '../db/security-surface.ts';
 import type { Logger } from '../log.ts';
 import { SCHEMA_GRAPHQL } from '../paths.ts';
 import { ErrorCatalog } from './errors.ts';
@@ -33,12 +35,13 @@ export async function printApiSchema(config: Config, db: { ownerUrl: string; aut
   return `${printSchema(lexicographicSortSchema(await buildApiSchema(config, db, log)))}\n`;
 }
 
-export async function writeSchema(config: Config, log: Logger, file = SCHEMA_GRAPHQL): Promise<string> {
+/** Writes schema.graphql and security-surface.sql (src/db/security-surface.ts); returns their paths. */
+export async function writeSchema(config: Config, log: Logger, file = SCHEMA_GRAPHQL): Promise<string[]> {
   const db = await openDatabase(config, log);
   try {
     await runMigrations(db, log, { current: config.nodeEnv !== 'production' });
     fs.writeFileSync(file, await printApiSchema(config, db, log));
-    return file;
+    return [file, await writeSecuritySurface(db.ownerUrl, db.roles)];
   } finally {
     await db.stop();
   }
