@@ -143,16 +143,21 @@ describe('a worker paused past the stale time', () => {
     await locker.connect();
     await locker.query('begin');
     await locker.query('lock table app_private.webhook_secrets in access exclusive mode');
+    // Who waits for it is read on another connection: inside the locker's transaction,
+    // pg_stat_activity would keep the backends of its first read (the statistics snapshot lasts
+    // the transaction), and a job slot whose connection opened later would never be counted.
+    const lockerPid: number = (await locker.query('select pg_backend_pid() as pid')).rows[0].pid;
+    const waiting = "from pg_stat_activity where $1::int = any (pg_blocking_pids(pid))";
 
     // The paused worker: its first fetch takes every job into its local queue; two start (its
     // concurrency) and wait for the secrets, the others wait in its memory.
     const paused = await spawnWorker();
     await waitFor('both its job slots to wait for the secrets', async () => {
-      const { rows } = await locker.query('select count(*)::int as n from pg_stat_activity where pg_backend_pid() = any (pg_blocking_pids(pid))');
+      const { rows } = await pool('superuser').query(`select count(*)::int as n ${waiting}`, [lockerPid]);
       return rows[0].n === 2 && paused.lines.filter((l) => l.msg === 'job started').length === 2;
     }, 30_000, async () => ({
-      blocked: (await locker.query("select usename, wait_event_type, wait_event, state, left(query, 120) as query from pg_stat_activity where pg_backend_pid() = any (pg_blocking_pids(pid))")).rows,
-      others: (await locker.query("select usename, wait_event_type, wait_event, state, left(query, 120) as query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle'")).rows,
+      blocked: (await pool('superuser').query(`select usename, wait_event_type, wait_event, state, left(query, 120) as query ${waiting}`, [lockerPid])).rows,
+      others: (await pool('superuser').query("select usename, wait_event_type, wait_event, state, left(query, 120) as query from pg_stat_activity where datname = current_database() and pid <> all (array[pg_backend_pid(), $1::int]) and state <> 'idle'", [lockerPid])).rows,
       jobs: (await locker.query('select id::text, task_identifier, locked_by is not null as locked, attempts, left(last_error, 160) as last_error from graphile_worker.jobs order by id')).rows,
       worker: outline(paused.lines),
     }));
