@@ -14,16 +14,23 @@ const readCheck = (file: string) => fs.readFileSync(path.join(CHECKS_DIR, file),
 afterAll(closePools);
 
 async function runCheck(file: string, breakIt?: string): Promise<Record<string, unknown>[]> {
-  const client = await pool('owner').connect();
-  try {
-    await client.query('begin');
-    await client.query(`select set_config('atrium.visitor', $1, true)`, [roleName('visitor')]);
-    if (breakIt) await client.query(breakIt);
-    const { rows } = await client.query(readCheck(file));
-    return rows;
-  } finally {
-    await client.query('rollback');
-    client.release();
+  // The probe's DDL locks app_public.organizations and client_companies (its foreign keys) while
+  // other test files write to them: PostgreSQL may end it as one side of a deadlock, and then it
+  // runs again, as any client would (the check itself is not what deadlocked).
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool('owner').connect();
+    try {
+      await client.query('begin');
+      await client.query(`select set_config('atrium.visitor', $1, true)`, [roleName('visitor')]);
+      if (breakIt) await client.query(breakIt);
+      const { rows } = await client.query(readCheck(file));
+      return rows;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '40P01' || attempt >= 5) throw error;
+    } finally {
+      await client.query('rollback');
+      client.release();
+    }
   }
 }
 
