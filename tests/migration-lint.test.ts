@@ -10,7 +10,7 @@ import { compileMigration, countStatements, formatViolations, gateTargets, GATE_
 import { MIGRATION_LOCK_TIMEOUT, migrationSettings } from '../src/db/migrations.ts';
 import { createLogger } from '../src/log.ts';
 import { MIGRATIONS_DIR } from '../src/paths.ts';
-import { closePools, roleName, urlFor } from './support/db.ts';
+import { closePools, testConfig, urlFor } from './support/db.ts';
 
 afterAll(closePools);
 
@@ -86,8 +86,7 @@ describe('the runner', () => {
   test(`runs every migration with lock_timeout ${MIGRATION_LOCK_TIMEOUT}, keeping the connection's own options`, async () => {
     const url = new URL(urlFor('owner'));
     url.searchParams.set('options', '-c application_name=atrium-migrate-test');
-    const roles = { owner: roleName('owner'), authenticator: roleName('authenticator'), visitor: roleName('visitor'), worker: roleName('worker'), producer: roleName('producer') };
-    const settings = migrationSettings({ ownerUrl: url.toString(), roles }, createLogger('silent'));
+    const settings = migrationSettings({ ownerUrl: url.toString(), roles: testConfig().database.roles }, createLogger('silent'));
     const client = new pg.Client({ connectionString: settings.connectionString });
     await client.connect();
     try {

@@ -5,11 +5,11 @@ import fs from 'node:fs';
 import { afterAll, expect, test } from '@jest/globals';
 import { printSecuritySurface } from '../src/db/security-surface.ts';
 import { SECURITY_SURFACE } from '../src/paths.ts';
-import { closePools, roleName, urlFor } from './support/db.ts';
+import { closePools, testConfig, urlFor } from './support/db.ts';
 
 afterAll(closePools);
 
-const roles = () => ({ owner: roleName('owner'), authenticator: roleName('authenticator'), visitor: roleName('visitor'), worker: roleName('worker'), producer: roleName('producer') });
+const roles = () => testConfig().database.roles;
 
 test('security-surface.sql is up to date (run `npm run export-schema` after changing the database)', async () => {
   expect(await printSecuritySurface(urlFor('owner'), roles())).toBe(fs.readFileSync(SECURITY_SURFACE, 'utf8'));

@@ -21,7 +21,9 @@ import { createRequire } from 'node:module';
 import { compile, type Settings } from 'graphile-migrate';
 import JSON5 from 'json5';
 import { GMRC, MIGRATIONS_DIR, ROOT } from '../paths.ts';
-import { MIGRATION_LOCK_TIMEOUT } from './migrations.ts';
+import type { RoleNames } from '../config.ts';
+import { fillPlaceholders } from './bootstrap.ts';
+import { hasCurrentMigration, MIGRATION_LOCK_TIMEOUT } from './migrations.ts';
 
 /** The first committed migration the gate checks. */
 export const GATE_FROM = 28;
@@ -45,14 +47,7 @@ export interface LintTarget {
 }
 
 // Role names for the placeholders: the defaults (the linter needs names, not the roles).
-const PLACEHOLDERS: Record<string, string> = {
-  ':DATABASE_AUTHENTICATOR': 'atrium_authenticator',
-  ':DATABASE_VISITOR': 'atrium_visitor',
-  ':DATABASE_WORKER': 'atrium_worker',
-  ':DATABASE_PRODUCER': 'atrium_producer',
-};
-// graphile-migrate's own, from the connection string (compile() fills them in from the one below).
-const BUILT_IN: Record<string, string> = { ':DATABASE_OWNER': 'lint', ':DATABASE_NAME': 'lint' };
+const ROLES: RoleNames = { owner: 'atrium_owner', authenticator: 'atrium_authenticator', visitor: 'atrium_visitor', worker: 'atrium_worker', producer: 'atrium_producer' };
 
 function settings(): Settings {
   const gmrc = JSON5.parse(fs.readFileSync(GMRC, 'utf8')) as Settings;
@@ -61,7 +56,7 @@ function settings(): Settings {
     // compile() reads no database; graphile-migrate only insists on a well-formed one.
     connectionString: 'postgres://lint@localhost/lint',
     migrationsFolder: MIGRATIONS_DIR,
-    placeholders: PLACEHOLDERS,
+    placeholders: Object.fromEntries((['authenticator', 'visitor', 'worker', 'producer'] as const).map((r) => [`:DATABASE_${r.toUpperCase()}`, ROLES[r]])),
     afterReset: [],
     afterAllMigrations: [],
     afterCurrent: [],
@@ -85,7 +80,7 @@ export function runsInTransaction(sql: string): boolean {
  */
 export async function compileMigration(name: string, raw: string): Promise<LintTarget> {
   const sql = /^--! Included /m.test(raw)
-    ? raw.replace(/:DATABASE_[A-Z]+\b/g, (p) => PLACEHOLDERS[p] ?? BUILT_IN[p] ?? p)
+    ? fillPlaceholders(raw, ROLES, 'atrium')
     : await compile(settings(), raw, { filename: path.join(ROOT, name) });
   return { name, sql, inTransaction: runsInTransaction(raw) };
 }
@@ -98,17 +93,9 @@ export async function gateTargets(): Promise<LintTarget[]> {
     .filter((f) => /^\d{6}.*\.sql$/.test(f) && Number(f.slice(0, 6)) >= GATE_FROM)
     .sort()
     .map((f) => path.join('migrations', 'committed', f));
-  const current = path.join('migrations', 'current.sql');
-  const raw = fs.readFileSync(path.join(ROOT, current), 'utf8');
-  if (hasStatements(raw)) files.push(current);
+  if (hasCurrentMigration()) files.push(path.join('migrations', 'current.sql'));
   return Promise.all(files.map(async (f) => compileMigration(f, fs.readFileSync(path.join(ROOT, f), 'utf8'))));
 }
-
-const hasStatements = (sql: string) =>
-  sql.split('\n').some((line) => {
-    const l = line.trim();
-    return l !== '' && (!l.startsWith('--') || l.startsWith('--!include'));
-  });
 
 /**
  * The statements of a SQL text, counted past comments, quoted strings, quoted names and
