@@ -6,11 +6,11 @@
 // of events deleted in batches.
 //
 // The events are written straight into the log in chunks (the audit trigger's own cost is the
-// audit section's); the log is then vacuumed and analyzed, as autovacuum would, before the second
-// measurement, and each measurement starts from a checkpoint. Writes are single-row updates of an
-// audited record (autocommit, as the owner: the trigger costs the same for every role); reads are the visitor's, in the organization, through
-// row-level security: the newest 50 events (the activity feed), the last hour's changes
-// (activityBetween), the first 20 versions of a record (recordHistory).
+// audit section's). Each measurement reads a vacuumed, analyzed log, as autovacuum would leave it,
+// and starts from a checkpoint. Writes are single-row updates of an audited record (autocommit,
+// as the owner: the trigger costs the same for every role); reads are the visitor's, in the
+// organization, through row-level security: the newest 50 events (the activity feed), the last
+// hour's changes (activityBetween), the first 20 versions of a record (recordHistory).
 import pg from 'pg';
 import type { BenchContext } from './context.ts';
 import { stats, timeEach, type Row, type Section, type Stats } from './stats.ts';
