@@ -115,7 +115,7 @@ export async function activityScaleSection(ctx: BenchContext): Promise<Section> 
         baseline: stats(historyFewMonths),
         baselineLabel: `${fewMonths} partitions`,
         ratio: { p50: stats(before.history).p50 / stats(historyFewMonths).p50, p95: stats(before.history).p95 / stats(historyFewMonths).p95 },
-        note: 'a record\'s events are found through each month\'s index: the cost grows with the months kept, not with the events',
+        note: 'a record\'s events are looked up in each month\'s index (one index descent per partition kept)',
       },
       ...(await retentionCost(owner, db.workerUrl, ctx.dataset.orgs[1]?.id ?? org.id, options.smoke ? 2_000 : 100_000)),
     ];
