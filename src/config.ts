@@ -124,6 +124,8 @@ export interface GraphQLEdgeConfig {
   maxResponseBytes: number;
   /** Documents (and their operation plans) kept parsed and planned. */
   documentCacheSize: number;
+  /** Longest time Grafast may spend planning one operation, in ms (planning blocks the event loop). */
+  planningTimeoutMs: number;
   /** GraphQL requests in progress at once; more wait in a bounded queue (src/http/concurrency.ts). */
   maxConcurrent: number;
   maxQueued: number;
@@ -475,6 +477,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       maxBodyBytes: int('GRAPHQL_MAX_BODY_BYTES', 256 * 1024, 1024, 100 * 1024 * 1024),
       maxResponseBytes: int('GRAPHQL_MAX_RESPONSE_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
       documentCacheSize: int('GRAPHQL_DOCUMENT_CACHE_SIZE', 50, 0, 100_000),
+      planningTimeoutMs: int('GRAPHQL_PLANNING_TIMEOUT_MS', 2_000, 1, 600_000),
       maxConcurrent: int('GRAPHQL_MAX_CONCURRENT', 8, 1, 10_000),
       maxQueued: int('GRAPHQL_MAX_QUEUED', 100, 0, 100_000),
       queueTimeoutMs: int('GRAPHQL_QUEUE_TIMEOUT_MS', 10_000, 10, 600_000),

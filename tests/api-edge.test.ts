@@ -114,6 +114,29 @@ describe('bounded work per request: QUERY_TOO_COMPLEX names the limit', () => {
     expect(firstError(cycle).extensions).toMatchObject({ code: 'GRAPHQL_VALIDATION_FAILED' });
   });
 
+  test('an operation that takes longer than GRAPHQL_PLANNING_TIMEOUT_MS to plan is QUERY_TOO_COMPLEX (limit planning, its maximum), each time it is sent', async () => {
+    const connections = (await rootConnections()).filter((c) => !['recordHistory', 'activityBetween'].includes(c));
+    const wide = `{ ${connections.slice(0, 15).map((c) => `${c}(first: 2) { totalCount pageInfo { hasNextPage } edges { cursor } }`).join(' ')} }`;
+    expect((await ask(wide)).body.errors).toBeUndefined(); // within the default limit (2 s)
+
+    const hasty = await startTestApp({ env: { GRAPHQL_PLANNING_TIMEOUT_MS: '1' } });
+    try {
+      const at = (query: string) => post(hasty.url!, { query });
+      // Grafast allows the first plans of a process a multiple of the limit (JIT warm-up), which
+      // each plan made shrinks: plan tiny documents until it is spent (a cold one may fail).
+      let planned = 0;
+      for (let i = 0; i < 200 && planned < 10; i++) if (!(await at(`query Warm${i} { __typename }`)).body.errors) planned++;
+      expect(planned).toBe(10);
+      const refused = await at(wide);
+      expect(refused.status).toBe(400);
+      expect(firstError(refused).extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', httpStatus: 400, limit: 'planning', maximum: 1 });
+      expect(refused.body.data).toBeUndefined();
+      expect(firstError(await at(wide)).extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'planning' });
+    } finally {
+      await hasty.stop();
+    }
+  });
+
   test('the request body and the response are bounded (REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE)', async () => {
     const big = await post(app.url!, { query: `{ __typename } # ${'x'.repeat(300 * 1024)}` });
     expect(big.status).toBe(413);

@@ -220,8 +220,14 @@ export function makeMaskError(catalog: ErrorCatalog, log: Logger) {
       const extensions = original.extensions ?? {};
       if (typeof extensions.code === 'string') return new GraphQLError(original.message, { ...options, extensions });
       // Grafast's own refusal of a plan that took too long (grafast.timeouts.planning).
-      if (Object.getOwnPropertySymbols(extensions).some((s) => s.description === 'timeout')) {
-        return new GraphQLError(`${original.message} (it took longer than the planning limit)`, { ...options, extensions: edgeExtensions('QUERY_TOO_COMPLEX', { limit: 'planning' }) });
+      const timeout = Object.getOwnPropertySymbols(extensions).find((s) => s.description === 'timeout');
+      if (timeout) {
+        // maximum: the limit in ms (GRAPHQL_PLANNING_TIMEOUT_MS), as Grafast recorded it.
+        const maximum = (extensions as Record<symbol, unknown>)[timeout];
+        return new GraphQLError(`${original.message} (it took longer than the planning limit)`, {
+          ...options,
+          extensions: edgeExtensions('QUERY_TOO_COMPLEX', { limit: 'planning', ...(typeof maximum === 'number' ? { maximum } : {}) }),
+        });
       }
       return new GraphQLError(original.message, { ...options, extensions: edgeExtensions('BAD_REQUEST') });
     }

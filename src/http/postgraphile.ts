@@ -33,9 +33,6 @@ import { isDatabaseUnavailable } from '../db/unavailable.ts';
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
 
-/** Longest time Grafast may spend planning one operation (ms). */
-export const PLANNING_TIMEOUT_MS = 2_000;
-
 /** Average document length the document cache is sized for (characters). */
 export const DOCUMENT_CACHE_CHARACTERS_PER_ENTRY = 4_000;
 
@@ -159,7 +156,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
     grafast: {
       // Planning is synchronous (it blocks the event loop): a plan that takes longer is refused
       // (QUERY_TOO_COMPLEX). The document limits keep legitimate plans far below this.
-      timeouts: { planning: PLANNING_TIMEOUT_MS },
+      timeouts: { planning: config.graphql.planningTimeoutMs },
       context(requestContext) {
         const req = (requestContext as { expressv4?: { req: Request } }).expressv4?.req;
         return { pgSettings: pgSettingsFor(config, req ? requestClaims(req) : undefined, req ? clientAddress(req) : undefined) };
