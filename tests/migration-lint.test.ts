@@ -57,6 +57,8 @@ describe('the migration gate', () => {
       "set statement_timeout = '30min';",
       'create index concurrently if not exists tasks_title_idx on app_public.tasks (title);',
     ].join('\n'))).toContain('one-statement-without-transaction');
+    // The pattern of docs/MIGRATIONS.md passes: one concurrent build.
+    expect(await rules('--! no-transaction\ncreate index concurrently if not exists tasks_title_idx on app_public.tasks (title);')).toEqual([]);
   });
 
   test('passes the safe forms: a constraint added NOT VALID in one migration and validated in the next, an index built CONCURRENTLY in a migration of its own', async () => {

@@ -4,8 +4,12 @@
 --   tenant_isolation_pct  of the tables with organization_id (plus organizations): RLS enabled and
 --                         forced, a SELECT policy for the visitor, and every policy TO the visitor
 --   composite_fk_pct      of the foreign keys between tenant tables: those that include organization_id
---   fk_indexed_pct        of all foreign keys in app_public/app_private: those with an index led by
---                         their columns (on tenant tables, by organization_id and their columns)
+--   fk_indexed_pct        of all foreign keys in app_public/app_private: those with an index whose
+--                         leading columns are the key's columns (any order): the index a DELETE or
+--                         key UPDATE on the referenced table uses to find referencing rows. An index
+--                         (organization_id, user_id) does not count for a key on user_id alone.
+--   unindexed_fks         those without one, as table.constraint
+-- `npm run doctor` reports them (src/db/doctor.ts) on any database.
 with tables as (
   select c.oid, c.relname, c.relrowsecurity, c.relforcerowsecurity,
     exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'organization_id' and not a.attisdropped) as has_org
@@ -20,7 +24,7 @@ with tables as (
   from tables t
   where t.has_org or t.relname = 'organizations'
 ), fks as (
-  select con.oid, con.conrelid, con.confrelid, con.conkey,
+  select con.oid, con.conrelid, con.confrelid, con.conkey, con.conname,
     array(select unnest(con.conkey) order by 1) as cols,
     (select attnum from pg_attribute a where a.attrelid = con.conrelid and a.attname = 'organization_id' and a.attnotnull and not a.attisdropped) as org_attnum,
     exists (select from pg_attribute a where a.attrelid = con.confrelid and a.attname = 'organization_id' and not a.attisdropped) as to_tenant
@@ -30,11 +34,8 @@ with tables as (
   select f.*,
     exists (
       select from pg_index i
-      where i.indrelid = f.conrelid
-        and (case when f.org_attnum is not null and not (f.org_attnum = any (f.cols))
-                  then i.indkey[0] = f.org_attnum
-                       and array(select unnest((i.indkey::int2[])[1:cardinality(f.cols)]) order by 1) = f.cols
-                  else array(select unnest((i.indkey::int2[])[0:cardinality(f.cols) - 1]) order by 1) = f.cols end)
+      where i.indrelid = f.conrelid and i.indisvalid
+        and array(select unnest((i.indkey::int2[])[0:cardinality(f.cols) - 1]) order by 1) = f.cols
     ) as indexed
   from fks f
 )
@@ -46,4 +47,5 @@ select
   round(100.0 * (select count(*) from fk_status where org_attnum is not null and to_tenant and confrelid <> 'app_public.organizations'::regclass and org_attnum = any (cols))
     / nullif((select count(*) from fk_status where org_attnum is not null and to_tenant and confrelid <> 'app_public.organizations'::regclass), 0), 1) as composite_fk_pct,
   (select count(*) from fk_status)::int as foreign_keys,
-  round(100.0 * (select count(*) filter (where indexed) from fk_status) / nullif((select count(*) from fk_status), 0), 1) as fk_indexed_pct;
+  round(100.0 * (select count(*) filter (where indexed) from fk_status) / nullif((select count(*) from fk_status), 0), 1) as fk_indexed_pct,
+  array(select format('%s.%s', conrelid::regclass, conname) from fk_status where not indexed order by 1) as unindexed_fks;

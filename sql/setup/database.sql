@@ -9,3 +9,14 @@ grant connect on database :DATABASE_NAME to :DATABASE_AUTHENTICATOR, :DATABASE_W
 -- when the schema exists, hence the grant; the worker owns nothing else.
 create schema if not exists graphile_worker authorization :DATABASE_WORKER;
 grant create on database :DATABASE_NAME to :DATABASE_WORKER;
+-- Statement statistics for `npm run doctor` (latency per statement), when the server loads the
+-- library (shared_preload_libraries = 'pg_stat_statements': the embedded server and
+-- docker-compose.yml do). Without it, doctor says so and skips that check.
+do $stats$
+begin
+  if 'pg_stat_statements' = any (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+     and exists (select from pg_available_extensions where name = 'pg_stat_statements') then
+    create extension if not exists pg_stat_statements;
+  end if;
+end
+$stats$;

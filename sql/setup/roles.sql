@@ -54,6 +54,9 @@ begin
   grant :DATABASE_VISITOR to :DATABASE_WORKER;
   -- The owner enqueues jobs from triggers and installs the queue schema as the worker.
   grant :DATABASE_WORKER to :DATABASE_OWNER;
+  -- The owner reads the server's statistics (every session's transactions, pg_stat_statements of
+  -- every role, WAL archiving): `npm run doctor` runs as it when it has no superuser. Read-only.
+  grant pg_monitor to :DATABASE_OWNER;
 
   foreach v_role in array array['owner', 'authenticator', 'worker'] loop
     if nullif(current_setting(format('atrium.%s_password', v_role), true), '') is not null then

@@ -59,7 +59,7 @@ async function binaries(): Promise<Binaries> {
 }
 
 /** PostgreSQL refuses to run as root; as root we run it as the OS user `postgres` (created if missing). */
-function runAsIds(log: (m: string) => void): { uid?: number; gid?: number } {
+export function runAsIds(log: (m: string) => void): { uid?: number; gid?: number } {
   if (process.getuid?.() !== 0) return {};
   const ids = () => ({
     uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
@@ -211,6 +211,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     'listen_addresses=127.0.0.1',
     'unix_socket_directories=', // TCP only: no socket file to clash with a system server
     `port=${port}`,
+    'shared_preload_libraries=pg_stat_statements', // statement latency for `npm run doctor`
     ...(options.fast ? ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off'] : []),
   ];
   const out = fs.openSync(logFile, 'a');

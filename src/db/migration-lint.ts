@@ -63,14 +63,16 @@ function settings(): Settings {
   };
 }
 
-/** True when the file's header (its leading `--!` lines) asks for no transaction. */
+/**
+ * False when the migration's body begins with `--! no-transaction`, as graphile-migrate decides it
+ * (its first line; in a committed file, the first line after the Previous/Hash/Message header).
+ */
 export function runsInTransaction(sql: string): boolean {
-  for (const line of sql.split('\n')) {
-    const l = line.trim();
-    if (!l.startsWith('--!')) break;
-    if (/^--!\s*no-transaction\b/i.test(l)) return false;
-  }
-  return true;
+  const lines = sql.split('\n');
+  let i = 0;
+  while (i < lines.length && /^--!\s*(Previous|Hash|Message|AllowInvalidHash):/.test(lines[i]!)) i++;
+  if (i > 0) while (i < lines.length && lines[i]!.trim() === '') i++;
+  return !/^--!\s*no-transaction\b/.test(lines[i] ?? '');
 }
 
 /**
