@@ -12,6 +12,10 @@
 //                          current database
 //   seed                   load the demo organizations (once) and print their sign-ins
 //   data-quality           measure the data-quality table of docs/ENTITIES.md on the demo data
+//   doctor [--json] [--only …]  the database's health: schema figures, migrations, latency,
+//                          indexes, bloat, transactions, WAL, jobs; exit 1 on a violation
+//   backup:setup [...]     pgBackRest and WAL archiving settings for a server (print or --write)
+//   backup:drill [...]     the restore drill: backup, writes, point-in-time restore, checks
 //   jobs [status|failed|retry]  the job queue: depth per task, workers, failed jobs, retry them
 //   import-organization <zip>  load an organization export into this (migrated) database, which
 //                          must not have that organization (docs/EXPORT_AND_IMPORT.md)
@@ -186,6 +190,42 @@ const commands: Record<string, Command> = {
     } finally {
       await db.stop();
     }
+  },
+
+  async doctor(config, log, args) {
+    // doctor [--json] [--only schema,migrations,...]: exit 1 when a check fails (src/db/doctor.ts).
+    const { CHECK_GROUPS, formatReport, runDoctor } = await import('./db/doctor.ts');
+    const { pendingMigrations } = await import('./db/migrations.ts');
+    const onlyAt = args.indexOf('--only');
+    const only = onlyAt >= 0 ? (args[onlyAt + 1] ?? '').split(',').filter(Boolean) : undefined;
+    const unknown = [...(only ?? []), ...args.filter((a, i) => a.startsWith('-') && a !== '--json' && a !== '--only' && i !== onlyAt + 1)].filter((a) => !(CHECK_GROUPS as readonly string[]).includes(a));
+    if (unknown.length > 0 || (only !== undefined && only.length === 0)) {
+      process.stderr.write(`Usage: npm run doctor -- [--json] [--only ${CHECK_GROUPS.join(',')}]
+${unknown.length ? `Unknown: ${unknown.join(' ')}
+` : ''}`);
+      process.exitCode = 2;
+      return;
+    }
+    const db = await openDatabase(config, log);
+    try {
+      const pending = await pendingMigrations(db, log).catch((error: Error) => {
+        log.warn({ err: error.message }, 'doctor: could not read the migration state');
+        return undefined;
+      });
+      const report = await runDoctor({ url: db.superuserUrl ?? db.ownerUrl, visitorRole: db.roles.visitor, pending, only: only as typeof CHECK_GROUPS[number][] | undefined });
+      process.stdout.write(args.includes('--json') ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      process.exitCode = report.exitCode;
+    } finally {
+      await db.stop();
+    }
+  },
+
+  async 'backup:setup'(config, _log, args) {
+    process.exitCode = await (await import('./backup/cli.ts')).backupSetup(config, args, process.stdout);
+  },
+
+  async 'backup:drill'(_config, log, args) {
+    process.exitCode = await (await import('./backup/cli.ts')).backupDrill(args, log, process.stdout);
   },
 
   async jobs(config, log, args) {

@@ -6,7 +6,6 @@
 // the zip, a member without the right requesting one, another organization seeing or getting one
 // (or learning that its ids exist), a link that outlives it, a final export lost with the purge.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +14,6 @@ import type { JobHelpers } from 'graphile-worker';
 import { strFromU8, unzipSync, zipSync } from 'fflate';
 import pg from 'pg';
 import { withCredentials } from '../src/db/bootstrap.ts';
-import { ROOT } from '../src/paths.ts';
 import type { ExportManifest } from '../src/export/format.ts';
 import { ImportRefused, importOrganization, loadOrder } from '../src/export/import.ts';
 import type { Atrium } from '../src/index.ts';
@@ -23,6 +21,7 @@ import { createStorage, type FileStorage } from '../src/storage/index.ts';
 import { dataExport } from '../src/worker/tasks/data_export.ts';
 import { dataExportDeleteObject, dataExportExpire } from '../src/worker/tasks/data_export_expire.ts';
 import { errorCode, gql, startTestApp, tokenFor } from './support/app.ts';
+import { runCli } from './support/cli.ts';
 import { asVisitor, closePools, pgError, pool, sessionOf, testConfig, type User } from './support/db.ts';
 import { commitAs, one, oneTenant, twoTenants, type Tenant } from './support/fixtures.ts';
 import { asWorkerCommitted } from './support/jobs.ts';
@@ -115,21 +114,7 @@ async function exported(tenant: Tenant, pageRows?: number): Promise<{ row: Expor
 }
 
 /** `node src/cli.ts import-organization <zip>` against the target database. */
-function importCli(zip: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'import-organization', zip], {
-      cwd: ROOT,
-      env: { ...process.env, ...target.env, LOG_LEVEL: 'error' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const importCli = (zip: string) => runCli(['import-organization', zip], { ...process.env, ...target.env, LOG_LEVEL: 'error' });
 
 /** The activity events of exports made after this one's snapshot are not in it. */
 // (events written after the export's snapshot: its own, and those of jobs other tests' workers run)

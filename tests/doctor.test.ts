@@ -2,7 +2,6 @@
 // exits 0 (so a schema change that breaks isolation, composite keys or FK indexes, or leaves
 // duplicate indexes, fails CI); a database that is not migrated, an unindexed foreign key and a
 // duplicate index each fail it; the figures docs/CURRENT_STATE_OVERVIEW.md quotes are the command's output.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from '@jest/globals';
@@ -10,25 +9,12 @@ import pg from 'pg';
 import { withDatabase } from '../src/db/bootstrap.ts';
 import { formatChecks, runDoctor, segmentsBetween, type DoctorReport } from '../src/db/doctor.ts';
 import { ROOT } from '../src/paths.ts';
+import { runCli } from './support/cli.ts';
 import { closePools, roleName, unique, urlFor } from './support/db.ts';
 
 afterAll(closePools);
 
-function doctorCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'doctor', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'error', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const doctorCli = (args: string[], env: Record<string, string> = {}) => runCli(['doctor', ...args], { ...process.env, LOG_LEVEL: 'error', ...env });
 
 const byId = (report: DoctorReport) => Object.fromEntries(report.checks.map((c) => [c.id, c]));
 
