@@ -39,7 +39,7 @@ export function migrationConnectionString(url: string): string {
 }
 
 /** The .gmrc settings with connection and role names filled in (hooks left out: we run them here). */
-export function migrationSettings(target: MigrationTarget, log: Logger): Settings {
+export function migrationSettings(target: MigrationTarget, log: Logger, migrationsFolder = MIGRATIONS_DIR): Settings {
   const gmrc = JSON5.parse(fs.readFileSync(GMRC, 'utf8')) as Settings;
   const shadow = new URL(target.ownerUrl);
   shadow.pathname = `${shadow.pathname}_shadow`;
@@ -48,7 +48,7 @@ export function migrationSettings(target: MigrationTarget, log: Logger): Setting
     connectionString: migrationConnectionString(target.ownerUrl),
     // Only `commit`/`reset --shadow` use it (npm run migrate); `status` insists on having one.
     shadowConnectionString: migrationConnectionString(process.env.SHADOW_DATABASE_URL ?? shadow.toString()),
-    migrationsFolder: MIGRATIONS_DIR,
+    migrationsFolder,
     placeholders: {
       ':DATABASE_AUTHENTICATOR': target.roles.authenticator,
       ':DATABASE_VISITOR': target.roles.visitor,
@@ -76,8 +76,8 @@ export function hasCurrentMigration(): boolean {
  * Brings the database up to date: committed migrations, then (outside production) the work in
  * progress in current.sql, then the job queue's schema.
  */
-export async function runMigrations(target: MigrationTarget, log: Logger, options: { current: boolean }): Promise<void> {
-  const settings = migrationSettings(target, log);
+export async function runMigrations(target: MigrationTarget, log: Logger, options: { current: boolean; migrationsFolder?: string }): Promise<void> {
+  const settings = migrationSettings(target, log, options.migrationsFolder);
   // graphile-migrate gives up at once ("Failed to get exclusive lock") while another process
   // migrates the same database; processes starting together (API and worker, parallel test
   // files) take turns here instead. The lock is the session's: ending the client releases it.
