@@ -76,6 +76,8 @@ describe('each check reports a table that breaks its rule', () => {
     ['rls_forced.sql', 'RLS disabled on a private table', 'create table app_private.check_probe (id int primary key);'],
     ['tenant_tables_have_organization_id.sql', 'no organization_id', 'create table app_public.check_probe (id uuid primary key); alter table app_public.check_probe enable row level security, force row level security;'],
     ['tenant_primary_keys.sql', 'primary key (id) only', 'create table app_public.check_probe (organization_id uuid not null, id uuid primary key);'],
+    ['distributable_by_organization.sql', 'a unique key of a tenant table without organization_id', `${GOOD_TABLE} create unique index check_probe_email_key on app_public.check_probe (contact_email);`],
+    ['distributable_by_organization.sql', 'a global table referring to a tenant table', `${GOOD_TABLE} create table app_private.check_probe_global (id uuid primary key, organization_id_ref uuid, probe_id uuid, foreign key (organization_id_ref, probe_id) references app_public.check_probe);`],
     [
       'composite_tenant_foreign_keys.sql',
       'a tenant foreign key on id alone',
