@@ -27,6 +27,8 @@ describe('backups', () => {
     expect(result.checks.apiStarted).toBe(true);
     expect(result.checks.apiInvoiceCounts).toBe(true);
     expect(result.rpo.samples).toBeGreaterThan(0);
+    // npm run doctor on the archiving server: archiving works, nothing waiting.
+    expect(result.doctorArchiving).toEqual({ status: 'ok', value: '0 segments waiting' });
   }, 600_000);
 });
 

@@ -28,6 +28,7 @@ import { generateDataset, type Dataset } from '../bench/generate.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../db/bootstrap.ts';
 import { runAsIds } from '../db/embedded.ts';
+import { runDoctor, type Status } from '../db/doctor.ts';
 import { runMigrations } from '../db/migrations.ts';
 import { startAtrium, type Atrium } from '../index.ts';
 import type { Logger } from '../log.ts';
@@ -63,6 +64,8 @@ export interface DrillResult {
   writes: { before: number; after: number };
   target: string;
   rpo: { archiveTimeoutSeconds: number; samples: number; p50Seconds: number; maxSeconds: number };
+  /** `npm run doctor`'s WAL archiving check on the source server after the writes. */
+  doctorArchiving: { status: Status; value: string };
   rto: { restoreSeconds: number; startAndReplaySeconds: number; totalSeconds: number };
   checks: {
     organizations: number;
@@ -345,6 +348,9 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     sampling = false;
     await sampler;
     const lags = samples.map((s) => s.archivedAfter!).sort((a, b) => a - b);
+    // What `npm run doctor` says of this archiving server once every segment is archived.
+    const doctor = await runDoctor({ url: source.url('atrium'), visitorRole: db.roles.visitor, pending: [], only: ['wal'] });
+    const archiving = doctor.checks.find((c) => c.id === 'archiving')!;
     const repositoryBytes = Number((await run('du', ['-sb', settings.repository.path])).stdout.toString().split('\t')[0]);
 
     // 5. Restore to T into a new data directory, and start it.
@@ -390,6 +396,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       target: t,
       rpo: { archiveTimeoutSeconds: ARCHIVE_TIMEOUT_SECONDS, samples: lags.length, p50Seconds: percentile(lags, 50), maxSeconds: lags.at(-1) ?? NaN },
       rto: { restoreSeconds, startAndReplaySeconds, totalSeconds: restoreSeconds + startAndReplaySeconds },
+      doctorArchiving: { status: archiving.status, value: archiving.value },
       checks: {
         organizations: atT.size,
         figuresEqual: differences.length === 0,

@@ -356,9 +356,10 @@ async function walChecks({ query }: Context): Promise<Check[]> {
     return checks;
   }
   const failing = a.last_failed_time !== null && (a.last_archived_time === null || a.last_failed_time > a.last_archived_time);
-  // Segments written but not archived: those between the last archived one and the current one.
-  // (WAL file names are timeline + log + segment in hex; in one timeline their order is the WAL's.)
-  const behind = a.current_wal && a.last_archived_wal ? segmentsBetween(a.last_archived_wal, a.current_wal) - 1 : null;
+  // Segments finished but not archived: those strictly between the last archived one and the one
+  // being written. (WAL file names are timeline + log + segment in hex; in one timeline their
+  // order is the WAL's.)
+  const behind = a.current_wal && a.last_archived_wal ? Math.max(segmentsBetween(a.last_archived_wal, a.current_wal) - 2, 0) : null;
   const ageSeconds = a.last_archived_time ? (Date.now() - a.last_archived_time.getTime()) / 1000 : null;
   const late = behind !== null && behind > 0 && ageSeconds !== null && ageSeconds > THRESHOLDS.walLagWarnSeconds;
   checks.push(
@@ -366,7 +367,7 @@ async function walChecks({ query }: Context): Promise<Check[]> {
       'archiving',
       'WAL archiving',
       failing ? 'fail' : late ? 'warn' : 'ok',
-      failing ? `failing since ${a.last_failed_time!.toISOString()}` : behind === null ? `${a.archived} archived` : `${Math.max(behind, 0)} segments waiting`,
+      failing ? `failing since ${a.last_failed_time!.toISOString()}` : behind === null ? `${a.archived} archived` : `${behind} segments waiting`,
       { mode: a.mode, archived: Number(a.archived), failed: Number(a.failed), lastArchivedWal: a.last_archived_wal, lastArchivedAt: a.last_archived_time, lastFailedWal: a.last_failed_wal, lastFailedAt: a.last_failed_time, segmentsWaiting: behind },
       [
         ...(failing ? [`archive_command fails on ${a.last_failed_wal}: WAL piles up in pg_wal and point-in-time recovery stops at ${a.last_archived_wal ?? 'nothing'}`] : []),
