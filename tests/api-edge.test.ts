@@ -119,14 +119,13 @@ describe('bounded work per request: QUERY_TOO_COMPLEX names the limit', () => {
     const wide = `{ ${connections.slice(0, 15).map((c) => `${c}(first: 2) { totalCount pageInfo { hasNextPage } edges { cursor } }`).join(' ')} }`;
     expect((await ask(wide)).body.errors).toBeUndefined(); // within the default limit (2 s)
 
+    // Grafast allows the first plans of a process a multiple of the limit (JIT warm-up), which
+    // every plan made in the process shrinks: spend it on tiny documents, planned by the app with
+    // the default limit.
+    for (let i = 0; i < 10; i++) expect((await ask(`query Warm${i} { __typename }`)).body.errors).toBeUndefined();
     const hasty = await startTestApp({ env: { GRAPHQL_PLANNING_TIMEOUT_MS: '1' } });
     try {
       const at = (query: string) => post(hasty.url!, { query });
-      // Grafast allows the first plans of a process a multiple of the limit (JIT warm-up), which
-      // each plan made shrinks: plan tiny documents until it is spent (a cold one may fail).
-      let planned = 0;
-      for (let i = 0; i < 200 && planned < 10; i++) if (!(await at(`query Warm${i} { __typename }`)).body.errors) planned++;
-      expect(planned).toBe(10);
       const refused = await at(wide);
       expect(refused.status).toBe(400);
       expect(firstError(refused).extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', httpStatus: 400, limit: 'planning', maximum: 1 });
