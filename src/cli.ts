@@ -196,13 +196,18 @@ const commands: Record<string, Command> = {
     // doctor [--json] [--only schema,migrations,...]: exit 1 when a check fails (src/db/doctor.ts).
     const { CHECK_GROUPS, formatReport, runDoctor } = await import('./db/doctor.ts');
     const { pendingMigrations } = await import('./db/migrations.ts');
-    const onlyAt = args.indexOf('--only');
-    const only = onlyAt >= 0 ? (args[onlyAt + 1] ?? '').split(',').filter(Boolean) : undefined;
-    const unknown = [...(only ?? []), ...args.filter((a, i) => a.startsWith('-') && a !== '--json' && a !== '--only' && i !== onlyAt + 1)].filter((a) => !(CHECK_GROUPS as readonly string[]).includes(a));
-    if (unknown.length > 0 || (only !== undefined && only.length === 0)) {
-      process.stderr.write(`Usage: npm run doctor -- [--json] [--only ${CHECK_GROUPS.join(',')}]
-${unknown.length ? `Unknown: ${unknown.join(' ')}
-` : ''}`);
+    const groups: readonly string[] = CHECK_GROUPS;
+    let only: Array<(typeof CHECK_GROUPS)[number]> | undefined;
+    const unknown: string[] = [];
+    for (let i = 0; i < args.length; i++) {
+      if (args[i] === '--json') continue;
+      if (args[i] === '--only') {
+        only = (args[++i] ?? '').split(',').filter(Boolean) as typeof only;
+        unknown.push(...only!.filter((g) => !groups.includes(g)));
+      } else unknown.push(args[i]!);
+    }
+    if (unknown.length > 0 || only?.length === 0) {
+      process.stderr.write(`Usage: npm run doctor -- [--json] [--only ${CHECK_GROUPS.join(',')}]\n${unknown.length ? `Unknown: ${unknown.join(' ')}\n` : ''}`);
       process.exitCode = 2;
       return;
     }
@@ -212,7 +217,7 @@ ${unknown.length ? `Unknown: ${unknown.join(' ')}
         log.warn({ err: error.message }, 'doctor: could not read the migration state');
         return undefined;
       });
-      const report = await runDoctor({ url: db.superuserUrl ?? db.ownerUrl, visitorRole: db.roles.visitor, pending, only: only as typeof CHECK_GROUPS[number][] | undefined });
+      const report = await runDoctor({ url: db.superuserUrl ?? db.ownerUrl, visitorRole: db.roles.visitor, pending, only });
       process.stdout.write(args.includes('--json') ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       process.exitCode = report.exitCode;
     } finally {

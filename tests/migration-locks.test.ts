@@ -15,6 +15,7 @@ import { openDatabase, withDatabase } from '../src/db/bootstrap.ts';
 import { MIGRATION_LOCK_TIMEOUT, runMigrations } from '../src/db/migrations.ts';
 import { startAtrium, type Atrium } from '../src/index.ts';
 import { MIGRATIONS_DIR } from '../src/paths.ts';
+import { gql } from './support/app.ts';
 import { closePools, pool, testConfig, unique } from './support/db.ts';
 import { testLogger } from './support/log.ts';
 
@@ -66,9 +67,7 @@ test('the latest migration, applied under a stream of API writes, holds no write
         i % 2 === 0
           ? { query: 'mutation ($o: UUID!, $id: UUID!, $s: TaskStatus!) { updateTask(input: { organizationId: $o, rowId: $id, patch: { status: $s } }) { task { rowId } } }', variables: { o: org, id: tasks[i % tasks.length], s: i % 4 === 0 ? 'in_progress' : 'todo' } }
           : { query: 'mutation ($n: String!) { createClientCompany(input: { clientCompany: { name: $n } }) { clientCompany { rowId } } }', variables: { n: `Lock test ${w}-${i}` } };
-      const response = await fetch(`${atrium!.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
-      const answer = (await response.json()) as { errors?: unknown[] };
-      expect(answer.errors).toBeUndefined();
+      expect((await gql(atrium!.url!, body.query, body.variables, token)).errors).toBeUndefined();
       writes.push({ start, end: Date.now() });
     }
   };

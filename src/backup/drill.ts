@@ -24,7 +24,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { createTokenService } from '../auth/tokens.ts';
+import { freePort } from '../bench/api.ts';
 import { generateDataset, type Dataset } from '../bench/generate.ts';
+import { stats } from '../bench/stats.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../db/bootstrap.ts';
 import { runAsIds } from '../db/embedded.ts';
@@ -87,22 +89,6 @@ interface Cluster {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 /** Every tenant table's rows, the invoice totals and the activity events, per organization, in one snapshot. */
 export async function figuresByOrganization(url: string): Promise<Map<string, OrgFigures>> {
@@ -347,7 +333,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     await query(source.url('postgres'), 'select pg_switch_wal()');
     sampling = false;
     await sampler;
-    const lags = samples.map((s) => s.archivedAfter!).sort((a, b) => a - b);
+    const lags = stats(samples.map((s) => s.archivedAfter!));
     // What `npm run doctor` says of this archiving server once every segment is archived.
     const doctor = await runDoctor({ url: source.url('atrium'), visitorRole: db.roles.visitor, pending: [], only: ['wal'] });
     const archiving = doctor.checks.find((c) => c.id === 'archiving')!;
@@ -394,7 +380,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       backup: { seconds: backupSeconds, repositoryBytes },
       writes: { before: writesBefore, after: writesAfter },
       target: t,
-      rpo: { archiveTimeoutSeconds: ARCHIVE_TIMEOUT_SECONDS, samples: lags.length, p50Seconds: percentile(lags, 50), maxSeconds: lags.at(-1) ?? NaN },
+      rpo: { archiveTimeoutSeconds: ARCHIVE_TIMEOUT_SECONDS, samples: lags.n, p50Seconds: lags.p50, maxSeconds: lags.max },
       rto: { restoreSeconds, startAndReplaySeconds, totalSeconds: restoreSeconds + startAndReplaySeconds },
       doctorArchiving: { status: archiving.status, value: archiving.value },
       checks: {
