@@ -63,4 +63,34 @@ describe('the activity log is partitioned by month', () => {
       expect(after - before).toBe(2);
     }, false);
   });
+
+  test('creating a month never deadlocks with a transaction that read the log and then changes an organization: it steps back and retries', async () => {
+    // The transaction of CI's deadlock: it holds the log's ACCESS SHARE lock (a read), and next
+    // wants ROW EXCLUSIVE on organizations (an update), which the creation's lock there blocks.
+    const reader = await pool('superuser').connect();
+    const creator = await pool('superuser').connect();
+    try {
+      await reader.query('begin');
+      await reader.query('select count(*) from app_public.activity_events where false');
+      await creator.query('begin');
+      await creator.query(`set local role ${(await creator.query<{ r: string }>(`select relowner::regrole::text as r from pg_class where oid = 'app_public.activity_events'::regclass`)).rows[0].r}`);
+      await creator.query(`set local lock_timeout = '7s'`);
+      const creating = creator.query('call app_private.ensure_activity_partitions(9)');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await reader.query('lock table app_public.organizations in row exclusive mode');
+      await reader.query('commit');
+      await creating;
+      const month = new Date();
+      month.setUTCDate(1);
+      month.setUTCMonth(month.getUTCMonth() + 9);
+      expect((await creator.query<{ r: string | null }>(`select to_regclass($1)::text as r`, [`app_partitions.${monthName(month)}`])).rows[0].r).not.toBeNull();
+      // The procedure's own lock_timeout does not outlive it.
+      expect((await creator.query<{ t: string }>("select current_setting('lock_timeout') as t")).rows[0].t).toBe('7s');
+    } finally {
+      await reader.query('rollback').catch(() => undefined);
+      await creator.query('rollback').catch(() => undefined);
+      reader.release();
+      creator.release();
+    }
+  });
 });

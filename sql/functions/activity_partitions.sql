@@ -37,51 +37,55 @@ as $$ select 'activity_events_' || to_char(month, 'YYYY_MM') $$;
 create or replace procedure app_private.ensure_activity_partitions(months_ahead integer default 3, from_month date default null)
 language plpgsql
 set search_path = pg_catalog
+-- Each lock is waited for 200 ms at most (see below); the caller's own setting is back after.
+set lock_timeout = '200ms'
 as $$
 declare
   v_month date;
   v_name text;
+  v_attempt integer;
 begin
   for v_month in
     select generate_series(date_trunc('month', coalesce(from_month, now()::date))::date, (date_trunc('month', now()) + make_interval(months => months_ahead))::date, interval '1 month')::date
   loop
     v_name := app_private.activity_partition_name(v_month);
     continue when to_regclass(format('app_partitions.%I', v_name)) is not null;
-    if exists (select from app_partitions.activity_events_default d where d.occurred_at >= v_month and d.occurred_at < v_month + interval '1 month') then
-      raise exception 'The default partition of app_public.activity_events holds events of %: move them into a new partition for that month before creating it', to_char(v_month, 'YYYY-MM');
-    end if;
-    -- A new partition takes its foreign key's lock on app_public.organizations: take it first, in
-    -- the order writers take their locks (a change of an organization, then its events), so that
-    -- creating a month waits for a transaction like create_organization instead of deadlocking
-    -- with it (seen under test load).
-    lock table app_public.organizations in share row exclusive mode;
-    lock table app_public.activity_events in share row exclusive mode;
-    execute format('create table app_partitions.%I partition of app_public.activity_events for values from (%L) to (%L)',
-      v_name, v_month::timestamptz, (v_month + interval '1 month')::timestamptz);
-    execute format('alter table app_partitions.%I enable row level security, force row level security', v_name);
-    -- Through the parent only: the parent's privileges and triggers decide (a partition's own
-    -- would let its owner truncate a month).
-    execute format('revoke update, delete, truncate on app_partitions.%I from current_user', v_name);
+    -- Creating a month needs an ACCESS EXCLUSIVE lock on the log (and its foreign key's lock on
+    -- app_public.organizations). Both are taken up front, in the order writers take theirs (a
+    -- change of an organization, then its events), and never waited for long: a transaction that
+    -- read the log and then changes an organization would otherwise deadlock with this one (seen
+    -- under test load), and writers would queue behind a waiting ACCESS EXCLUSIVE. When a lock is
+    -- not granted within lock_timeout, this month's attempt is rolled back (its locks released, so
+    -- the other transaction goes on) and retried after a pause; after 50 attempts (about 15 s) a
+    -- clear error.
+    v_attempt := 0;
+    loop
+      v_attempt := v_attempt + 1;
+      begin
+        lock table app_public.organizations in share row exclusive mode;
+        lock table app_public.activity_events in access exclusive mode;
+        exit when to_regclass(format('app_partitions.%I', v_name)) is not null;
+        if exists (select from app_partitions.activity_events_default d where d.occurred_at >= v_month and d.occurred_at < v_month + interval '1 month') then
+          raise exception 'The default partition of app_public.activity_events holds events of %: move them into a new partition for that month before creating it', to_char(v_month, 'YYYY-MM');
+        end if;
+        execute format('create table app_partitions.%I partition of app_public.activity_events for values from (%L) to (%L)',
+          v_name, v_month::timestamptz, (v_month + interval '1 month')::timestamptz);
+        execute format('alter table app_partitions.%I enable row level security, force row level security', v_name);
+        -- Through the parent only: the parent's privileges and triggers decide (a partition's own
+        -- would let its owner truncate a month).
+        execute format('revoke update, delete, truncate on app_partitions.%I from current_user', v_name);
+        exit;
+      exception when lock_not_available or deadlock_detected then
+        if v_attempt >= 50 then
+          raise exception 'Could not create the activity log''s partition for %: its locks stayed taken by other transactions (% attempts)', to_char(v_month, 'YYYY-MM'), v_attempt
+            using errcode = 'lock_not_available', hint = 'Retry when the long transactions on app_public.activity_events or app_public.organizations have ended (pg_stat_activity).';
+        end if;
+        perform pg_sleep(0.05 + random() * 0.2);
+      end;
+    end loop;
   end loop;
 end
 $$;
-
--- The daily maintenance's part (src/worker/tasks/daily_maintenance.ts): keeps three months of
--- partitions ahead. Returns how many it created.
-create or replace function app_private.maintain_activity_partitions() returns integer
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  v_before integer := (select count(*) from pg_inherits i where i.inhparent = 'app_public.activity_events'::regclass);
-begin
-  call app_private.ensure_activity_partitions(3);
-  return (select count(*) from pg_inherits i where i.inhparent = 'app_public.activity_events'::regclass) - v_before;
-end
-$$;
-revoke all on function app_private.maintain_activity_partitions() from public;
-grant execute on function app_private.maintain_activity_partitions() to :DATABASE_WORKER;
-comment on function app_private.maintain_activity_partitions() is 'Creates the activity log''s month partitions up to three months ahead (daily maintenance); returns how many it created.';
 comment on procedure app_private.ensure_activity_partitions(integer, date) is 'Creates the missing month partitions of app_public.activity_events, up to months_ahead months after the current one.';
 
 -- The event's place in the log (sql/functions/time_travel.sql), and the columns a timeline reads;
@@ -144,17 +148,34 @@ begin
 end
 $convert$;
 
-alter table app_public.activity_events drop constraint if exists activity_events_action_check;
-alter table app_public.activity_events add constraint activity_events_action_check
-  check (action in ('insert', 'update', 'delete', 'soft_delete', 'restore', 'purge'));
+-- Replaced only when its list changed: adding it checks every event of the log.
+do $action_check$
+begin
+  if (select pg_get_constraintdef(c.oid) from pg_constraint c
+      where c.conrelid = 'app_public.activity_events'::regclass and c.conname = 'activity_events_action_check')
+     is distinct from $def$CHECK ((action = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'soft_delete'::text, 'restore'::text, 'purge'::text])))$def$ then
+    alter table app_public.activity_events drop constraint if exists activity_events_action_check;
+    alter table app_public.activity_events add constraint activity_events_action_check
+      check (action in ('insert', 'update', 'delete', 'soft_delete', 'restore', 'purge'));
+  end if;
+end
+$action_check$;
 -- The time index orders the events of one moment by seq, as the timeline does (newest first:
 -- occurred_at desc, seq desc; activity_between: oldest first), so a page of a window is read in
 -- order from the index, however many events a bulk transaction wrote at the same instant. (Until
 -- migration 000027 it ended in id: a page then had to sort all the events of its instant.)
+-- The indexes below exist since migrations 000023 and 000027 (the drop: since 000027), so a
+-- migration re-including this file builds or drops nothing; a partitioned table's index cannot
+-- be built concurrently anyway (its partitions' can, one by one).
+-- squawk-ignore require-concurrent-index-creation
 create index if not exists activity_events_organization_id_occurred_at_seq_idx on app_public.activity_events (organization_id, occurred_at, seq);
+-- squawk-ignore require-concurrent-index-deletion
 drop index if exists app_public.activity_events_organization_id_occurred_at_idx;
+-- squawk-ignore require-concurrent-index-creation
 create index if not exists activity_events_organization_id_transaction_id_idx on app_public.activity_events (organization_id, transaction_id);
+-- squawk-ignore require-concurrent-index-creation
 create index if not exists activity_events_organization_id_table_name_record_id_seq_idx on app_public.activity_events (organization_id, table_name, record_id, seq);
+-- squawk-ignore require-concurrent-index-creation
 create index if not exists activity_events_organization_id_parent_table_parent_id_seq_idx
   on app_public.activity_events (organization_id, parent_table, parent_id, seq) where parent_id is not null;
 
