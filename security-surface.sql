@@ -115,6 +115,21 @@ comment on policy select_readable on app_public.activity_events is 'Members read
 grant SELECT on app_public.activity_events to :DATABASE_VISITOR;
 grant UPDATE (new_values, old_values) on app_public.activity_events to :DATABASE_OWNER;
 
+-- app_public.bill_rates (table): row-level security enabled, forced
+create policy tenant_insert on app_public.bill_rates as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.bill_rates is 'Members holding rates.write add rows to the current organization.';
+create policy tenant_select on app_public.bill_rates as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.bill_rates is 'Members holding rates.read read the current organization''s live rows.';
+create policy tenant_update on app_public.bill_rates as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.bill_rates is 'Members holding rates.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.bill_rates to :DATABASE_VISITOR;
+grant INSERT (client_company_id, effective_from, engagement_id, hourly_rate, id, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
+grant UPDATE (client_company_id, effective_from, engagement_id, hourly_rate, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
+
 -- app_public.bills (table): row-level security enabled, forced
 create policy tenant_insert on app_public.bills as permissive for insert to :DATABASE_VISITOR
   with check ((organization_id = ( SELECT app_public.permitted_org_id('bills.write'::text) AS permitted_org_id)));
@@ -296,6 +311,36 @@ grant SELECT on app_public.invoices to :DATABASE_VISITOR;
 grant INSERT (client_company_id, due_on, engagement_id, id, issued_on, notes, tax_rate) on app_public.invoices to :DATABASE_VISITOR;
 grant UPDATE (client_company_id, due_on, engagement_id, issued_on, notes, tax_rate) on app_public.invoices to :DATABASE_VISITOR;
 
+-- app_public.job_roles (table): row-level security enabled, forced
+create policy tenant_insert on app_public.job_roles as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.job_roles is 'Members holding rates.write add rows to the current organization.';
+create policy tenant_select on app_public.job_roles as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.job_roles is 'Members holding rates.read read the current organization''s live rows.';
+create policy tenant_update on app_public.job_roles as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.job_roles is 'Members holding rates.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.job_roles to :DATABASE_VISITOR;
+grant INSERT (id, name) on app_public.job_roles to :DATABASE_VISITOR;
+grant UPDATE (name) on app_public.job_roles to :DATABASE_VISITOR;
+
+-- app_public.member_cost_rates (table): row-level security enabled, forced
+create policy tenant_insert on app_public.member_cost_rates as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('costs.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.member_cost_rates is 'Members holding costs.write add rows to the current organization.';
+create policy tenant_select on app_public.member_cost_rates as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('costs.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.member_cost_rates is 'Members holding costs.read read the current organization''s live rows.';
+create policy tenant_update on app_public.member_cost_rates as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('costs.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('costs.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.member_cost_rates is 'Members holding costs.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.member_cost_rates to :DATABASE_VISITOR;
+grant INSERT (effective_from, hourly_cost, id, member_id) on app_public.member_cost_rates to :DATABASE_VISITOR;
+grant UPDATE (effective_from, hourly_cost, member_id) on app_public.member_cost_rates to :DATABASE_VISITOR;
+
 -- app_public.messages (table): row-level security enabled, forced
 create policy tenant_insert on app_public.messages as permissive for insert to :DATABASE_VISITOR
   with check (((organization_id = ( SELECT app_public.permitted_org_id('messages.write'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND ((created_by = ( SELECT app_public.current_user_id() AS current_user_id)) AND (EXISTS ( SELECT
@@ -345,7 +390,7 @@ create policy update_by_admins on app_public.organization_members as permissive 
   with check (((organization_id = ( SELECT app_public.current_org_id() AS current_org_id)) AND ( SELECT app_public.current_member_has_role('admin'::app_public.member_role) AS current_member_has_role)));
 comment on policy update_by_admins on app_public.organization_members is 'Owners and admins change members'' roles (only owners grant or change the owner role).';
 grant DELETE, SELECT on app_public.organization_members to :DATABASE_VISITOR;
-grant UPDATE (role) on app_public.organization_members to :DATABASE_VISITOR;
+grant UPDATE (job_role_id, role) on app_public.organization_members to :DATABASE_VISITOR;
 
 -- app_public.organizations (table): row-level security enabled, forced
 create policy select_current on app_public.organizations as permissive for select to :DATABASE_VISITOR
@@ -570,8 +615,14 @@ create policy tenant_update on app_public.time_entries as permissive for update 
   with check ((organization_id = ( SELECT app_public.permitted_org_id('time.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.time_entries is 'Members holding time.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.time_entries to :DATABASE_VISITOR;
-grant INSERT (billable, description, engagement_id, id, member_id, minutes, rate, task_id, work_date) on app_public.time_entries to :DATABASE_VISITOR;
-grant UPDATE (billable, description, engagement_id, member_id, minutes, rate, task_id, work_date) on app_public.time_entries to :DATABASE_VISITOR;
+grant INSERT (billable, description, engagement_id, id, job_role_id, member_id, minutes, rate, task_id, work_date) on app_public.time_entries to :DATABASE_VISITOR;
+grant UPDATE (billable, description, engagement_id, job_role_id, member_id, minutes, rate, task_id, work_date) on app_public.time_entries to :DATABASE_VISITOR;
+
+-- app_public.time_entry_costs (table): row-level security enabled, forced
+create policy tenant_select on app_public.time_entry_costs as permissive for select to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('costs.read'::text) AS permitted_org_id)));
+comment on policy tenant_select on app_public.time_entry_costs is 'Members holding costs.read read the current organization''s rows.';
+grant SELECT on app_public.time_entry_costs to :DATABASE_VISITOR;
 
 -- app_public.users (table): row-level security enabled, forced
 create policy select_self_and_colleagues on app_public.users as permissive for select to :DATABASE_VISITOR
@@ -1063,6 +1114,22 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   if v_reset.id is null or v_reset.used_at is not null then
 --   |     perform app_private.fail('RESET_TOKEN_INVALID', 'This password-reset link is unknown, was replaced by a newer one, or was already used; ask for a new one.');
 --   | ... (21 more lines)
+-- app_private.resolve_bill_rate(organization_id uuid, engagement_id uuid, member_id uuid, job_role_id uuid, on_date date) returns TABLE(hourly_rate numeric, source text, bill_rate_id uuid)
+--   execute: the owner only; set search_path=pg_catalog
+--   |   with e as (
+--   |     select e.client_company_id, e.hourly_rate from app_public.engagements e
+--   |     where e.organization_id = resolve_bill_rate.organization_id and e.id = resolve_bill_rate.engagement_id
+--   |   ), candidates as (
+--   |     select r.hourly_rate, r.id, r.effective_from,
+--   |       case when r.engagement_id is not null then 'engagement' when r.client_company_id is not null then 'client' else 'organization' end
+--   | ... (16 more lines)
+-- app_private.resolve_cost_rate(organization_id uuid, member_id uuid, on_date date) returns TABLE(hourly_cost numeric, member_cost_rate_id uuid)
+--   execute: the owner only; set search_path=pg_catalog
+--   |   select c.hourly_cost, c.id from app_public.member_cost_rates c
+--   |   where c.organization_id = resolve_cost_rate.organization_id and c.member_id = resolve_cost_rate.member_id and c.deleted_at is null
+--   |     and (c.effective_from is null or c.effective_from <= resolve_cost_rate.on_date)
+--   |   order by c.effective_from desc nulls last
+--   |   limit 1
 -- app_private.run_erasure(erasure_id uuid) returns jsonb
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | declare
@@ -1192,15 +1259,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_stamp text;
 --   | begin
 --   | ... (20 more lines)
+-- app_private.tg__time_entry_cost() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_cost record;
+--   | begin
+--   |   if tg_op = 'UPDATE' and (new.member_id, new.work_date) is not distinct from (old.member_id, old.work_date) then
+--   |     return null;
+--   |   end if;
+--   | ... (8 more lines)
 -- app_private.tg__time_entry_rate() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_given boolean;
+--   |   v_rate record;
 --   | begin
---   |   if new.rate = 0 then
---   |     new.rate := coalesce((
---   |       select e.hourly_rate from app_public.engagements e where e.organization_id = new.organization_id and e.id = new.engagement_id
---   |     ), 0);
---   |   end if;
---   | ... (2 more lines)
+--   |   if tg_op = 'UPDATE' then
+--   |     new.rate_source := old.rate_source;
+--   | ... (29 more lines)
 -- app_private.tg__time_entry_rules() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | begin
@@ -1379,6 +1455,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   insert into app_public.contracts (organization_id, proposal_id, client_company_id, title, value)
 --   |   values (v.organization_id, v.id, v.client_company_id, v.title, v.total)
 --   | ... (6 more lines)
+-- app_public.applicable_bill_rate(engagement_id uuid, member_id uuid, work_date date, job_role_id uuid) returns numeric
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   v_role uuid := applicable_bill_rate.job_role_id;
+--   | begin
+--   |   perform app_private.require_permission('rates.read', 'read rates');
+--   |   if not exists (select from app_public.engagements e where e.organization_id = v_org and e.id = applicable_bill_rate.engagement_id and e.deleted_at is null) then
+--   | ... (13 more lines)
 -- app_public.approve_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'approved', 'approve a bill')
@@ -1505,6 +1590,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     perform app_private.fail('NO_ORGANIZATION', 'Choose the organization to delete first (switchOrganization).');
 --   |   end if;
 --   | ... (25 more lines)
+-- app_public.deleted_bill_rates() returns SETOF app_public.bill_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.bill_rates as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
 -- app_public.deleted_bills() returns SETOF app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     begin
@@ -1584,6 +1678,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       return query
 --   |         select t.*
 --   |         from app_public.invoices as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
+-- app_public.deleted_job_roles() returns SETOF app_public.job_roles
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.job_roles as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
+-- app_public.deleted_member_cost_rates() returns SETOF app_public.member_cost_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.member_cost_rates as t
 --   |         join app_public.organizations o on o.id = t.organization_id
 --   | ... (4 more lines)
 -- app_public.deleted_messages() returns SETOF app_public.messages
@@ -1805,6 +1917,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.bills as t set deleted_at = null
 --   |       from app_public.organizations o
 --   | ... (12 more lines)
+-- app_public.restore_bill_rate(id uuid) returns app_public.bill_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.bill_rates;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a bill rate');
+--   |       update app_public.bill_rates as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
 -- app_public.restore_client_company(id uuid) returns app_public.client_companies
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare
@@ -1875,6 +1996,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     begin
 --   |       perform app_private.require_member_role('admin', 'restore a invoice schedule');
 --   |       update app_public.invoice_schedules as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
+-- app_public.restore_job_role(id uuid) returns app_public.job_roles
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.job_roles;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a job role');
+--   |       update app_public.job_roles as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
+-- app_public.restore_member_cost_rate(id uuid) returns app_public.member_cost_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.member_cost_rates;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a member cost rate');
+--   |       update app_public.member_cost_rates as t set deleted_at = null
 --   |       from app_public.organizations o
 --   | ... (12 more lines)
 -- app_public.restore_message(id uuid) returns app_public.messages
@@ -2042,6 +2181,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.bills as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_bill.id and t.deleted_at is null
 --   | ... (6 more lines)
+-- app_public.soft_delete_bill_rate(id uuid) returns app_public.bill_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.bill_rates;
+--   |     begin
+--   |       perform app_private.require_permission('rates.write', 'delete a bill rate');
+--   |       update app_public.bill_rates as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_bill_rate.id and t.deleted_at is null
+--   | ... (6 more lines)
 -- app_public.soft_delete_client_company(id uuid) returns app_public.client_companies
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare
@@ -2113,6 +2261,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       perform app_private.require_permission('invoices.write', 'delete a invoice schedule');
 --   |       update app_public.invoice_schedules as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_invoice_schedule.id and t.deleted_at is null
+--   | ... (6 more lines)
+-- app_public.soft_delete_job_role(id uuid) returns app_public.job_roles
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.job_roles;
+--   |     begin
+--   |       perform app_private.require_permission('rates.write', 'delete a job role');
+--   |       update app_public.job_roles as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_job_role.id and t.deleted_at is null
+--   | ... (6 more lines)
+-- app_public.soft_delete_member_cost_rate(id uuid) returns app_public.member_cost_rates
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.member_cost_rates;
+--   |     begin
+--   |       perform app_private.require_permission('costs.write', 'delete a member cost rate');
+--   |       update app_public.member_cost_rates as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_member_cost_rate.id and t.deleted_at is null
 --   | ... (6 more lines)
 -- app_public.soft_delete_message(id uuid) returns app_public.messages
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog

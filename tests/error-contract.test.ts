@@ -31,7 +31,7 @@ import { createLogger } from '../src/log.ts';
 import { ROOT } from '../src/paths.ts';
 import { confirmationToken, tokenFor } from './support/app.ts';
 import { addMember, asVisitor, closePools, inTransaction, pgError, pool, roleName, sessionOf, signUp, testConfig, unique, urlFor, type User } from './support/db.ts';
-import { commitAs, one, oneTenant, type Tenant } from './support/fixtures.ts';
+import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 import { DOMAIN_RULE_SAMPLES, SQLSTATE_SAMPLES } from './support/value-errors.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +461,17 @@ const PROVOKE: Record<string, Provoke> = {
     const created = await post(app.url!, { query: 'mutation($c: UUID!) { createInvoice(input: { invoice: { clientCompanyId: $c } }) { invoice { rowId } } }', variables: { c: t.clientId } }, { token: ownerToken });
     const invoiceId = (created.body.data as { createInvoice: { invoice: { rowId: string } } }).createInvoice.invoice.rowId;
     return run('sending an invoice without lines', 'mutation($i: UUID!) { sendInvoice(input: { invoiceId: $i }) { clientMutationId } }', { i: invoiceId });
+  },
+  RATE_MISSING: async () => {
+    // An engagement without a rate of its own, and a member without a job role (the fixture's
+    // organization prices designers only).
+    const { engagementId, memberId } = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
+      const e = await signedEngagement(c, 'unpriced');
+      await c.query('update app_public.engagements set hourly_rate = null where id = $1', [e.engagementId]);
+      const m = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId]);
+      return { engagementId: e.engagementId, memberId: m.id };
+    });
+    return run('logging billable time on an engagement no rate prices', 'mutation($e: UUID!, $m: UUID!) { createTimeEntry(input: { timeEntry: { engagementId: $e, memberId: $m, minutes: 30 } }) { clientMutationId } }', { e: engagementId, m: memberId });
   },
   EXPIRED: async () => {
     const created = await post(app.url!, {

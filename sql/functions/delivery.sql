@@ -60,25 +60,11 @@ end
 $$;
 comment on function app_public.create_project_from_template(uuid, uuid, text, date) is 'Creates a project in an active or on-hold engagement from a template (projects.write), copying its milestones and tasks with due dates counted from starts_on.';
 
--- Time entries. BEFORE INSERT: a rate left at 0 takes the engagement's hourly rate.
+-- Time entries. BEFORE INSERT OR UPDATE, the job role and the bill rate (sql/functions/rates.sql).
 -- AFTER INSERT OR UPDATE (so row-level security has admitted the row first): the task must belong
 -- to the entry's engagement; once invoiced (invoice_id set) an entry no longer changes
--- (NOT_EDITABLE) until its invoice is cancelled. SECURITY DEFINER: reads engagements, projects
--- and tasks whatever the caller may read.
-create or replace function app_private.tg__time_entry_rate() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  if new.rate = 0 then
-    new.rate := coalesce((
-      select e.hourly_rate from app_public.engagements e where e.organization_id = new.organization_id and e.id = new.engagement_id
-    ), 0);
-  end if;
-  return new;
-end
-$$;
-
+-- (NOT_EDITABLE) until its invoice is cancelled. SECURITY DEFINER: reads projects and tasks
+-- whatever the caller may read.
 create or replace function app_private.tg__time_entry_rules() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
@@ -100,9 +86,6 @@ begin
 end
 $$;
 
-drop trigger if exists tg_time_entries__rate on app_public.time_entries;
-create trigger tg_time_entries__rate before insert on app_public.time_entries
-  for each row execute function app_private.tg__time_entry_rate();
 drop trigger if exists tg_time_entries__rules on app_public.time_entries;
 create trigger tg_time_entries__rules after insert or update on app_public.time_entries
   for each row execute function app_private.tg__time_entry_rules();

@@ -9,8 +9,9 @@
 --     the permissions of those roles (e.g. "billing clerk": invoices.read, invoices.write,
 --     clients.read — and nothing about deals);
 --   * otherwise the defaults of their base role: viewers read every area; members read and write
---     every area, except the special portal.write, roles.write and webhooks.write, which stay with
---     admins.
+--     every area, except the special actions, which stay with admins: portal.write, roles.write,
+--     webhooks.write, rates.write (what the firm bills) and costs.read/costs.write (what members
+--     cost: confidential, so not even read by default).
 -- The job worker acts with admin rights inside the organization of its job.
 -- Re-included by later migrations when areas or actions are added; idempotent.
 
@@ -44,7 +45,11 @@ insert into app_public.permissions (key, description) values
   ('roles.read', 'See custom roles and who holds them'),
   ('roles.write', 'Define custom roles and assign them (special: admins by default)'),
   ('webhooks.read', 'See webhook endpoints and their delivery log'),
-  ('webhooks.write', 'Add, change and delete webhook endpoints, rotate their secrets, retry deliveries (special: admins by default)')
+  ('webhooks.write', 'Add, change and delete webhook endpoints, rotate their secrets, retry deliveries (special: admins by default)'),
+  ('rates.read', 'See job roles and rate cards'),
+  ('rates.write', 'Define job roles and rate cards, give members their job role, set a time entry''s rate by hand (special: admins by default)'),
+  ('costs.read', 'See what members cost (cost rates) and the cost of time (special: admins by default)'),
+  ('costs.write', 'Set members'' cost rates (special: admins by default)')
 on conflict (key) do update set description = excluded.description;
 
 -- Is `permission` one of the special actions that only admins (or a custom role) grant?
@@ -52,7 +57,7 @@ create or replace function app_private.is_special_permission(permission text) re
 language sql immutable parallel safe
 set search_path = pg_catalog
 as $$
-  select permission in ('portal.write', 'roles.write', 'webhooks.write')
+  select permission in ('portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write')
 $$;
 
 -- The organization of this request, if the current user may do `permission` there; otherwise
@@ -101,7 +106,7 @@ begin
       where mr.organization_id = v_org and mr.member_id = v_member_id and rp.permission_key = permitted_org_id.permission
     ) then v_org end;
   end if;
-  if permitted_org_id.permission like '%.read' then
+  if permitted_org_id.permission like '%.read' and not app_private.is_special_permission(permitted_org_id.permission) then
     return v_org;
   end if;
   return case
@@ -174,7 +179,7 @@ as $$
   select coalesce(array_agg(p.key order by p.key), '{}')
   from app_public.permissions p
   where base_role_permissions.role >= 'admin'
-    or p.key like '%.read'
+    or (p.key like '%.read' and not app_private.is_special_permission(p.key))
     or (base_role_permissions.role = 'member' and p.key like '%.write' and not app_private.is_special_permission(p.key))
 $$;
 comment on function app_private.base_role_permissions(app_public.member_role) is 'The permissions a member of this base role holds when they hold no custom role (mirrors app_public.permitted_org_id).';
@@ -251,7 +256,15 @@ create trigger tg_role_assignments__held before insert or update or delete on ap
   for each row execute function app_private.tg_role_assignments__held();
 
 -- A deleted role that members still hold stays until they no longer do (see above).
-alter table app_public.role_assignments
-  drop constraint if exists role_assignments_organization_id_role_id_fkey,
-  add constraint role_assignments_organization_id_role_id_fkey
-    foreign key (organization_id, role_id) references app_public.roles;
+-- (Replaced only while it still has another delete action: adding it checks every row.)
+do $$
+begin
+  if exists (select from pg_constraint where conrelid = 'app_public.role_assignments'::regclass
+             and conname = 'role_assignments_organization_id_role_id_fkey' and confdeltype <> 'a') then
+    alter table app_public.role_assignments
+      drop constraint role_assignments_organization_id_role_id_fkey,
+      add constraint role_assignments_organization_id_role_id_fkey
+        foreign key (organization_id, role_id) references app_public.roles;
+  end if;
+end
+$$;

@@ -64,6 +64,12 @@ async function seedTenant(label: string): Promise<Tenant> {
     const task = await one<{ id: string }>(c, `select id from app_public.tasks where project_id = $1 order by position limit 1`, [project.id]);
     const ownerMember = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [owner.userId]);
     await c.query('update app_public.tasks set assignee_member_id = $2 where id = $1', [task.id, ownerMember.id]);
+    // Rates and cost: the owner is a Designer, a rate card for designers (below the engagement's
+    // own 150/h, which wins), and the owner's cost, frozen on each entry (time_entry_costs).
+    const designer = await one<{ id: string }>(c, `insert into app_public.job_roles (name) values ('Designer') returning id`);
+    await c.query('update app_public.organization_members set job_role_id = $1 where id = $2', [designer.id, ownerMember.id]);
+    await c.query(`insert into app_public.bill_rates (job_role_id, hourly_rate, effective_from) values ($1, 120, '2026-01-01')`, [designer.id]);
+    await c.query(`insert into app_public.member_cost_rates (member_id, hourly_cost) values ($1, 60)`, [ownerMember.id]);
     await c.query(
       `insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes)
        values ($1, $2, $3, '2026-01-06', 120), ($1, $2, $3, '2026-01-07', 90)`,

@@ -77,7 +77,9 @@ export async function appPublicFunctions(): Promise<DbFunction[]> {
   for (const fk of fks) byColumn.set(fk.column, (byColumn.get(fk.column) ?? new Set()).add(fk.table));
 
   const argTable = (fn: ProcRow, arg: string): string | undefined => {
-    const referenced = byColumn.get(arg);
+    // (`id` is a row's own key, even where it is also a foreign key: time_entry_costs.id is its
+    // time entry's.)
+    const referenced = arg === 'id' ? undefined : byColumn.get(arg);
     if (referenced?.size === 1) return [...referenced][0];
     if (arg === 'record_id' && fn.arg_names?.includes('table_name')) return 'invoices';
     const stem = arg.replace(/_id$/, '');
