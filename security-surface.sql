@@ -40,6 +40,8 @@ grant INSERT, SELECT on app_private.activity_dispatches to :DATABASE_WORKER;
 
 -- app_private.audit_parents (table): row-level security enabled, forced
 
+-- app_private.credit_note_counters (table): row-level security enabled, forced
+
 -- app_private.data_columns (table): row-level security enabled, forced
 
 -- app_private.deleted_organizations (table): row-level security enabled, forced
@@ -191,6 +193,14 @@ create policy tenant_update on app_public.contracts as permissive for update to 
 comment on policy tenant_update on app_public.contracts is 'Members holding contracts.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.contracts to :DATABASE_VISITOR;
 grant UPDATE (ends_on, starts_on, terms, title) on app_public.contracts to :DATABASE_VISITOR;
+
+-- app_public.credit_notes (table): row-level security enabled, forced
+create policy tenant_select on app_public.credit_notes as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('invoices.read'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND ((kind = 'credit'::text) AND (EXISTS ( SELECT
+   FROM app_public.invoices i
+  WHERE ((i.organization_id = credit_notes.organization_id) AND (i.id = credit_notes.invoice_id))))))));
+comment on policy tenant_select on app_public.credit_notes is 'Members holding invoices.read read the current organization''s rows; client-portal users read those where kind = ''credit'' and exists (select from app_public.invoices i where i.organization_id = credit_notes.organization_id and i.id = credit_notes.invoice_id).';
+grant SELECT on app_public.credit_notes to :DATABASE_VISITOR;
 
 -- app_public.data_exports (table): row-level security enabled, forced
 create policy select_by_admins on app_public.data_exports as permissive for select to :DATABASE_VISITOR
@@ -521,6 +531,14 @@ comment on policy tenant_update on app_public.proposals is 'Members holding prop
 grant SELECT on app_public.proposals to :DATABASE_VISITOR;
 grant INSERT (client_company_id, deal_id, engagement_id, id, notes, tax_rate, title, valid_until) on app_public.proposals to :DATABASE_VISITOR;
 grant UPDATE (client_company_id, deal_id, engagement_id, notes, tax_rate, title, valid_until) on app_public.proposals to :DATABASE_VISITOR;
+
+-- app_public.refunds (table): row-level security enabled, forced
+create policy tenant_select on app_public.refunds as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('invoices.read'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND (EXISTS ( SELECT
+   FROM app_public.invoices i
+  WHERE ((i.organization_id = refunds.organization_id) AND (i.id = refunds.invoice_id)))))));
+comment on policy tenant_select on app_public.refunds is 'Members holding invoices.read read the current organization''s rows; client-portal users read those where exists (select from app_public.invoices i where i.organization_id = refunds.organization_id and i.id = refunds.invoice_id).';
+grant SELECT on app_public.refunds to :DATABASE_VISITOR;
 
 -- app_public.role_assignments (table): row-level security enabled, forced
 create policy tenant_delete on app_public.role_assignments as permissive for delete to :DATABASE_VISITOR
@@ -929,6 +947,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_next date;
 --   |   v_last date;
 --   | ... (54 more lines)
+-- app_private.lock_invoice(invoice_id uuid) returns app_public.invoices
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   | begin
+--   |   select i.* into v from app_public.invoices i
+--   |   where i.organization_id = app_public.current_org_id() and i.id = lock_invoice.invoice_id
+--   |   for update;
+--   | ... (5 more lines)
 -- app_private.login(email text, password text, organization_id uuid) returns app_private.auth_grant
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1196,6 +1223,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     select count(*) into v_live
 --   |     from app_public.engagements e
 --   | ... (9 more lines)
+-- app_private.tg__credit_note_applied() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   |   v_credited_net numeric;
+--   |   v_credited_tax numeric;
+--   |   v_balance numeric;
+--   | begin
+--   | ... (21 more lines)
 -- app_private.tg__edit_lock() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1241,6 +1277,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   where i.organization_id = new.organization_id and i.id = new.invoice_id
 --   |   for update;
 --   | ... (12 more lines)
+-- app_private.tg__refund_applied() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   | begin
+--   |   select i.* into v from app_public.invoices i
+--   |   where i.organization_id = new.organization_id and i.id = new.invoice_id
+--   |   for update;
+--   | ... (7 more lines)
 -- app_private.tg__require_organization() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | begin
@@ -1481,7 +1526,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   perform app_private.require_permission('invoices.write', 'cancel an invoice');
 --   |   select i.* into v from app_public.invoices i
 --   |   where i.organization_id = app_public.current_org_id() and i.id = cancel_invoice.invoice_id and i.deleted_at is null
---   | ... (13 more lines)
+--   | ... (15 more lines)
 -- app_public.cancel_organization_deletion() returns app_public.organizations
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1842,6 +1887,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_invitation app_public.invitations;
 --   | begin
 --   | ... (41 more lines)
+-- app_public.issue_credit_note(invoice_id uuid, amount numeric, reason text, issued_on date) returns app_public.credit_notes
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   |   v_net_left numeric;
+--   |   v_tax_left numeric;
+--   |   v_net numeric;
+--   |   v_tax numeric;
+--   | ... (19 more lines)
 -- app_public.mark_invoice_viewed(invoice_id uuid) returns app_public.invoices
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1894,6 +1948,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   perform app_private.require_permission('invoices.write', 'record a payment');
 --   |   -- The invoice first (lock order): concurrent payments queue here; the trigger checks its status
 --   | ... (11 more lines)
+-- app_public.record_refund(invoice_id uuid, amount numeric, refunded_on date, method app_public.payment_method, reference text) returns app_public.refunds
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   |   v_refund app_public.refunds;
+--   | begin
+--   |   perform app_private.require_permission('invoices.write', 'record a refund');
+--   |   v := app_private.lock_invoice(record_refund.invoice_id);
+--   | ... (6 more lines)
 -- app_public.reject_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'rejected', 'reject a bill')
@@ -2375,3 +2438,12 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   select row(r.event_type, r.description)::app_public.webhook_event_type
 --   |   from app_private.webhook_event_rules r
 --   |   order by r.event_type
+-- app_public.write_off_invoice(invoice_id uuid, reason text) returns app_public.credit_notes
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   |   v_net_left numeric;
+--   |   v_tax_left numeric;
+--   |   v_net numeric;
+--   |   v_note app_public.credit_notes;
+--   | ... (15 more lines)

@@ -142,6 +142,8 @@ describe('each check reports a table that breaks its rule', () => {
       'an allowed timestamp name the visitor writes',
       `${GOOD_TABLE} alter table app_public.check_probe add column sent_at timestamptz; call app_private.grant_tenant_access('app_public.check_probe', false);`,
     ],
+    ['value_columns_use_domains.sql', 'a listed plain number whose check is gone', 'alter table app_public.invoices drop constraint invoices_amount_credited_range;'],
+    ['value_columns_use_domains.sql', 'a listed plain number the visitor writes', `grant update (amount_credited) on app_public.invoices to ${'${visitor}'};`],
     ['value_columns_use_domains.sql', 'a timestamptz not set by the database', `${GOOD_TABLE} alter table app_public.check_probe add column remind_at timestamptz;`],
     ['value_columns_use_domains.sql', 'an email column of plain text', `${GOOD_TABLE} alter table app_public.check_probe add column billing_email text;`],
     ['email_columns_normalized.sql', 'an email column without the normalizer', `${GOOD_TABLE} alter table app_public.check_probe add column email app_public.email_address;`],

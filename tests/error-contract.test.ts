@@ -462,6 +462,9 @@ const PROVOKE: Record<string, Provoke> = {
     const invoiceId = (created.body.data as { createInvoice: { invoice: { rowId: string } } }).createInvoice.invoice.rowId;
     return run('sending an invoice without lines', 'mutation($i: UUID!) { sendInvoice(input: { invoiceId: $i }) { clientMutationId } }', { i: invoiceId });
   },
+  CREDIT_EXCEEDS_INVOICE: () => run('crediting a billion on an invoice', 'mutation($i: UUID!) { issueCreditNote(input: { invoiceId: $i, amount: "1000000000" }) { clientMutationId } }', { i: t.invoiceId }),
+  REFUND_EXCEEDS_CREDIT: () => run('refunding an invoice the client still owes on', 'mutation($i: UUID!) { recordRefund(input: { invoiceId: $i, amount: "1" }) { clientMutationId } }', { i: t.invoiceId }),
+  NOT_CREDITABLE: () => run('crediting a draft invoice', 'mutation($i: UUID!) { issueCreditNote(input: { invoiceId: $i, amount: "1" }) { clientMutationId } }', { i: t.draftInvoiceId }),
   RATE_MISSING: async () => {
     // An engagement without a rate of its own, and a member without a job role (the fixture's
     // organization prices designers only).

@@ -141,6 +141,8 @@ begin
     perform app_private.fail('NOT_FOUND', 'No such invoice in this organization.');
   elsif v.amount_paid > 0 then
     perform app_private.fail('INVALID_TRANSITION', 'An invoice with payments cannot be cancelled.');
+  elsif v.amount_credited > 0 then
+    perform app_private.fail('INVALID_TRANSITION', 'An invoice with credit notes cannot be cancelled.');
   end if;
   update app_public.invoices i set status = 'cancelled'
   where i.organization_id = v.organization_id and i.id = v.id
@@ -150,7 +152,7 @@ begin
   return v;
 end
 $$;
-comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments (invoices.write); its number stays taken and its time entries become invoiceable again.';
+comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments and no credit notes (invoices.write); its number stays taken and its time entries become invoiceable again.';
 
 -- Payments, AFTER INSERT per row (whether through recordPayment or a direct insert): the invoice
 -- must take payments (sent, viewed or overdue: NOT_PAYABLE), the amount must not exceed its

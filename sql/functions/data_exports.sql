@@ -443,7 +443,7 @@ grant execute on function app_private.trigger_arguments(bytea, integer) to :DATA
 ------------------------------------------------------------------------------------------------
 -- Import (`import-organization`, src/export/import.ts): what the imported rows imply, set by the
 -- owner at the end of the import's transaction. Nothing else may run it.
---   * the invoice counter continues after the highest imported invoice number;
+--   * the invoice and credit note counters continue after the highest imported numbers;
 --   * webhook endpoints are disabled: their signing secrets are not in the export (rotate the
 --     secret, then enable the endpoint).
 create or replace function app_private.finish_organization_import(organization_id uuid) returns void
@@ -456,6 +456,11 @@ begin
   where i.organization_id = finish_organization_import.organization_id and i.number is not null
   group by i.organization_id
   on conflict on constraint invoice_counters_pkey do update set last_number = greatest(c.last_number, excluded.last_number);
+  insert into app_private.credit_note_counters as c (organization_id, last_number)
+  select n.organization_id, max(n.number) from app_public.credit_notes n
+  where n.organization_id = finish_organization_import.organization_id and n.number is not null
+  group by n.organization_id
+  on conflict on constraint credit_note_counters_pkey do update set last_number = greatest(c.last_number, excluded.last_number);
   update app_public.webhook_endpoints e
   set enabled = false, disabled_at = coalesce(e.disabled_at, now()),
     disabled_reason = 'Imported without its signing secret: rotate the secret, then enable the endpoint.'

@@ -86,6 +86,20 @@ async function seedTenant(label: string): Promise<Tenant> {
     const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1, 10)', [e.engagementId]);
     await c.query('select app_public.send_invoice($1)', [invoice.id]);
     await c.query(`select app_public.record_payment($1, 100, '2026-01-20', 'bank_transfer', 'first part')`, [invoice.id]);
+    // Corrections: an invoice paid in full, then credited in part (a credit note) and the credit
+    // refunded; another written off.
+    for (const kind of ['credited', 'written off']) {
+      const settled = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2) returning id', [e.clientId, e.engagementId]);
+      await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Workshop', 1, 200)`, [settled.id]);
+      await c.query('select app_public.send_invoice($1)', [settled.id]);
+      if (kind === 'credited') {
+        await c.query(`select app_public.record_payment($1, 200, '2026-01-21', 'bank_transfer', 'in full')`, [settled.id]);
+        await c.query(`select app_public.issue_credit_note($1, 50, 'Discount agreed after the workshop')`, [settled.id]);
+        await c.query(`select app_public.record_refund($1, 50, '2026-01-28', 'bank_transfer', 'discount')`, [settled.id]);
+      } else {
+        await c.query(`select app_public.write_off_invoice($1, 'Client went out of business')`, [settled.id]);
+      }
+    }
     const draftInvoice = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2) returning id', [e.clientId, e.engagementId]);
     await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Hosting', 1, 49)`, [draftInvoice.id]);
 
