@@ -61,8 +61,12 @@ describe('credit notes', () => {
   });
 
   test('refused credits take no number: the series stays gapless, across connections at once', async () => {
-    const ids = await commitAs(own, async (c) => Promise.all([0, 1, 2, 3, 4, 5].map(() => sentInvoice(c, 100))));
-    const before = await one<{ n: number | null }>(pool('owner'), 'select max(number) as n from app_public.credit_notes where organization_id = $1', [t.orgId]);
+    const ids = await commitAs(own, async (c) => {
+      const made: string[] = [];
+      for (let i = 0; i < 6; i++) made.push(await sentInvoice(c, 100));
+      return made;
+    });
+    const before = (await pool('owner').query<{ n: number | null }>('select max(number) as n from app_public.credit_notes where organization_id = $1', [t.orgId])).rows[0]!;
     // Six connections at once, each crediting its own invoice; every other one asks for too much
     // (refused, rolled back).
     const outcomes = await Promise.all(ids.map((id, i) =>

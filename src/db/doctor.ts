@@ -1,11 +1,11 @@
 // `npm run doctor`: the health of a database, measured live (embedded, or DATABASE_URL): the
-// schema's data-quality figures (sql/reports/data_quality.sql), pending migrations, statement
-// latency, unused and duplicate indexes, bloat, the job table's dead tuples, long transactions,
+// schema's data-quality figures (sql/reports/data_quality.sql), pending migrations, the books
+// (sql/functions/books.sql: every monetary invariant), statement latency, unused and duplicate indexes, bloat, the job table's dead tuples, long transactions,
 // replication and WAL archiving, and the job queue. Each check is ok, warn, fail or skip (what
 // it needs is not there); `fail` is a violation and makes the command exit 1, so it can gate CI
 // and deploys. The thresholds are the constants below; docs/CURRENT_STATE_OVERVIEW.md explains each check.
 //
-// It reads only: catalog and statistics views, and the queue's tables. It connects as a
+// It reads only: catalog and statistics views, the queue's tables, and (books) the documents. It connects as a
 // superuser when it has one, otherwise as the owner, which db:setup makes a member of
 // pg_monitor (other sessions' transactions, pg_stat_statements of every role).
 import fs from 'node:fs';
@@ -38,7 +38,7 @@ export interface DoctorReport {
 }
 
 /** The checks, in the order they run; `--only a,b` picks some. */
-export const CHECK_GROUPS = ['schema', 'migrations', 'statements', 'indexes', 'bloat', 'transactions', 'wal', 'jobs'] as const;
+export const CHECK_GROUPS = ['schema', 'migrations', 'books', 'statements', 'indexes', 'bloat', 'transactions', 'wal', 'jobs'] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export const THRESHOLDS = {
@@ -119,6 +119,31 @@ function migrationChecks({ pending }: Context): Check[] {
       pending.length === 0 ? 'all' : `${pending.length} pending`,
       { pending },
       pending.map((m) => `not applied: ${m}`),
+    ),
+  ];
+}
+
+/** How many of the books' violations a report lists (all are counted). */
+const BOOKS_DETAILS = 20;
+
+/** Every broken monetary invariant (sql/functions/books.sql): a fail, each named. */
+async function booksChecks({ query }: Context): Promise<Check[]> {
+  const [fn] = await query<{ found: boolean }>(`select to_regprocedure('app_private.books_violations(uuid)') is not null as found`);
+  if (!fn!.found) return [check('books', 'Books add up (invoices, payments, credits, numbers)', 'skip', 'not migrated', {}, ['app_private.books_violations does not exist yet'])];
+  const rows = await query<{ organization_id: string; rule: string; document: string; document_id: string | null; detail: string }>('select * from app_private.books_violations()');
+  const byRule: Record<string, number> = {};
+  for (const r of rows) byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
+  return [
+    check(
+      'books',
+      'Books add up (invoices, payments, credits, numbers)',
+      rows.length === 0 ? 'ok' : 'fail',
+      rows.length === 0 ? '0 violations' : `${rows.length} violations`,
+      { violations: rows.length, byRule },
+      [
+        ...rows.slice(0, BOOKS_DETAILS).map((r) => `${r.rule}: ${r.document} ${r.document_id ?? ''} of organization ${r.organization_id}: ${r.detail}`.replace('  ', ' ')),
+        ...(rows.length > BOOKS_DETAILS ? [`… ${rows.length - BOOKS_DETAILS} more: select * from app_private.books_violations()`] : []),
+      ],
     ),
   ];
 }
@@ -417,6 +442,7 @@ async function jobChecks({ query }: Context): Promise<Check[]> {
 const GROUPS: Record<CheckGroup, (context: Context) => Promise<Check[]> | Check[]> = {
   schema: schemaChecks,
   migrations: migrationChecks,
+  books: booksChecks,
   statements: statementChecks,
   indexes: indexChecks,
   bloat: bloatChecks,
