@@ -411,7 +411,7 @@ create policy update_current_by_admins on app_public.organizations as permissive
   with check (((id = ( SELECT app_public.current_org_id() AS current_org_id)) AND ( SELECT app_public.current_member_has_role('admin'::app_public.member_role) AS current_member_has_role)));
 comment on policy update_current_by_admins on app_public.organizations is 'Owners and admins change their current organization''s settings.';
 grant SELECT on app_public.organizations to :DATABASE_VISITOR;
-grant UPDATE (activity_retention_days, country_code, currency, email_log_retention_days, failed_job_retention_days, file_content_types, file_max_bytes, financial_activity_retention_years, name, payment_terms_days, retention_days, slug, webhook_payload_retention_days) on app_public.organizations to :DATABASE_VISITOR;
+grant UPDATE (activity_retention_days, country_code, currency, email_log_retention_days, failed_job_retention_days, file_content_types, file_max_bytes, financial_activity_retention_years, name, payment_terms_days, retention_days, slug, time_approval_required, time_locked_through, webhook_payload_retention_days) on app_public.organizations to :DATABASE_VISITOR;
 
 -- app_public.payments (table): row-level security enabled, forced
 create policy tenant_insert on app_public.payments as permissive for insert to :DATABASE_VISITOR
@@ -642,6 +642,12 @@ create policy tenant_select on app_public.time_entry_costs as permissive for sel
 comment on policy tenant_select on app_public.time_entry_costs is 'Members holding costs.read read the current organization''s rows.';
 grant SELECT on app_public.time_entry_costs to :DATABASE_VISITOR;
 
+-- app_public.timesheets (table): row-level security enabled, forced
+create policy tenant_select on app_public.timesheets as permissive for select to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('time.read'::text) AS permitted_org_id)));
+comment on policy tenant_select on app_public.timesheets is 'Members holding time.read read the current organization''s rows.';
+grant SELECT on app_public.timesheets to :DATABASE_VISITOR;
+
 -- app_public.users (table): row-level security enabled, forced
 create policy select_self_and_colleagues on app_public.users as permissive for select to :DATABASE_VISITOR
   using (((id = ( SELECT app_public.current_user_id() AS current_user_id)) OR (EXISTS ( SELECT 1
@@ -753,6 +759,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   if v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' or length(v_email) > 320 then
 --   |     perform app_private.fail('INVALID_EMAIL', 'The email address is not valid.');
 --   | ... (11 more lines)
+-- app_private.decide_timesheet(timesheet_id uuid, approve boolean, reason text) returns app_public.timesheets
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   v app_public.timesheets;
+--   |   v_me app_public.organization_members;
+--   | begin
+--   |   perform app_private.require_permission('timesheets.approve', case when approve then 'approve timesheets' else 'reject timesheets' end);
+--   | ... (33 more lines)
 -- app_private.drop_expired_activity_partitions(lock_wait interval) returns SETOF date
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | declare
@@ -1132,6 +1147,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_user app_public.users;
 --   |   v_token text;
 --   | ... (56 more lines)
+-- app_private.require_member(member_id uuid) returns app_public.organization_members
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.organization_members;
+--   | begin
+--   |   select m.* into v from app_public.organization_members m where m.organization_id = app_public.current_org_id() and m.id = require_member.member_id;
+--   |   if v.id is null then
+--   |     perform app_private.fail('NOT_FOUND', 'No such member in this organization.');
+--   | ... (3 more lines)
 -- app_private.reset_password(token text, new_password text) returns app_private.auth_grant
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1313,6 +1337,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     return null;
 --   |   end if;
 --   | ... (8 more lines)
+-- app_private.tg__time_entry_period() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_locked date;
+--   |   v_status text;
+--   | begin
+--   |   if tg_op = 'UPDATE' and ((to_jsonb(old) - 'invoice_id' - 'updated_at') = (to_jsonb(new) - 'invoice_id' - 'updated_at')
+--   |                            or app_private.erasing(new.organization_id)) then
+--   | ... (15 more lines)
 -- app_private.tg__time_entry_rate() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1464,6 +1497,13 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |      or (tg_op = 'UPDATE' and new.url = old.url and new.event_types = old.event_types) then
 --   |     return new;
 --   | ... (13 more lines)
+-- app_private.timesheet_status(organization_id uuid, member_id uuid, work_date date) returns text
+--   execute: the owner only; set search_path=pg_catalog
+--   |   select coalesce((
+--   |     select case when s.status = 'rejected' then 'open' else s.status end from app_public.timesheets s
+--   |     where s.organization_id = timesheet_status.organization_id and s.member_id = timesheet_status.member_id
+--   |       and s.week_starts_on = date_trunc('week', timesheet_status.work_date)::date
+--   |   ), 'open')
 -- app_private.webhook_delivery_target(delivery_id uuid) returns TABLE(status text, attempts integer, url text, endpoint_live boolean, secret text, event_type text, payload jsonb)
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | begin
@@ -1512,6 +1552,9 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 -- app_public.approve_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'approved', 'approve a bill')
+-- app_public.approve_timesheet(timesheet_id uuid) returns app_public.timesheets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |  select app_private.decide_timesheet(approve_timesheet.timesheet_id, true, null)
 -- app_public.cancel_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'cancelled', 'cancel a bill')
@@ -1543,8 +1586,8 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_engagement app_public.engagements;
 --   |   v_invoice app_public.invoices;
 --   |   v_ids uuid[];
---   | begin
---   | ... (35 more lines)
+--   |   v_approval boolean := coalesce((select o.time_approval_required from app_public.organizations o where o.id = v_org), true);
+--   | ... (43 more lines)
 -- app_public.create_organization(name text, slug text) returns app_public.organizations
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1965,6 +2008,9 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   | begin
 --   |   return app_private.decide_proposal(proposal_id, 'rejected', decided_by_name);
 --   | end
+-- app_public.reject_timesheet(timesheet_id uuid, reason text) returns app_public.timesheets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |  select app_private.decide_timesheet(reject_timesheet.timesheet_id, false, reject_timesheet.reason)
 -- app_public.request_organization_export(valid_days integer) returns app_public.data_exports
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | begin
@@ -2433,6 +2479,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.webhook_endpoints as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_webhook_endpoint.id and t.deleted_at is null
 --   | ... (6 more lines)
+-- app_public.submit_timesheet(week_starts_on date, member_id uuid) returns app_public.timesheets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   v_member app_public.organization_members;
+--   |   v_week date := date_trunc('week', submit_timesheet.week_starts_on)::date;
+--   |   v app_public.timesheets;
+--   | begin
+--   | ... (23 more lines)
 -- app_public.webhook_event_types() returns SETOF app_public.webhook_event_type
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select row(r.event_type, r.description)::app_public.webhook_event_type

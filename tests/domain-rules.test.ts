@@ -3,7 +3,7 @@
 // Each test runs as an API request would (the visitor role, RLS on) and fails if its rule goes.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { asVisitor, closePools, pgError, pool, sessionOf, type Session } from './support/db.ts';
-import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let own: Session;
@@ -187,6 +187,7 @@ describe('payments', () => {
     });
     await asVisitor(own, async (c) => {
       await c.query(`insert into app_public.time_entries (engagement_id, member_id, minutes) select $1, id, 60 from app_public.organization_members where user_id = $2`, [t.engagementId, t.owner.userId]);
+      await approveTime(c, t.engagementId);
       const inv = await one<{ id: string; subtotal: string }>(c, 'select id, subtotal from app_public.create_invoice_from_time($1)', [t.engagementId]);
       expect(inv.subtotal).toBe('150.00'); // 1 h at the engagement's 150/h
       await c.query('select app_public.send_invoice($1)', [inv.id]);

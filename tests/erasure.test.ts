@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker } from '../src/worker/index.ts';
 import { addMember, asVisitor, closePools, inTransaction, pgError, pool, sessionOf, urlFor } from './support/db.ts';
-import { commitAs, one, signedEngagement, twoTenants, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, one, signedEngagement, twoTenants, type Tenant } from './support/fixtures.ts';
 import { testLogger } from './support/log.ts';
 
 let a: Tenant;
@@ -67,6 +67,7 @@ beforeAll(async () => {
     const member = await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [a.owner.userId]);
     await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, '2026-02-02', 120, $4)`,
       [e.engagementId, task.id, member.id, `Call with ${person.fullName} (${person.phone})`]);
+    await approveTime(c, e.engagementId);
     const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1)', [e.engagementId]);
     await c.query('select app_public.send_invoice($1)', [invoice.id]);
     await c.query('update app_public.client_companies set notes = $2 where id = $1', [e.clientId, `Ask for ${person.fullName}, mobile ${person.phone}`]);

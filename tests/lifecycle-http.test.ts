@@ -86,6 +86,13 @@ test('deal → proposal → contract → engagement → project → time → inv
     expect(entry.rate).toBe('120.00');
   }
 
+  // The week's time submitted and approved (by the owner, who may approve their own): only
+  // approved time is invoiced.
+  const today = new Date().toISOString().slice(0, 10);
+  const sheet = (await ok('mutation($d: Date!, $m: UUID!) { submitTimesheet(input: { weekStartsOn: $d, memberId: $m }) { timesheet { rowId status } } }', { d: today, m: memberId })).submitTimesheet.timesheet;
+  expect(sheet.status).toBe('submitted');
+  expect((await ok('mutation($s: UUID!) { approveTimesheet(input: { timesheetId: $s }) { timesheet { status } } }', { s: sheet.rowId })).approveTimesheet.timesheet.status).toBe('approved');
+
   // Billing: invoice the time, send it (number 1), pay it in two parts.
   const invoice = (await ok('mutation($e: UUID!) { createInvoiceFromTime(input: { engagementId: $e }) { invoice { rowId status subtotal total number } } }', { e: engagement.rowId })).createInvoiceFromTime.invoice;
   expect(invoice).toMatchObject({ status: 'draft', subtotal: '540.00', total: '540.00', number: null });

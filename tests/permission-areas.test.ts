@@ -18,7 +18,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { addMember, asVisitor, closePools, pool, roleName, sessionOf, type Session, type User } from './support/db.ts';
+import { addMember, asVisitor, closePools, generatedColumns, pool, roleName, sessionOf, type Session, type User } from './support/db.ts';
 import { commitAs, oneTenant, one, type Tenant } from './support/fixtures.ts';
 import { appPublicFunctions, callIn, lifecycleStates, rowIds, workingArguments, type DbFunction, type Outcome, type Working } from './support/functions.ts';
 
@@ -163,7 +163,8 @@ beforeAll(async () => {
           break;
         }
       }
-      insertable.set(table, { row: found ?? copies[0], columns: columns.length ? columns : Object.keys(copies[0]).filter((k) => k !== 'organization_id') });
+      const generated = await generatedColumns(table);
+      insertable.set(table, { row: found ?? copies[0], columns: columns.length ? columns : Object.keys(copies[0]).filter((k) => k !== 'organization_id' && !generated.includes(k)) });
     }
   });
 }, 120_000);

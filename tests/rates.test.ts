@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { asVisitor, closePools, pgError, sessionOf, unique, type Session } from './support/db.ts';
-import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let own: Session;
@@ -144,6 +144,7 @@ describe('the bill rate of a time entry', () => {
       await c.query(`insert into app_public.bill_rates (engagement_id, member_id, hourly_rate) values ($1, $2, 180)`, [e.engagementId, member]);
       await logTime(c, e.engagementId, member, '2026-04-01');
       await logTime(c, e.engagementId, member, '2026-04-02', { billable: false });
+      await approveTime(c, e.engagementId);
       const invoice = await one<{ id: string; subtotal: string }>(c, 'select id, subtotal from app_public.create_invoice_from_time($1)', [e.engagementId]);
       expect(invoice.subtotal).toBe('180.00');
       await c.query(`update app_public.bill_rates set hourly_rate = 999 where engagement_id = $1`, [e.engagementId]);

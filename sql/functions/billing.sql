@@ -27,6 +27,7 @@ declare
   v_engagement app_public.engagements;
   v_invoice app_public.invoices;
   v_ids uuid[];
+  v_approval boolean := coalesce((select o.time_approval_required from app_public.organizations o where o.id = v_org), true);
 begin
   perform app_private.require_permission('invoices.write', 'invoice time');
   -- The engagement first: two invoicings of its time queue, and the second finds none left.
@@ -41,11 +42,18 @@ begin
     select t.id from app_public.time_entries t
     where t.organization_id = v_org and t.engagement_id = v_engagement.id
       and t.billable and t.invoice_id is null and t.deleted_at is null and t.rate > 0
+      -- Only approved weeks, where the organization requires approval (sql/functions/timesheets.sql).
+      and (not v_approval or exists (
+        select from app_public.timesheets s
+        where s.organization_id = t.organization_id and s.member_id = t.member_id
+          and s.week_starts_on = date_trunc('week', t.work_date)::date and s.status = 'approved'))
     order by t.id
-    for update
+    for update of t
   ) t;
   if v_ids is null then
-    perform app_private.fail('EMPTY_DOCUMENT', 'This engagement has no billable time that is not invoiced yet.');
+    perform app_private.fail('EMPTY_DOCUMENT', case when v_approval
+      then 'This engagement has no billable time of approved timesheets that is not invoiced yet.'
+      else 'This engagement has no billable time that is not invoiced yet.' end);
   end if;
   insert into app_public.invoices (organization_id, client_company_id, engagement_id, tax_rate)
   values (v_org, v_engagement.client_company_id, v_engagement.id, coalesce(create_invoice_from_time.tax_rate, 0))
@@ -64,7 +72,7 @@ begin
   return v_invoice;
 end
 $$;
-comment on function app_public.create_invoice_from_time(uuid, numeric) is 'Creates a draft invoice of an engagement''s billable, not yet invoiced time (invoices.write): a line per task and rate.';
+comment on function app_public.create_invoice_from_time(uuid, numeric) is 'Creates a draft invoice of an engagement''s billable, not yet invoiced time (invoices.write) — of approved timesheets only, unless the organization does not require approval: a line per task and rate.';
 
 -- Send a draft invoice (invoices.write): allocates its number, sets the issue date (today unless
 -- set) and the due date (issue date + the organization''s payment terms unless set).

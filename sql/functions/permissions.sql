@@ -10,8 +10,8 @@
 --     clients.read — and nothing about deals);
 --   * otherwise the defaults of their base role: viewers read every area; members read and write
 --     every area, except the special actions, which stay with admins: portal.write, roles.write,
---     webhooks.write, rates.write (what the firm bills) and costs.read/costs.write (what members
---     cost: confidential, so not even read by default).
+--     webhooks.write, rates.write (what the firm bills), costs.read/costs.write (what members
+--     cost: confidential, so not even read by default) and timesheets.approve.
 -- The job worker acts with admin rights inside the organization of its job.
 -- Re-included by later migrations when areas or actions are added; idempotent.
 
@@ -49,7 +49,8 @@ insert into app_public.permissions (key, description) values
   ('rates.read', 'See job roles and rate cards'),
   ('rates.write', 'Define job roles and rate cards, give members their job role, set a time entry''s rate by hand (special: admins by default)'),
   ('costs.read', 'See what members cost (cost rates) and the cost of time (special: admins by default)'),
-  ('costs.write', 'Set members'' cost rates (special: admins by default)')
+  ('costs.write', 'Set members'' cost rates (special: admins by default)'),
+  ('timesheets.approve', 'Approve and reject members'' timesheets (special: admins by default)')
 on conflict (key) do update set description = excluded.description;
 
 -- Is `permission` one of the special actions that only admins (or a custom role) grant?
@@ -57,7 +58,7 @@ create or replace function app_private.is_special_permission(permission text) re
 language sql immutable parallel safe
 set search_path = pg_catalog
 as $$
-  select permission in ('portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write')
+  select permission in ('portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write', 'timesheets.approve')
 $$;
 
 -- The organization of this request, if the current user may do `permission` there; otherwise

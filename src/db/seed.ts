@@ -87,6 +87,28 @@ export async function sellToNewClient(
   return { clientId: company.id, contactId: contact.id, dealId: deal.id, proposalId: proposal.id, contractId: contract.id, engagementId: engagement.id };
 }
 
+/**
+ * Submits and approves every week that has time of the engagement not yet invoiced (as a member
+ * holding time.write and timesheets.approve, e.g. an owner): the organization invoices only
+ * approved time (sql/functions/timesheets.sql).
+ */
+export async function approveTime(c: pg.PoolClient, engagementId: string): Promise<void> {
+  const weeks = `select distinct t.member_id, date_trunc('week', t.work_date)::date as week
+     from app_public.time_entries t
+     where t.engagement_id = $1 and t.invoice_id is null and t.deleted_at is null`;
+  await c.query(
+    `select app_public.submit_timesheet(w.week, w.member_id) from (${weeks}) w
+     where not exists (select from app_public.timesheets s where s.member_id = w.member_id and s.week_starts_on = w.week and s.status <> 'rejected')`,
+    [engagementId],
+  );
+  await c.query(
+    `select app_public.approve_timesheet(s.id) from app_public.timesheets s
+     join (${weeks}) w on w.member_id = s.member_id and w.week = s.week_starts_on
+     where s.status = 'submitted'`,
+    [engagementId],
+  );
+}
+
 /** A project template: two milestones and five tasks. */
 export async function websiteTemplate(c: pg.PoolClient): Promise<string> {
   const template = await one<{ id: string }>(c, `insert into app_public.project_templates (name, description) values ('Website launch', 'Discovery to go-live in six weeks') returning id`);
@@ -237,7 +259,9 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         );
         await c.query(`insert into app_public.time_entries (engagement_id, member_id, work_date, minutes, billable, description) values ($1, $2, current_date - 10, 60, false, 'Internal planning')`, [sold.engagementId, developer]);
 
-        // Billing: the time invoiced, sent and paid in two parts; a retainer schedule; an open invoice.
+        // Billing: the weeks approved, the time invoiced, sent and paid in two parts; a retainer
+        // schedule; an open invoice.
+        await approveTime(c, sold.engagementId);
         const invoice = await one<{ id: string; total: string }>(c, 'select id, total from app_public.create_invoice_from_time($1, 10)', [sold.engagementId]);
         await c.query('select app_public.send_invoice($1)', [invoice.id]);
         await c.query(`select app_public.record_payment($1, 1000, current_date - 5, 'bank_transfer', 'Part payment')`, [invoice.id]);

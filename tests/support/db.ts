@@ -142,3 +142,12 @@ export async function takingTurns<T>(name: string, fn: () => Promise<T>): Promis
     client.release();
   }
 }
+
+/** The generated columns of `app_public.<table>` (an insert may not name them: 428C9). */
+export async function generatedColumns(table: string): Promise<string[]> {
+  const { rows } = await pool('owner').query<{ name: string }>(
+    `select attname as name from pg_attribute where attrelid = $1::regclass and attnum > 0 and not attisdropped and attgenerated <> ''`,
+    [`app_public.${table}`],
+  );
+  return rows.map((r) => r.name);
+}

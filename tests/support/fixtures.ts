@@ -2,10 +2,10 @@
 // API uses. A new tenant table must get rows here: the isolation matrix fails for a table
 // without fixture rows in both organizations.
 import type pg from 'pg';
-import { one, sellToNewClient, websiteTemplate, type SoldEngagement } from '../../src/db/seed.ts';
+import { approveTime, one, sellToNewClient, websiteTemplate, type SoldEngagement } from '../../src/db/seed.ts';
 import { addMember, asVisitor, createOrganization, pool, sessionOf, signUp, unique, type Session, type User } from './db.ts';
 
-export { one };
+export { approveTime, one };
 
 export interface Tenant {
   orgId: string;
@@ -83,6 +83,7 @@ async function seedTenant(label: string): Promise<Tenant> {
 
     // Billing: a schedule, an invoice of the time (sent, partly paid), a draft invoice.
     await c.query(`insert into app_public.invoice_schedules (engagement_id, kind, description, amount, frequency, next_run_on) values ($1, 'recurring', 'Monthly retainer', 1000, 'monthly', '2026-02-01')`, [e.engagementId]);
+    await approveTime(c, e.engagementId);
     const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1, 10)', [e.engagementId]);
     await c.query('select app_public.send_invoice($1)', [invoice.id]);
     await c.query(`select app_public.record_payment($1, 100, '2026-01-20', 'bank_transfer', 'first part')`, [invoice.id]);
