@@ -42,6 +42,8 @@ grant INSERT, SELECT on app_private.activity_dispatches to :DATABASE_WORKER;
 
 -- app_private.credit_note_counters (table): row-level security enabled, forced
 
+-- app_private.currency_sources (table): row-level security enabled, forced
+
 -- app_private.data_columns (table): row-level security enabled, forced
 
 -- app_private.deleted_organizations (table): row-level security enabled, forced
@@ -129,8 +131,8 @@ create policy tenant_update on app_public.bill_rates as permissive for update to
   with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.bill_rates is 'Members holding rates.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.bill_rates to :DATABASE_VISITOR;
-grant INSERT (client_company_id, effective_from, engagement_id, hourly_rate, id, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
-grant UPDATE (client_company_id, effective_from, engagement_id, hourly_rate, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
+grant INSERT (client_company_id, currency, effective_from, engagement_id, hourly_rate, id, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
+grant UPDATE (client_company_id, currency, effective_from, engagement_id, hourly_rate, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
 
 -- app_public.bills (table): row-level security enabled, forced
 create policy tenant_insert on app_public.bills as permissive for insert to :DATABASE_VISITOR
@@ -144,7 +146,7 @@ create policy tenant_update on app_public.bills as permissive for update to :DAT
   with check ((organization_id = ( SELECT app_public.permitted_org_id('bills.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.bills is 'Members holding bills.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.bills to :DATABASE_VISITOR;
-grant INSERT (amount, description, due_on, engagement_id, id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
+grant INSERT (amount, currency, description, due_on, engagement_id, id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
 grant UPDATE (amount, description, due_on, engagement_id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
 
 -- app_public.client_companies (table): row-level security enabled, forced
@@ -159,8 +161,8 @@ create policy tenant_update on app_public.client_companies as permissive for upd
   with check ((organization_id = ( SELECT app_public.permitted_org_id('clients.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.client_companies is 'Members holding clients.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.client_companies to :DATABASE_VISITOR;
-grant INSERT (id, name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
-grant UPDATE (name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
+grant INSERT (currency, id, name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
+grant UPDATE (currency, name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
 
 -- app_public.client_portal_access (table): row-level security enabled, forced
 create policy tenant_select on app_public.client_portal_access as permissive for select to :DATABASE_VISITOR
@@ -243,6 +245,24 @@ create policy select_admins on app_public.erasures as permissive for select to :
 comment on policy select_admins on app_public.erasures is 'Admins and owners read their organization''s erasures (who asked, when, which record; never what was erased), as they read its deleted records.';
 grant SELECT on app_public.erasures to :DATABASE_VISITOR;
 
+-- app_public.exchange_rates (table): row-level security enabled, forced
+create policy tenant_delete on app_public.exchange_rates as permissive for delete to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_delete on app_public.exchange_rates is 'Members holding rates.write delete the current organization''s rows.';
+create policy tenant_insert on app_public.exchange_rates as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.exchange_rates is 'Members holding rates.write add rows to the current organization.';
+create policy tenant_select on app_public.exchange_rates as permissive for select to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('rates.read'::text) AS permitted_org_id)));
+comment on policy tenant_select on app_public.exchange_rates is 'Members holding rates.read read the current organization''s rows.';
+create policy tenant_update on app_public.exchange_rates as permissive for update to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.exchange_rates is 'Members holding rates.write change the current organization''s rows; they stay in it.';
+grant DELETE, SELECT on app_public.exchange_rates to :DATABASE_VISITOR;
+grant INSERT (currency, effective_on, id, rate, source) on app_public.exchange_rates to :DATABASE_VISITOR;
+grant UPDATE (currency, effective_on, rate, source) on app_public.exchange_rates to :DATABASE_VISITOR;
+
 -- app_public.file_objects (table): row-level security enabled, forced
 create policy tenant_insert on app_public.file_objects as permissive for insert to :DATABASE_VISITOR
   with check (((organization_id = ( SELECT app_public.permitted_org_id('files.write'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND (client_visible AND (created_by = ( SELECT app_public.current_user_id() AS current_user_id)) AND (engagement_id = ANY (( SELECT app_public.current_portal_engagement_ids() AS current_portal_engagement_ids)::uuid[])) AND (num_nonnulls(project_id, task_id, proposal_id, contract_id, invoice_id, bill_id, client_id) = 0) AND ((message_id IS NULL) OR (EXISTS ( SELECT
@@ -318,7 +338,7 @@ create policy tenant_update on app_public.invoices as permissive for update to :
   with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.invoices is 'Members holding invoices.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.invoices to :DATABASE_VISITOR;
-grant INSERT (client_company_id, due_on, engagement_id, id, issued_on, notes, tax_rate) on app_public.invoices to :DATABASE_VISITOR;
+grant INSERT (client_company_id, currency, due_on, engagement_id, id, issued_on, notes, tax_rate) on app_public.invoices to :DATABASE_VISITOR;
 grant UPDATE (client_company_id, due_on, engagement_id, issued_on, notes, tax_rate) on app_public.invoices to :DATABASE_VISITOR;
 
 -- app_public.job_roles (table): row-level security enabled, forced
@@ -529,7 +549,7 @@ create policy tenant_update on app_public.proposals as permissive for update to 
   with check ((organization_id = ( SELECT app_public.permitted_org_id('proposals.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.proposals is 'Members holding proposals.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.proposals to :DATABASE_VISITOR;
-grant INSERT (client_company_id, deal_id, engagement_id, id, notes, tax_rate, title, valid_until) on app_public.proposals to :DATABASE_VISITOR;
+grant INSERT (client_company_id, currency, deal_id, engagement_id, id, notes, tax_rate, title, valid_until) on app_public.proposals to :DATABASE_VISITOR;
 grant UPDATE (client_company_id, deal_id, engagement_id, notes, tax_rate, title, valid_until) on app_public.proposals to :DATABASE_VISITOR;
 
 -- app_public.refunds (table): row-level security enabled, forced
@@ -1168,12 +1188,12 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 -- app_private.resolve_bill_rate(organization_id uuid, engagement_id uuid, member_id uuid, job_role_id uuid, on_date date) returns TABLE(hourly_rate numeric, source text, bill_rate_id uuid)
 --   execute: the owner only; set search_path=pg_catalog
 --   |   with e as (
---   |     select e.client_company_id, e.hourly_rate from app_public.engagements e
+--   |     select e.client_company_id, e.hourly_rate, e.currency from app_public.engagements e
 --   |     where e.organization_id = resolve_bill_rate.organization_id and e.id = resolve_bill_rate.engagement_id
 --   |   ), candidates as (
 --   |     select r.hourly_rate, r.id, r.effective_from,
 --   |       case when r.engagement_id is not null then 'engagement' when r.client_company_id is not null then 'client' else 'organization' end
---   | ... (16 more lines)
+--   | ... (18 more lines)
 -- app_private.resolve_cost_rate(organization_id uuid, member_id uuid, on_date date) returns TABLE(hourly_cost numeric, member_cost_rate_id uuid)
 --   execute: the owner only; set search_path=pg_catalog
 --   |   select c.hourly_cost, c.id from app_public.member_cost_rates c
@@ -1256,6 +1276,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_balance numeric;
 --   | begin
 --   | ... (21 more lines)
+-- app_private.tg__document_currency() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_source text := (select s.source from app_private.currency_sources s where s.table_name = tg_table_name);
+--   |   v_org text := (select o.currency from app_public.organizations o where o.id = new.organization_id);
+--   |   v_copied text;
+--   |   j jsonb := to_jsonb(new);
+--   | begin
+--   | ... (30 more lines)
 -- app_private.tg__edit_lock() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare

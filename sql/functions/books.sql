@@ -75,6 +75,19 @@ as $$
     cross join lateral (select coalesce(sum(l.amount), 0) as lines from app_public.proposal_line_items l where l.organization_id = p.organization_id and l.proposal_id = p.id) l
     where p.subtotal <> l.lines and ((select id from org) is null or p.organization_id = (select id from org))
   ),
+  -- A document's parts are in its currency.
+  currency_rules as (
+    select x.organization_id, 'currency_matches_invoice' as rule, x.id, format('%s in %s, its invoice in %s', x.kind, x.currency, i.currency) as detail
+    from (
+      select p.organization_id, p.id, p.invoice_id, p.currency, 'payment' as kind from app_public.payments p
+      union all
+      select c.organization_id, c.id, c.invoice_id, c.currency, 'credit note' from app_public.credit_notes c
+      union all
+      select r.organization_id, r.id, r.invoice_id, r.currency, 'refund' from app_public.refunds r
+    ) x
+    join app_public.invoices i on i.organization_id = x.organization_id and i.id = x.invoice_id
+    where x.currency is distinct from i.currency and ((select id from org) is null or x.organization_id = (select id from org))
+  ),
   time_rules as (
     select t.organization_id, 'time_on_cancelled_invoice' as rule, t.id, format('time entry on cancelled invoice %s', t.invoice_id) as detail
     from app_public.time_entries t
@@ -87,8 +100,10 @@ as $$
   union all
   select r.organization_id, r.rule, 'proposals', r.id, r.detail from proposal_rules r
   union all
+  select r.organization_id, r.rule, 'invoices', r.id, r.detail from currency_rules r
+  union all
   select r.organization_id, r.rule, 'time_entries', r.id, r.detail from time_rules r
   order by 1, 2, 4
 $$;
 revoke all on function app_private.books_violations(uuid) from public;
-comment on function app_private.books_violations(uuid) is 'Every monetary invariant broken in the stored books (of one organization, or all): subtotals (invoices and proposals), totals, amount paid, amount credited, balance, statuses, gapless invoice and credit note numbers, time on cancelled invoices. No rows: the books add up. For the owner (doctor, tests).';
+comment on function app_private.books_violations(uuid) is 'Every monetary invariant broken in the stored books (of one organization, or all): subtotals (invoices and proposals), totals, amount paid, amount credited, balance, statuses, gapless invoice and credit note numbers, payments, credits and refunds in their invoice''s currency, time on cancelled invoices. No rows: the books add up. For the owner (doctor, tests).';

@@ -171,7 +171,7 @@ language sql stable security definer
 set search_path = pg_catalog
 as $$
   with e as (
-    select e.client_company_id, e.hourly_rate from app_public.engagements e
+    select e.client_company_id, e.hourly_rate, e.currency from app_public.engagements e
     where e.organization_id = resolve_bill_rate.organization_id and e.id = resolve_bill_rate.engagement_id
   ), candidates as (
     select r.hourly_rate, r.id, r.effective_from,
@@ -181,6 +181,8 @@ as $$
         + case when r.member_id is not null then 0 when r.job_role_id is not null then 1 else 2 end as rank
     from app_public.bill_rates r
     where r.organization_id = resolve_bill_rate.organization_id and r.deleted_at is null
+      -- Only cards of the engagement's currency (sql/functions/currencies.sql).
+      and r.currency is not distinct from (select e.currency from e)
       and (r.effective_from is null or r.effective_from <= resolve_bill_rate.on_date)
       and (r.engagement_id = resolve_bill_rate.engagement_id
         or (r.engagement_id is null and (r.client_company_id is null or r.client_company_id = (select e.client_company_id from e))))

@@ -92,7 +92,7 @@ begin
     v_status := app_private.timesheet_status(old.organization_id, old.member_id, old.work_date);
   end if;
   if v_status <> 'open' then
-    perform app_private.fail('NOT_EDITABLE', format('This time is on a %s timesheet: it cannot be added, changed or deleted until the week is rejected.', v_status));
+    perform app_private.fail('NOT_EDITABLE', format('This time is on %s timesheet: it cannot be added, changed or deleted until the week is rejected.', case v_status when 'approved' then 'an approved' else 'a submitted' end));
   end if;
   return null;
 end

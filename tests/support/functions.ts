@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { asVisitor, pool, sessionOf, unique } from './db.ts';
-import { commitAs, one, type Tenant } from './fixtures.ts';
+import { approveTime, commitAs, one, type Tenant } from './fixtures.ts';
 
 export interface DbArg {
   name: string;
@@ -250,9 +250,11 @@ export async function lifecycleStates(t: Tenant): Promise<void> {
     await c.query('select app_public.send_contract($1)', [sentContract.id]);
     await c.query('select app_public.accept_proposal($1)', [await sentProposal()]);
     await c.query(
-      `insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) select $1, m.id, '2026-01-08', 60 from app_public.organization_members m where m.user_id = $2`,
+      `insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) select $1, m.id, '2026-01-14', 60 from app_public.organization_members m where m.user_id = $2`,
       [t.engagementId, t.owner.userId],
     );
+    // Approved (only approved time is invoiced): a week of its own, the fixture's is approved.
+    await approveTime(c, t.engagementId);
     const bill = await one<{ id: string }>(c, `insert into app_public.bills (vendor_id, reference, amount, due_on) select id, 'SP-2', 120, '2030-01-01' from app_public.vendors limit 1 returning id`);
     await c.query('select app_public.approve_bill($1)', [bill.id]);
     return one<{ endpoint_id: string }>(c, `select endpoint_id from app_public.create_webhook_endpoint('https://hooks.example.test/states', array['bill.paid'])`);
