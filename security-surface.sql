@@ -132,7 +132,7 @@ create policy tenant_update on app_public.bill_rates as permissive for update to
 comment on policy tenant_update on app_public.bill_rates is 'Members holding rates.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.bill_rates to :DATABASE_VISITOR;
 grant INSERT (client_company_id, currency, effective_from, engagement_id, hourly_rate, id, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
-grant UPDATE (client_company_id, currency, effective_from, engagement_id, hourly_rate, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
+grant UPDATE (client_company_id, effective_from, engagement_id, hourly_rate, job_role_id, member_id) on app_public.bill_rates to :DATABASE_VISITOR;
 
 -- app_public.bills (table): row-level security enabled, forced
 create policy tenant_insert on app_public.bills as permissive for insert to :DATABASE_VISITOR

@@ -99,7 +99,7 @@ describe('the books add up', () => {
     try {
       await client.query('begin');
       await client.query('set local session_replication_role = replica');
-      await client.query(`insert into app_public.payments (organization_id, invoice_id, amount, method) values ($1, $2, 1, 'cash')`, [t.orgId, t.invoiceId]);
+      await client.query(`insert into app_public.payments (organization_id, invoice_id, amount, method, currency) values ($1, $2, 1, 'cash', 'USD')`, [t.orgId, t.invoiceId]);
       const { rows } = await client.query<{ rule: string }>('select rule from app_private.books_violations($1)', [t.orgId]);
       expect(rows.map((r) => r.rule)).toEqual(['invoice_amount_paid']);
     } finally {

@@ -98,7 +98,7 @@ describe('npm run doctor', () => {
       await client.query('begin');
       // Around the triggers (this session only), as a hand-made repair or a partial restore would.
       await client.query(`set local session_replication_role = replica`);
-      await client.query(`insert into app_public.payments (organization_id, invoice_id, amount, method) values ($1, $2, 5, 'cash')`, [t.orgId, t.invoiceId]);
+      await client.query(`insert into app_public.payments (organization_id, invoice_id, amount, method, currency) values ($1, $2, 5, 'cash', 'USD')`, [t.orgId, t.invoiceId]);
       await client.query('update app_public.invoices set number = number + 1000 where organization_id = $1 and id = $2', [t.orgId, t.invoiceId]);
       const books = byId(await runDoctor({ url: client, visitorRole: roleName('visitor'), pending: [], only: ['books'] })).books!;
       expect(books).toMatchObject({ status: 'fail', figures: { violations: 2, byRule: { invoice_amount_paid: 1, invoice_numbers_gapless: 1 } } });

@@ -255,8 +255,12 @@ describe('over GraphQL', () => {
         }
       }
       // The keys of their row, as the mutation takes them; the random variant replaces its id,
-      // and each other key by a random value of the same kind (a number, an email address, text).
-      const randomKey = (value: unknown) => (typeof value === 'number' ? 987654 : typeof value === 'string' && value.includes('@') ? `${randomUUID()}@example.com` : randomUUID());
+      // and each other key by a random value of the same kind (a number, an email address, a date, text).
+      const randomKey = (value: unknown) =>
+        typeof value === 'number' ? 987654
+        : typeof value === 'string' && value.includes('@') ? `${randomUUID()}@example.com`
+        : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) ? '2999-12-31' // a date (an exchange rate's)
+        : randomUUID();
       const random = randomUUID();
       const inputs = (id: string, org: string): Record<string, unknown> => {
         const input: Record<string, unknown> = patchField ? { [patchField.name]: patch } : {};

@@ -112,7 +112,7 @@ describe('dates', () => {
       for (const bad of ['infinity', '-infinity', '0001-01-01', '20000-01-01', '1899-12-31', '3000-01-01']) {
         // As the owner role, which bypasses row-level security and every grant: only the domain
         // stands in the way (the fixture organization has rows in every tenant table).
-        const error = await pgError(asOwnerRolledBack((c) => c.query(`update app_public.${table} set ${column} = $1 where organization_id = $2`, [bad, t.orgId])));
+        const error = await pgError(asOwnerRolledBack((c) => c.query(`update app_public.${table} set ${column} = $1 where ${table === 'organizations' ? 'id' : 'organization_id'} = $2`, [bad, t.orgId])));
         expect({ table, column, bad, code: error.code }).toEqual({ table, column, bad, code: '23514' });
       }
     }

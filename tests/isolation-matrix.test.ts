@@ -70,7 +70,9 @@ async function rowsToInsert(table: string, fromOrg: string, intoOrg: string): Pr
     [fromOrg],
   );
   expect(rows.length).toBeGreaterThan(0);
-  return rows.map((r) => ({ ...r.j, id: randomUUID(), [orgColumn(table)]: intoOrg }));
+  // (Without the generated columns, which no insert may name: 428C9.)
+  const generated = await generatedColumns(table);
+  return rows.map((r) => ({ ...Object.fromEntries(Object.entries(r.j).filter(([k]) => !generated.includes(k))), id: randomUUID(), [orgColumn(table)]: intoOrg }));
 }
 
 const rowToInsert = async (table: string, fromOrg: string, intoOrg: string) => (await rowsToInsert(table, fromOrg, intoOrg))[0];
@@ -171,8 +173,7 @@ describe.each(tenantTables)('%s', (table) => {
       const columns = await visitorColumns(table, 'INSERT');
       if (columns.length === 0) {
         const row = await rowToInsert(table, a.orgId, a.orgId);
-        const generated = await generatedColumns(table);
-        expect((await pgError(tryInsert(own(), table, row, Object.keys(row).filter((k) => !generated.includes(k))))).code).toBe('42501');
+        expect((await pgError(tryInsert(own(), table, row, Object.keys(row)))).code).toBe('42501');
       } else {
         const { row, error } = await insertableCopy(own(), table, a.orgId, columns);
         if (!row) expect(error?.code).toMatch(/^23/);

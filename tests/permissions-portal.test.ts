@@ -136,9 +136,14 @@ describe('the client portal', () => {
     expect(await visible('threads')).toEqual([t.clientThreadId]);
     expect(await visible('messages')).toEqual(await ids('select id from app_public.messages where thread_id = $1', [t.clientThreadId]));
     expect(await visible('file_objects')).toEqual(await ids('select id from app_public.file_objects where engagement_id = $1 and client_visible', [t.engagementId]));
-    expect(await visible('invoices')).toEqual([t.invoiceId]); // sent, not the draft
-    expect(await visible('invoice_line_items')).toEqual(await ids('select id from app_public.invoice_line_items where invoice_id = $1', [t.invoiceId]));
-    expect(await visible('payments')).toEqual(await ids('select id from app_public.payments where invoice_id = $1', [t.invoiceId]));
+    // The engagement's issued invoices (the fixture's sent one and two settled by corrections), not the draft.
+    const issued = await ids(`select id from app_public.invoices where engagement_id = $1 and status in ('sent', 'viewed', 'paid', 'overdue')`, [t.engagementId]);
+    expect(issued).toContain(t.invoiceId);
+    expect(await visible('invoices')).toEqual(issued);
+    expect(issued).not.toContain(t.draftInvoiceId);
+    expect(await visible('invoice_line_items')).toEqual(await ids('select id from app_public.invoice_line_items where invoice_id = any($1::uuid[])', [issued]));
+    expect(await visible('payments')).toEqual(await ids('select id from app_public.payments where invoice_id = any($1::uuid[])', [issued]));
+    expect(await visible('credit_notes')).toEqual(await ids(`select id from app_public.credit_notes where invoice_id = any($1::uuid[]) and kind = 'credit'`, [issued]));
     for (const hidden of ['client_companies', 'contacts', 'deals', 'contracts', 'projects', 'tasks', 'time_entries', 'bills', 'vendors', 'roles', 'organization_members', 'activity_events']) {
       expect({ hidden, rows: await visible(hidden) }).toEqual({ hidden, rows: [] });
     }

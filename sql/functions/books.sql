@@ -30,11 +30,11 @@ as $$
     select s.organization_id, v.rule, s.id, v.detail
     from invoice_sums s
     cross join lateral (values
-      ('invoice_subtotal', s.subtotal <> s.lines, format('subtotal %s, lines add up to %s', s.subtotal, s.lines)),
-      ('invoice_total', s.total <> s.subtotal + s.tax_amount, format('total %s, subtotal %s + tax %s', s.total, s.subtotal, s.tax_amount)),
-      ('invoice_amount_paid', s.amount_paid <> s.paid - s.refunded, format('amount_paid %s, payments %s less refunds %s', s.amount_paid, s.paid, s.refunded)),
-      ('invoice_amount_credited', s.amount_credited <> s.credited, format('amount_credited %s, credit notes add up to %s', s.amount_credited, s.credited)),
-      ('invoice_balance', s.balance <> s.total - s.amount_paid - s.amount_credited, format('balance %s, total %s − paid %s − credited %s', s.balance, s.total, s.amount_paid, s.amount_credited)),
+      ('invoice_subtotal', s.subtotal is distinct from s.lines, format('subtotal %s, lines add up to %s', s.subtotal, s.lines)),
+      ('invoice_total', s.total is distinct from s.subtotal + s.tax_amount, format('total %s, subtotal %s + tax %s', s.total, s.subtotal, s.tax_amount)),
+      ('invoice_amount_paid', s.amount_paid is distinct from s.paid - s.refunded, format('amount_paid %s, payments %s less refunds %s', s.amount_paid, s.paid, s.refunded)),
+      ('invoice_amount_credited', s.amount_credited is distinct from s.credited, format('amount_credited %s, credit notes add up to %s', s.amount_credited, s.credited)),
+      ('invoice_balance', s.balance is distinct from s.total - s.amount_paid - s.amount_credited, format('balance %s, total %s − paid %s − credited %s', s.balance, s.total, s.amount_paid, s.amount_credited)),
       ('invoice_paid_within_total', s.amount_paid < 0 or s.amount_paid > s.total, format('amount_paid %s of total %s', s.amount_paid, s.total)),
       ('invoice_credited_within_charged', s.credited_net > s.subtotal or s.credited_tax > s.tax_amount, format('credited %s net and %s tax of %s and %s', s.credited_net, s.credited_tax, s.subtotal, s.tax_amount)),
       ('invoice_status_matches_balance',
@@ -73,7 +73,7 @@ as $$
     select p.organization_id, 'proposal_subtotal' as rule, p.id, format('subtotal %s, lines add up to %s', p.subtotal, l.lines) as detail
     from app_public.proposals p
     cross join lateral (select coalesce(sum(l.amount), 0) as lines from app_public.proposal_line_items l where l.organization_id = p.organization_id and l.proposal_id = p.id) l
-    where p.subtotal <> l.lines and ((select id from org) is null or p.organization_id = (select id from org))
+    where p.subtotal is distinct from l.lines and ((select id from org) is null or p.organization_id = (select id from org))
   ),
   -- A document's parts are in its currency.
   currency_rules as (

@@ -36,6 +36,10 @@ begin
     alter table app_public.invoices add constraint invoices_amount_credited_range
       check (amount_credited >= 0 and amount_credited <= total and abs(amount_credited) < 1000000000000) not valid;
   end if;
+  -- (A null balance would pass the check above: refused on its own. Validated by migration 000049.)
+  if not exists (select from pg_constraint where conrelid = 'app_public.invoices'::regclass and conname = 'invoices_balance_present') then
+    alter table app_public.invoices add constraint invoices_balance_present check (balance is not null) not valid;
+  end if;
   if not exists (select from pg_constraint where conrelid = 'app_public.invoices'::regclass and conname = 'invoices_balance_adds_up') then
     alter table app_public.invoices add constraint invoices_balance_adds_up
       check (balance = total - amount_paid - amount_credited) not valid;

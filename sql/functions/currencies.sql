@@ -96,6 +96,7 @@ $$;
 -- The client's billing currency.
 alter table app_public.client_companies add column if not exists currency text;
 comment on column app_public.client_companies.currency is 'The client''s billing currency (ISO 4217): new proposals and invoices for the client are in it. None: the organization''s.';
+comment on column app_public.organizations.currency is 'The base currency (ISO 4217): new documents default to it, reports convert into it. Changing it relabels no document: each keeps its own currency.';
 grant insert (currency), update (currency) on app_public.client_companies to :DATABASE_VISITOR;
 
 do $$
@@ -112,8 +113,10 @@ begin
       -- (Not null once every row has one: migration 000046.)
       execute format('alter table app_public.%I add constraint %I check (currency is not null and currency ~ ''^[A-Z]{3}$'') not valid', v_table, v_table || '_currency_format');
     end if;
+    -- (@hasDefault: the API takes it as optional; the trigger fills it.)
     execute format('comment on column app_public.%I.currency is %L', v_table,
-      'ISO 4217 code of its amounts, fixed when it is created (sql/functions/currencies.sql).');
+      E'@hasDefault\nISO 4217 code of its amounts, fixed when it is created' || case when v_given then ' (given, or as documented in sql/functions/currencies.sql).' else ' (copied, see sql/functions/currencies.sql).' end);
+    call app_private.classify_columns(format('app_public.%I', v_table)::regclass, '{"currency": "none"}');
     execute format('revoke update (currency) on app_public.%I from :DATABASE_VISITOR', v_table);
     if v_given then
       execute format('grant insert (currency) on app_public.%I to :DATABASE_VISITOR', v_table);
@@ -124,6 +127,8 @@ begin
   end loop;
 end
 $$;
+
+call app_private.classify_columns('app_public.client_companies', '{"currency": "none"}');
 
 -- Exchange rates into the organization's base currency.
 do $$

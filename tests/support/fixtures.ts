@@ -70,6 +70,7 @@ async function seedTenant(label: string): Promise<Tenant> {
     await c.query('update app_public.organization_members set job_role_id = $1 where id = $2', [designer.id, ownerMember.id]);
     await c.query(`insert into app_public.bill_rates (job_role_id, hourly_rate, effective_from) values ($1, 120, '2026-01-01')`, [designer.id]);
     await c.query(`insert into app_public.member_cost_rates (member_id, hourly_cost) values ($1, 60)`, [ownerMember.id]);
+    await c.query(`insert into app_public.exchange_rates (currency, rate, effective_on) values ('EUR', 1.08, '2026-01-01')`);
     await c.query(
       `insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes)
        values ($1, $2, $3, '2026-01-06', 120), ($1, $2, $3, '2026-01-07', 90)`,

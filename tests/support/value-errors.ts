@@ -24,4 +24,5 @@ export const DOMAIN_RULE_SAMPLES: Record<string, string> = {
   activity_retention_window_range: `select 29::app_public.activity_retention_window`,
   financial_retention_years_range: `select 31::app_public.financial_retention_years`,
   country_code_format: `select 'de'::app_public.country_code`,
+  exchange_rate_positive: `select 0::app_public.exchange_rate`,
 };
