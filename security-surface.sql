@@ -787,7 +787,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_me app_public.organization_members;
 --   | begin
 --   |   perform app_private.require_permission('timesheets.approve', case when approve then 'approve timesheets' else 'reject timesheets' end);
---   | ... (33 more lines)
+--   | ... (35 more lines)
 -- app_private.drop_expired_activity_partitions(lock_wait interval) returns SETOF date
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | declare

@@ -125,9 +125,10 @@ describe('a document\'s currency', () => {
 describe('exchange rates', () => {
   test('an amount in the base currency on a date, with the rate in force then; none known: null; admins set rates, members read them', async () => {
     await asVisitor(own, async (c) => {
-      await c.query(`insert into app_public.exchange_rates (currency, rate, effective_on) values ('EUR', 1.1, '2026-01-01'), ('EUR', 1.2, '2026-06-01'), ('JPY', 0.0065, '2026-01-01')`);
+      // (The fixture's organization has EUR at 1.08 from 2026-01-01.)
+      await c.query(`insert into app_public.exchange_rates (currency, rate, effective_on) values ('EUR', 1.2, '2026-06-01'), ('JPY', 0.0065, '2026-01-01')`);
       const base = (amount: number, currency: string, on: string) => one<{ v: string | null }>(c, 'select app_public.to_base_currency($1, $2, $3) as v', [amount, currency, on]).then((r) => r.v);
-      expect(await base(100, 'EUR', '2026-03-01')).toBe('110.00');
+      expect(await base(100, 'EUR', '2026-03-01')).toBe('108.00');
       expect(await base(100, 'EUR', '2026-06-01')).toBe('120.00');
       expect(await base(100, 'eur', '2026-12-31')).toBe('120.00');
       expect(await base(100, 'EUR', '2025-12-31')).toBeNull();

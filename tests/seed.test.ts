@@ -52,7 +52,32 @@ test('each organization has the full lifecycle: won deal, accepted proposal, sig
          (select count(*)::int from app_public.payments where organization_id = $1) as payments`,
       [org.organizationId],
     );
-    expect(rows[0]).toEqual({ won_deals: 1, accepted: 1, signed: 1, engagements: 1, tasks: 5, time_entries: 5, paid_invoices: 1, payments: 2 });
+    expect(rows[0]).toEqual({ won_deals: 1, accepted: 1, signed: 1, engagements: 1, tasks: 5, time_entries: 6, paid_invoices: 1, payments: 2 });
+  }
+});
+
+test('each organization has a month of money: rate cards and costs, approved and submitted weeks, a credit note refunded, two currencies, and books that add up', async () => {
+  for (const org of credentials) {
+    const base = (await pool('owner').query<{ currency: string }>('select currency from app_public.organizations where id = $1', [org.organizationId])).rows[0]!.currency;
+    const { rows } = await pool('owner').query(
+      `select
+         (select count(*)::int from app_public.job_roles where organization_id = $1) as job_roles,
+         (select count(*)::int from app_public.bill_rates where organization_id = $1) as bill_rates,
+         (select count(*)::int from app_public.member_cost_rates where organization_id = $1) as cost_rates,
+         (select count(*)::int from app_public.time_entry_costs where organization_id = $1 and hourly_cost is not null) as costed_entries,
+         (select count(*)::int from app_public.timesheets where organization_id = $1 and status = 'approved') > 0 as approved_weeks,
+         (select count(*)::int from app_public.timesheets where organization_id = $1 and status = 'submitted') as submitted_weeks,
+         (select count(*)::int from app_public.credit_notes where organization_id = $1 and kind = 'credit' and number = 1) as credit_notes,
+         (select count(*)::int from app_public.refunds where organization_id = $1) as refunds,
+         (select array_agg(distinct currency order by currency) from app_public.invoices where organization_id = $1) as currencies,
+         (select count(*)::int from app_public.exchange_rates where organization_id = $1) as exchange_rates,
+         (select count(*)::int from app_private.books_violations($1)) as violations`,
+      [org.organizationId],
+    );
+    expect(rows[0]).toEqual({
+      job_roles: 2, bill_rates: 2, cost_rates: 2, costed_entries: 6, approved_weeks: true, submitted_weeks: 1,
+      credit_notes: 1, refunds: 1, currencies: [base, base === 'EUR' ? 'USD' : 'EUR'].sort(), exchange_rates: 1, violations: 0,
+    });
   }
 });
 

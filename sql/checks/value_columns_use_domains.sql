@@ -39,7 +39,9 @@ set_by_database (column_name, why) as (values
   -- Deleting an organization (sql/functions/organization_deletion.sql).
   ('deletion_requested_at', 'delete_organization()'), ('deletion_due_at', 'delete_organization(): now() + the grace period'),
   -- Data exports (sql/functions/data_exports.sql): stamped by the data_export job's functions.
-  ('started_at', 'start_data_export()'), ('ready_at', 'finish_data_export()')
+  ('started_at', 'start_data_export()'), ('ready_at', 'finish_data_export()'),
+  -- Timesheets (sql/functions/timesheets.sql): stamped by their functions.
+  ('submitted_at', 'submit_timesheet()'), ('decided_at', 'approve_timesheet() / reject_timesheet()')
 ),
 columns as (
   select c.relname, a.attname, a.atttypid, coalesce(nullif(t.typbasetype, 0), t.oid) as base,

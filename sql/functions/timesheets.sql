@@ -168,6 +168,8 @@ declare
   v_me app_public.organization_members;
 begin
   perform app_private.require_permission('timesheets.approve', case when approve then 'approve timesheets' else 'reject timesheets' end);
+  -- An approver sees what they decide on.
+  perform app_private.require_permission('time.read', case when approve then 'approve timesheets' else 'reject timesheets' end);
   select s.* into v from app_public.timesheets s
   where s.organization_id = v_org and s.id = decide_timesheet.timesheet_id
   for update;
@@ -210,7 +212,7 @@ set search_path = pg_catalog
 as $$ select app_private.decide_timesheet(approve_timesheet.timesheet_id, true, null) $$;
 revoke all on function app_public.approve_timesheet(uuid) from public;
 grant execute on function app_public.approve_timesheet(uuid) to :DATABASE_VISITOR;
-comment on function app_public.approve_timesheet(uuid) is 'Approves a submitted timesheet (timesheets.approve; one''s own only as an owner or admin): its time may be invoiced.';
+comment on function app_public.approve_timesheet(uuid) is 'Approves a submitted timesheet (timesheets.approve and time.read; one''s own only as an owner or admin): its time may be invoiced.';
 
 create or replace function app_public.reject_timesheet(timesheet_id uuid, reason text) returns app_public.timesheets
 language sql volatile security definer
@@ -218,4 +220,4 @@ set search_path = pg_catalog
 as $$ select app_private.decide_timesheet(reject_timesheet.timesheet_id, false, reject_timesheet.reason) $$;
 revoke all on function app_public.reject_timesheet(uuid, text) from public;
 grant execute on function app_public.reject_timesheet(uuid, text) to :DATABASE_VISITOR;
-comment on function app_public.reject_timesheet(uuid, text) is 'Rejects a submitted or approved timesheet with a reason (timesheets.approve): the week is open again for its member to fix and submit. Not when any of its time is invoiced.';
+comment on function app_public.reject_timesheet(uuid, text) is 'Rejects a submitted or approved timesheet with a reason (timesheets.approve and time.read): the week is open again for its member to fix and submit. Not when any of its time is invoiced.';

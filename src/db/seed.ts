@@ -246,6 +246,14 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         const project = await one<{ id: string }>(c, `select id from app_public.create_project_from_template($1, $2, 'Website launch', current_date - 21)`, [sold.engagementId, template]);
         const tasks = (await c.query<{ id: string }>('select id from app_public.tasks where project_id = $1 order by position', [project.id])).rows;
         const [designer, developer] = [await memberId(members.member), await memberId(members.admin)];
+        // Rates and cost: job roles, an organization rate card per role (the engagement's own
+        // rate comes first for its time), and what an hour of each costs the firm.
+        const roles = (await c.query<{ id: string; name: string }>(`insert into app_public.job_roles (name) values ('Designer'), ('Developer') returning id, name`)).rows;
+        const roleId = (name: string) => roles.find((r) => r.name === name)!.id;
+        await c.query('update app_public.organization_members set job_role_id = $2 where id = $1', [designer, roleId('Designer')]);
+        await c.query('update app_public.organization_members set job_role_id = $2 where id = $1', [developer, roleId('Developer')]);
+        await c.query(`insert into app_public.bill_rates (job_role_id, hourly_rate, effective_from) values ($1, 140, date_trunc('year', current_date)::date), ($2, 160, date_trunc('year', current_date)::date)`, [roleId('Designer'), roleId('Developer')]);
+        await c.query(`insert into app_public.member_cost_rates (member_id, hourly_cost) values ($1, 65), ($2, 80)`, [designer, developer]);
         await c.query(`update app_public.tasks set status = 'done', assignee_member_id = $2 where id = $1`, [tasks[0].id, designer]);
         await c.query(`update app_public.tasks set status = 'in_progress', assignee_member_id = $2 where id = $1`, [tasks[1].id, designer]);
         await c.query(`update app_public.tasks set assignee_member_id = $2 where id = $1`, [tasks[2].id, developer]);
@@ -266,6 +274,12 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         await c.query('select app_public.send_invoice($1)', [invoice.id]);
         await c.query(`select app_public.record_payment($1, 1000, current_date - 5, 'bank_transfer', 'Part payment')`, [invoice.id]);
         await c.query(`select app_public.record_payment($1, $2::numeric - 1000, current_date - 1, 'card', 'Balance')`, [invoice.id, invoice.total]);
+        // A goodwill credit on the paid invoice (credit note 1), paid back to the client.
+        const credit = await one<{ total: string }>(c, `select total from app_public.issue_credit_note($1, 100, 'Goodwill: design ran over estimate')`, [invoice.id]);
+        await c.query(`select app_public.record_refund($1, $2, current_date, 'bank_transfer', 'Credit note 1')`, [invoice.id, credit.total]);
+        // This week's time, submitted and waiting for approval.
+        await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, current_date, 120, 'Component library')`, [sold.engagementId, tasks[1].id, designer]);
+        await c.query('select app_public.submit_timesheet(current_date, $1)', [designer]);
         const open = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id, tax_rate) values ($1, $2, 10) returning id', [sold.clientId, sold.engagementId]);
         await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Hosting and support (month)', 1, 450)`, [open.id]);
         await c.query('select app_public.send_invoice($1)', [open.id]);
@@ -283,6 +297,14 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
           ]);
           files.push({ ...file, ...row });
         }
+
+        // A second currency: a client billed in another currency than the firm's (euros, or
+        // dollars for a firm in euros), its rate into the base currency, and a draft invoice in it.
+        const second = spec.currency === 'EUR' ? { currency: 'USD', rate: 0.93 } : { currency: 'EUR', rate: spec.currency === 'GBP' ? 0.86 : 1.08 };
+        const abroad = await one<{ id: string }>(c, `insert into app_public.client_companies (name, currency) values ($1, $2) returning id`, [`${others[0] ?? 'Client'} International`, second.currency]);
+        await c.query(`insert into app_public.exchange_rates (currency, rate, effective_on) values ($1, $2, date_trunc('month', current_date)::date)`, [second.currency, second.rate]);
+        const draftAbroad = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id) values ($1) returning id', [abroad.id]);
+        await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Localisation workshop', 1, 1200)`, [draftAbroad.id]);
 
         // Payables.
         const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name, email) values ('Pixel Stock Photos', 'billing@pixelstock.example') returning id`);

@@ -86,6 +86,12 @@ async function seedTenant(label: string): Promise<Tenant> {
     await c.query(`insert into app_public.invoice_schedules (engagement_id, kind, description, amount, frequency, next_run_on) values ($1, 'recurring', 'Monthly retainer', 1000, 'monthly', '2026-02-01')`, [e.engagementId]);
     await approveTime(c, e.engagementId);
     const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1, 10)', [e.engagementId]);
+    // And a week not submitted yet: time that may still change.
+    await c.query(
+      `insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, billable, description)
+       values ($1, $2, $3, '2026-01-20', 30, false, 'Internal review')`,
+      [e.engagementId, task.id, ownerMember.id],
+    );
     await c.query('select app_public.send_invoice($1)', [invoice.id]);
     await c.query(`select app_public.record_payment($1, 100, '2026-01-20', 'bank_transfer', 'first part')`, [invoice.id]);
     // Corrections: an invoice paid in full, then credited in part (a credit note) and the credit
