@@ -3,7 +3,7 @@
 // payments (less refunds) − credits, kept and checked in SQL; nothing issued is edited or deleted.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
-import { asVisitor, closePools, pgError, pool, sessionOf, type Session } from './support/db.ts';
+import { asVisitor, attempt, closePools, pgError, pool, sessionOf, type Session } from './support/db.ts';
 import { commitAs, one, oneTenant, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
@@ -24,19 +24,6 @@ async function sentInvoice(c: pg.PoolClient, net: number, taxRate = 0): Promise<
   await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Work', 1, $2)`, [invoice.id, net]);
   await c.query('select app_public.send_invoice($1)', [invoice.id]);
   return invoice.id;
-}
-
-/** The SQLSTATE `sql` fails with (null if it succeeds), in a savepoint so the transaction goes on. */
-async function attempt(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
-  await c.query('savepoint attempt');
-  try {
-    await c.query(sql, params);
-    await c.query('release savepoint attempt');
-    return null;
-  } catch (error) {
-    await c.query('rollback to savepoint attempt');
-    return (error as { code: string }).code;
-  }
 }
 
 const credit = (c: pg.PoolClient, invoiceId: string, amount: number | null) =>

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { sellToNewClient } from '../src/db/seed.ts';
-import { asVisitor, closePools, pgError, pool, sessionOf, unique, type Session } from './support/db.ts';
+import { asVisitor, attempt, closePools, pgError, pool, sessionOf, unique, type Session } from './support/db.ts';
 import { approveTime, commitAs, one, oneTenant, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
@@ -15,19 +15,6 @@ beforeAll(async () => {
   own = sessionOf(t.owner, t.orgId);
 }, 60_000);
 afterAll(closePools);
-
-/** The SQLSTATE `sql` fails with (null if it succeeds), in a savepoint so the transaction goes on. */
-async function attempt(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
-  await c.query('savepoint attempt');
-  try {
-    await c.query(sql, params);
-    await c.query('release savepoint attempt');
-    return null;
-  } catch (error) {
-    await c.query('rollback to savepoint attempt');
-    return (error as { code: string }).code;
-  }
-}
 
 const currencyOf = async (c: pg.PoolClient, table: string, id: string) => (await one<{ currency: string }>(c, `select currency from app_public.${table} where id = $1`, [id])).currency;
 

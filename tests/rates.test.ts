@@ -4,7 +4,7 @@
 // only with costs.read (admins by default), in the rows and in the activity log.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
-import { asVisitor, closePools, pgError, sessionOf, unique, type Session } from './support/db.ts';
+import { asVisitor, attempt, closePools, pgError, sessionOf, unique, type Session } from './support/db.ts';
 import { approveTime, commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
@@ -14,19 +14,6 @@ beforeAll(async () => {
   own = sessionOf(t.owner, t.orgId);
 }, 60_000);
 afterAll(closePools);
-
-/** The SQLSTATE `sql` fails with (null if it succeeds), in a savepoint so the transaction goes on. */
-async function attempt(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
-  await c.query('savepoint attempt');
-  try {
-    await c.query(sql, params);
-    await c.query('release savepoint attempt');
-    return null;
-  } catch (error) {
-    await c.query('rollback to savepoint attempt');
-    return (error as { code: string }).code;
-  }
-}
 
 const memberIdOf = async (c: pg.PoolClient, userId: string) => (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [userId])).id;
 

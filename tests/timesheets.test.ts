@@ -3,7 +3,7 @@
 // time closed up to a date; only approved time invoiced where the organization requires it.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
-import { asVisitor, closePools, sessionOf, type Session } from './support/db.ts';
+import { asVisitor, attempt, closePools, sessionOf, type Session } from './support/db.ts';
 import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
@@ -19,19 +19,6 @@ beforeAll(async () => {
   memberId = await commitAs(own, async (c) => (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId])).id);
 }, 60_000);
 afterAll(closePools);
-
-/** The SQLSTATE `sql` fails with (null if it succeeds), in a savepoint so the transaction goes on. */
-async function attempt(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
-  await c.query('savepoint attempt');
-  try {
-    await c.query(sql, params);
-    await c.query('release savepoint attempt');
-    return null;
-  } catch (error) {
-    await c.query('rollback to savepoint attempt');
-    return (error as { code: string }).code;
-  }
-}
 
 const logTime = (c: pg.PoolClient, engagementId: string, workDate: string, who = memberId) =>
   one<{ id: string }>(c, 'insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) values ($1, $2, $3, 60) returning id', [engagementId, who, workDate]);

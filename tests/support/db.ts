@@ -151,3 +151,16 @@ export async function generatedColumns(table: string): Promise<string[]> {
   );
   return rows.map((r) => r.name);
 }
+
+/** The SQLSTATE `sql` fails with (null if it succeeds), in a savepoint so the transaction goes on. */
+export async function attempt(c: pg.PoolClient, sql: string, params: unknown[] = []): Promise<string | null> {
+  await c.query('savepoint attempt');
+  try {
+    await c.query(sql, params);
+    await c.query('release savepoint attempt');
+    return null;
+  } catch (error) {
+    await c.query('rollback to savepoint attempt');
+    return (error as { code: string }).code;
+  }
+}
