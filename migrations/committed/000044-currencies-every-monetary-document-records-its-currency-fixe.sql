@@ -1,5 +1,5 @@
 --! Previous: sha1:8f7ed614196bb18cad012f25f41ed98c05a6464a
---! Hash: sha1:9f0fdef7d2984ca674e02d8d89367be881be1e5b
+--! Hash: sha1:161bbfe1eddd9160c07eac330894849d4e538148
 --! Message: Currencies: every monetary document records its currency, fixed when it is created; clients' billing currency; rate cards of the engagement's currency only; exchange rates into the base currency
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,
@@ -195,7 +195,7 @@ comment on function app_public.to_base_currency(numeric, text, date) is 'An amou
 -- is an audited change, like any other (its event says when its currency was recorded).
 create or replace procedure app_private.fill_document_currencies(batch integer default 5000)
 language plpgsql
-set search_path = pg_catalog
+-- (No SET clause: a procedure with one cannot commit. Every name here is schema-qualified.)
 as $$
 declare
   v_table text;

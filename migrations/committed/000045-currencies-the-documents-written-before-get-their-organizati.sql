@@ -1,5 +1,5 @@
---! Previous: sha1:9f0fdef7d2984ca674e02d8d89367be881be1e5b
---! Hash: sha1:d96a434638cac5c693a389b477e2e003b6e6308b
+--! Previous: sha1:161bbfe1eddd9160c07eac330894849d4e538148
+--! Hash: sha1:52308776f059551fe547a85f506863e02a99350d
 --! Message: Currencies: the documents written before get their organization's currency
 
 --! no-transaction

@@ -1,5 +1,5 @@
---! Previous: sha1:d96a434638cac5c693a389b477e2e003b6e6308b
---! Hash: sha1:e3f128d80b7d3b5ad4bb9133d2e7c1e4af3d83d1
+--! Previous: sha1:52308776f059551fe547a85f506863e02a99350d
+--! Hash: sha1:e0da5262ddee79a8b636f1160cb9a3d0744e722a
 --! Message: Currencies: every document's currency validated and not null
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,

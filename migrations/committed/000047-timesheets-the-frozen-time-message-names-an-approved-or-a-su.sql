@@ -1,5 +1,5 @@
---! Previous: sha1:e3f128d80b7d3b5ad4bb9133d2e7c1e4af3d83d1
---! Hash: sha1:ef0725adf345a40090fe0ede005cdf1bbbdf4e00
+--! Previous: sha1:e0da5262ddee79a8b636f1160cb9a3d0744e722a
+--! Hash: sha1:ca6c67c7ab8c2ea1dfc12c38f7e322a99086af44
 --! Message: Timesheets: the frozen-time message names an approved or a submitted timesheet
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,

@@ -1,5 +1,5 @@
---! Previous: sha1:ef0725adf345a40090fe0ede005cdf1bbbdf4e00
---! Hash: sha1:b9b1daa38ccbbb68ffc9d0866c0e2783b334ba7c
+--! Previous: sha1:ca6c67c7ab8c2ea1dfc12c38f7e322a99086af44
+--! Hash: sha1:320fbda9dbc4f5d4c72af61d1d639840fce9a2d8
 --! Message: Currencies: optional in the API (the trigger fills it), classified; invoices refuse a null balance; the books report null-safe
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,
@@ -200,7 +200,7 @@ comment on function app_public.to_base_currency(numeric, text, date) is 'An amou
 -- is an audited change, like any other (its event says when its currency was recorded).
 create or replace procedure app_private.fill_document_currencies(batch integer default 5000)
 language plpgsql
-set search_path = pg_catalog
+-- (No SET clause: a procedure with one cannot commit. Every name here is schema-qualified.)
 as $$
 declare
   v_table text;

@@ -1,5 +1,5 @@
---! Previous: sha1:b9b1daa38ccbbb68ffc9d0866c0e2783b334ba7c
---! Hash: sha1:8c05d46086392c2af5040cf7b4347cf52dd97238
+--! Previous: sha1:320fbda9dbc4f5d4c72af61d1d639840fce9a2d8
+--! Hash: sha1:8be26666ac792597f85a7dd40d68091428833676
 --! Message: Invoices: the balance-present check validated
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,

@@ -1,5 +1,5 @@
---! Previous: sha1:8c05d46086392c2af5040cf7b4347cf52dd97238
---! Hash: sha1:26478d1f22ee74c26ba94c2167347714c316c52c
+--! Previous: sha1:8be26666ac792597f85a7dd40d68091428833676
+--! Hash: sha1:e2d0f834bea46fce6764f3d6ddef11415f283057
 --! Message: Timesheets: an approver also holds time.read
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,

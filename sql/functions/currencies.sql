@@ -186,7 +186,7 @@ comment on function app_public.to_base_currency(numeric, text, date) is 'An amou
 -- is an audited change, like any other (its event says when its currency was recorded).
 create or replace procedure app_private.fill_document_currencies(batch integer default 5000)
 language plpgsql
-set search_path = pg_catalog
+-- (No SET clause: a procedure with one cannot commit. Every name here is schema-qualified.)
 as $$
 declare
   v_table text;
