@@ -978,10 +978,10 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   | declare
 --   |   v_org uuid := app_private.require_worker_in_organization();
 --   |   s app_public.invoice_schedules;
---   |   v_start date;
---   |   v_next date;
---   |   v_last date;
---   | ... (54 more lines)
+--   |   v_created integer := 0;
+--   | begin
+--   |   -- Locked in id order (two runs never deadlock); a row changed by a concurrent run is re-read
+--   | ... (13 more lines)
 -- app_private.lock_invoice(invoice_id uuid) returns app_public.invoices
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1959,6 +1959,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_invitation app_public.invitations;
 --   | begin
 --   | ... (41 more lines)
+-- app_public.invoice_schedule_now(schedule_id uuid) returns SETOF app_public.invoices
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   s app_public.invoice_schedules;
+--   | begin
+--   |   perform app_private.require_permission('invoices.write', 'invoice a schedule');
+--   |   -- The schedule first, as the job locks it: a concurrent run of the job waits, then finds it
+--   | ... (19 more lines)
 -- app_public.issue_credit_note(invoice_id uuid, amount numeric, reason text, issued_on date) returns app_public.credit_notes
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare

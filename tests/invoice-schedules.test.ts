@@ -291,3 +291,27 @@ describe('who and where', () => {
     }
   }, 60_000);
 });
+
+describe('invoicing a schedule now', () => {
+  test('a due schedule is billed at once as the job would today (every due period; advanced or ended); one with nothing due is refused; the job then bills nothing twice', async () => {
+    const org = await smallOrg('now');
+    const day = new Date();
+    const iso = (d: Date) => d.toISOString().slice(0, 10);
+    const monthsAgo = (n: number) => iso(new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth() - n, 1)));
+    const recurring = await newSchedule(org, { next_run_on: monthsAgo(2) });
+    const later = await newSchedule(org, { kind: 'fixed', next_run_on: '2999-01-01' });
+    const made = await commitAs(org.own, async (c) =>
+      (await c.query<{ period_start: string; status: string }>('select period_start::text, status from app_public.invoice_schedule_now($1)', [recurring])).rows);
+    // This month's period and the two before it, each on its own draft.
+    expect(made).toEqual([0, 1, 2].map((n) => ({ period_start: monthsAgo(2 - n), status: 'draft' })));
+    expect((await scheduleRow(pool('owner'), recurring)).next_run_on).toBe(monthsAgo(-1));
+    await asVisitor(org.own, async (c) => {
+      const refused = await pgError(c.query('select app_public.invoice_schedule_now($1)', [recurring]));
+      expect(refused).toMatchObject({ code: 'AT450', message: `This schedule has nothing due before ${monthsAgo(-1)}.` });
+    });
+    expect((await pgError(asVisitor(org.own, (c) => c.query('select app_public.invoice_schedule_now($1)', [later])))).code).toBe('AT450');
+    // The nightly job finds nothing left to bill today.
+    expect(await asWorker(org.orgId, (c) => generate(c, iso(day)))).toBe(0);
+    expect(await invoicesOf(recurring)).toHaveLength(3);
+  }, 60_000);
+});

@@ -34,7 +34,11 @@ test('deal → proposal → contract → engagement → project → time → inv
   token = (await registerAndConfirm(url, { email, name: 'Olive Owner' })).accessToken;
   orgId = (await ok('mutation { createOrganization(input: { name: "Flow Studio" }) { organization { rowId } } }')).createOrganization.organization.rowId;
   token = (await ok('mutation($o: UUID) { switchOrganization(input: { organizationId: $o }) { accessToken } }', { o: orgId })).switchOrganization.accessToken;
-  const memberId = (await ok('{ organizationMembers { nodes { rowId } } }')).organizationMembers.nodes[0].rowId;
+  // Who the viewer is here: their membership in the current organization.
+  const me = (await ok('{ currentMember { rowId role userId } }')).currentMember;
+  expect(me).toMatchObject({ role: 'owner', rowId: expect.any(String) });
+  const memberId = me.rowId as string;
+  expect((await ok('{ organizationMembers { nodes { rowId } } }')).organizationMembers.nodes.map((m: { rowId: string }) => m.rowId)).toEqual([memberId]);
 
   // CRM: a client and a deal in the pipeline.
   const clientId = (await ok('mutation { createClientCompany(input: { clientCompany: { name: "Contoso" } }) { clientCompany { rowId } } }')).createClientCompany.clientCompany.rowId;

@@ -37,3 +37,16 @@ begin
   return case when tg_op = 'DELETE' then old else new end;
 end
 $$;
+
+-- The signed-in user's membership in the current organization (role, job role), for a client to
+-- show who it acts as; null without an organization.
+create or replace function app_public.current_member() returns app_public.organization_members
+language sql stable
+set search_path = pg_catalog
+as $$
+  select m.* from app_public.organization_members m
+  where m.organization_id = app_public.current_org_id() and m.user_id = app_public.current_user_id()
+$$;
+revoke all on function app_public.current_member() from public;
+grant execute on function app_public.current_member() to :DATABASE_VISITOR;
+comment on function app_public.current_member() is 'Your membership in the current organization (role, job role); null when no organization is chosen.';
