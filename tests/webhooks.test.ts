@@ -383,3 +383,36 @@ describe('over the GraphQL API', () => {
     }
   });
 });
+
+// Last in the file: its deliveries must not share the worker with the timing of the retry tests.
+describe('events of the firm\'s money', () => {
+  test('a credit note, its refund and a week submitted, rejected, submitted again and approved are each POSTed once', async () => {
+    const { id } = await createEndpoint('/money', ['credit_note.issued', 'refund.recorded', 'timesheet.submitted', 'timesheet.approved', 'timesheet.rejected']);
+    const invoiceId = await sentInvoice();
+    const creditNoteId = await commitAs(admin(), async (c) => {
+      await c.query('select app_public.record_payment($1, 100)', [invoiceId]);
+      const note = (await c.query(`select id from app_public.issue_credit_note($1, 40, 'Discount agreed')`, [invoiceId])).rows[0].id as string;
+      await c.query('select app_public.record_refund($1, 40)', [invoiceId]);
+      return note;
+    });
+    const member = sessionOf(t.member, t.orgId);
+    const sheetId = await commitAs(member, async (c) => (await c.query(`select id from app_public.submit_timesheet('2026-03-02')`)).rows[0].id as string);
+    await commitAs(admin(), (c) => c.query(`select app_public.reject_timesheet($1, 'Friday is missing')`, [sheetId]));
+    await commitAs(member, (c) => c.query(`select app_public.submit_timesheet('2026-03-02')`));
+    await commitAs(admin(), (c) => c.query('select app_public.approve_timesheet($1)', [sheetId]));
+
+    const received = await receiver.waitFor('/money', 6);
+    await sleep(300);
+    expect(receiver.requests('/money')).toHaveLength(6);
+    const byType = (type: string) => received.filter((r) => r.json.type === type).map((r) => r.json.data);
+    expect(byType('credit_note.issued')).toMatchObject([{ table: 'credit_notes', id: creditNoteId, object: { invoice_id: invoiceId, kind: 'credit', subtotal: 40 } }]);
+    expect(byType('refund.recorded')).toMatchObject([{ table: 'refunds', object: { invoice_id: invoiceId, amount: 40 } }]);
+    expect(byType('timesheet.submitted')).toHaveLength(2);
+    expect(byType('timesheet.rejected')).toMatchObject([{ table: 'timesheets', id: sheetId, object: { status: 'rejected', rejection_reason: 'Friday is missing' } }]);
+    expect(byType('timesheet.approved')).toMatchObject([{ table: 'timesheets', id: sheetId, object: { status: 'approved' }, previous: { status: 'submitted' } }]);
+    await waitUntil('deliveries recorded', async () => {
+      const rows = await deliveries(id);
+      return rows.length === 6 && rows.every((d) => d.status === 'succeeded');
+    });
+  });
+});
