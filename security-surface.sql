@@ -263,6 +263,36 @@ grant DELETE, SELECT on app_public.exchange_rates to :DATABASE_VISITOR;
 grant INSERT (currency, effective_on, id, rate, source) on app_public.exchange_rates to :DATABASE_VISITOR;
 grant UPDATE (currency, effective_on, rate, source) on app_public.exchange_rates to :DATABASE_VISITOR;
 
+-- app_public.expense_categories (table): row-level security enabled, forced
+create policy tenant_insert on app_public.expense_categories as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.expense_categories is 'Members holding expenses.write add rows to the current organization.';
+create policy tenant_select on app_public.expense_categories as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('expenses.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.expense_categories is 'Members holding expenses.read read the current organization''s live rows.';
+create policy tenant_update on app_public.expense_categories as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.expense_categories is 'Members holding expenses.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.expense_categories to :DATABASE_VISITOR;
+grant INSERT (billable_by_default, id, markup_percent, name) on app_public.expense_categories to :DATABASE_VISITOR;
+grant UPDATE (billable_by_default, markup_percent, name) on app_public.expense_categories to :DATABASE_VISITOR;
+
+-- app_public.expenses (table): row-level security enabled, forced
+create policy tenant_insert on app_public.expenses as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.expenses is 'Members holding expenses.write add rows to the current organization.';
+create policy tenant_select on app_public.expenses as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('expenses.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.expenses is 'Members holding expenses.read read the current organization''s live rows.';
+create policy tenant_update on app_public.expenses as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('expenses.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.expenses is 'Members holding expenses.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.expenses to :DATABASE_VISITOR;
+grant INSERT (amount, billable, category_id, currency, description, engagement_id, id, incurred_on, markup_percent, member_id, receipt_file_id) on app_public.expenses to :DATABASE_VISITOR;
+grant UPDATE (amount, billable, category_id, description, engagement_id, incurred_on, markup_percent, member_id, receipt_file_id) on app_public.expenses to :DATABASE_VISITOR;
+
 -- app_public.file_objects (table): row-level security enabled, forced
 create policy tenant_insert on app_public.file_objects as permissive for insert to :DATABASE_VISITOR
   with check (((organization_id = ( SELECT app_public.permitted_org_id('files.write'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND (client_visible AND (created_by = ( SELECT app_public.current_user_id() AS current_user_id)) AND (engagement_id = ANY (( SELECT app_public.current_portal_engagement_ids() AS current_portal_engagement_ids)::uuid[])) AND (num_nonnulls(project_id, task_id, proposal_id, contract_id, invoice_id, bill_id, client_id) = 0) AND ((message_id IS NULL) OR (EXISTS ( SELECT
@@ -779,6 +809,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   if v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' or length(v_email) > 320 then
 --   |     perform app_private.fail('INVALID_EMAIL', 'The email address is not valid.');
 --   | ... (11 more lines)
+-- app_private.decide_expense(expense_id uuid, approve boolean, reason text) returns app_public.expenses
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.expenses;
+--   |   v_me app_public.organization_members;
+--   |   v_action text := case when approve then 'approve expenses' else 'reject expenses' end;
+--   | begin
+--   |   perform app_private.require_permission('expenses.approve', v_action);
+--   | ... (22 more lines)
 -- app_private.decide_timesheet(timesheet_id uuid, approve boolean, reason text) returns app_public.timesheets
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -982,6 +1021,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   | begin
 --   |   -- Locked in id order (two runs never deadlock); a row changed by a concurrent run is re-read
 --   | ... (13 more lines)
+-- app_private.lock_expense(expense_id uuid) returns app_public.expenses
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.expenses;
+--   | begin
+--   |   select e.* into v from app_public.expenses e
+--   |   where e.organization_id = app_public.current_org_id() and e.id = lock_expense.expense_id and e.deleted_at is null
+--   |   for update;
+--   | ... (5 more lines)
 -- app_private.lock_invoice(invoice_id uuid) returns app_public.invoices
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1402,6 +1450,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     run_at => greatest(now(), k.expires_at),
 --   |     job_key => format('data_export_delete_object:%s', o.id),
 --   | ... (6 more lines)
+-- app_private.tg_expenses__defaults() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_category app_public.expense_categories;
+--   | begin
+--   |   if new.member_id is null then
+--   |     select m.id into new.member_id from app_public.organization_members m
+--   |     where m.organization_id = new.organization_id and m.user_id = app_public.current_user_id();
+--   | ... (10 more lines)
+-- app_private.tg_expenses__rules() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | begin
+--   |   if session_user not in (':DATABASE_AUTHENTICATOR'::name) or app_private.erasing(new.organization_id)
+--   |      or (tg_op = 'UPDATE' and (to_jsonb(old) - 'invoice_line_item_id' - 'updated_at' - 'status' - 'submitted_at' - 'decided_at' - 'decided_by' - 'rejection_reason')
+--   |                             = (to_jsonb(new) - 'invoice_line_item_id' - 'updated_at' - 'status' - 'submitted_at' - 'decided_at' - 'decided_by' - 'rejection_reason')) then
+--   |     return null; -- the lifecycle functions and invoicing: not edits
+--   |   end if;
+--   | ... (7 more lines)
 -- app_private.tg_file_objects__attachment() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1569,6 +1635,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   insert into app_public.contracts (organization_id, proposal_id, client_company_id, title, value)
 --   |   values (v.organization_id, v.id, v.client_company_id, v.title, v.total)
 --   | ... (6 more lines)
+-- app_public.add_expenses_to_invoice(invoice_id uuid) returns app_public.invoices
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.invoices;
+--   |   v_position integer;
+--   |   v_count integer;
+--   | begin
+--   |   perform app_private.require_permission('invoices.write', 're-bill expenses');
+--   | ... (37 more lines)
 -- app_public.applicable_bill_rate(engagement_id uuid, member_id uuid, work_date date, job_role_id uuid) returns numeric
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1581,6 +1656,9 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 -- app_public.approve_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'approved', 'approve a bill')
+-- app_public.approve_expense(expense_id uuid) returns app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |  select app_private.decide_expense(approve_expense.expense_id, true, null)
 -- app_public.approve_timesheet(timesheet_id uuid) returns app_public.timesheets
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |  select app_private.decide_timesheet(approve_timesheet.timesheet_id, true, null)
@@ -1598,7 +1676,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   perform app_private.require_permission('invoices.write', 'cancel an invoice');
 --   |   select i.* into v from app_public.invoices i
 --   |   where i.organization_id = app_public.current_org_id() and i.id = cancel_invoice.invoice_id and i.deleted_at is null
---   | ... (15 more lines)
+--   | ... (19 more lines)
 -- app_public.cancel_organization_deletion() returns app_public.organizations
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1768,6 +1846,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       return query
 --   |         select t.*
 --   |         from app_public.engagements as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
+-- app_public.deleted_expense_categories() returns SETOF app_public.expense_categories
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.expense_categories as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
+-- app_public.deleted_expenses() returns SETOF app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.expenses as t
 --   |         join app_public.organizations o on o.id = t.organization_id
 --   | ... (4 more lines)
 -- app_public.deleted_file_objects() returns SETOF app_public.file_objects
@@ -2041,6 +2137,9 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 -- app_public.reject_bill(bill_id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |   select * from app_private.set_bill_status(bill_id, 'rejected', 'reject a bill')
+-- app_public.reject_expense(expense_id uuid, reason text) returns app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |  select app_private.decide_expense(reject_expense.expense_id, false, reject_expense.reason)
 -- app_public.reject_proposal(proposal_id uuid, decided_by_name text) returns app_public.proposals
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | begin
@@ -2116,6 +2215,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     begin
 --   |       perform app_private.require_member_role('admin', 'restore a engagement');
 --   |       update app_public.engagements as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
+-- app_public.restore_expense(id uuid) returns app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.expenses;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a expense');
+--   |       update app_public.expenses as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
+-- app_public.restore_expense_category(id uuid) returns app_public.expense_categories
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.expense_categories;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a expense category');
+--   |       update app_public.expense_categories as t set deleted_at = null
 --   |       from app_public.organizations o
 --   | ... (12 more lines)
 -- app_public.restore_file_object(id uuid) returns app_public.file_objects
@@ -2382,6 +2499,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.engagements as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_engagement.id and t.deleted_at is null
 --   | ... (6 more lines)
+-- app_public.soft_delete_expense(id uuid) returns app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.expenses;
+--   |     begin
+--   |       perform app_private.require_permission('expenses.write', 'delete a expense');
+--   |       update app_public.expenses as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_expense.id and t.deleted_at is null
+--   | ... (6 more lines)
+-- app_public.soft_delete_expense_category(id uuid) returns app_public.expense_categories
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.expense_categories;
+--   |     begin
+--   |       perform app_private.require_permission('expenses.write', 'delete a expense category');
+--   |       update app_public.expense_categories as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_expense_category.id and t.deleted_at is null
+--   | ... (6 more lines)
 -- app_public.soft_delete_file_object(id uuid) returns app_public.file_objects
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare
@@ -2517,6 +2652,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.webhook_endpoints as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_webhook_endpoint.id and t.deleted_at is null
 --   | ... (6 more lines)
+-- app_public.submit_expense(expense_id uuid) returns app_public.expenses
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   | declare
+--   |   v app_public.expenses;
+--   | begin
+--   |   perform app_private.require_permission('expenses.write', 'submit an expense');
+--   |   v := app_private.lock_expense(submit_expense.expense_id);
+--   |   if not exists (select from app_public.organization_members m where m.organization_id = v.organization_id and m.id = v.member_id and m.user_id = app_public.current_user_id()) then
+--   | ... (10 more lines)
 -- app_public.submit_timesheet(week_starts_on date, member_id uuid) returns app_public.timesheets
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare

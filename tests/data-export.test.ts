@@ -277,6 +277,13 @@ describe('an organization export', () => {
     ]);
     expect(order).toEqual(['clients', 'proposals', 'contracts', 'engagements']);
     expect([...later]).toEqual([['proposals', ['engagement_id']]]);
+    // A table that only waits for the cycle (its nullable key sorts first) keeps its reference.
+    const waiting = loadOrder(['proposals', 'engagements', 'contracts', 'clients', 'expenses'], [
+      fk('proposals', 'clients'), fk('contracts', 'proposals'), fk('engagements', 'contracts'), fk('proposals', 'engagements', ['engagement_id']),
+      fk('expenses', 'engagements', ['engagement_id']),
+    ]);
+    expect(waiting.order).toEqual(['clients', 'proposals', 'contracts', 'engagements', 'expenses']);
+    expect([...waiting.later]).toEqual([['proposals', ['engagement_id']]]);
   });
 });
 

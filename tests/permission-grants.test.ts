@@ -186,7 +186,7 @@ describe('copies of rows are read only by the readers of their source', () => {
       (await c.query<{ source: string }>(`select distinct new_values ->> 'source_table' as source from app_public.activity_events where table_name = 'webhook_deliveries' order by 1`)).rows.map((r) => r.source));
     expect(await events(hooksOnly)).toEqual(['webhook_endpoints']);
     expect(await events(hooksAndInvoices)).toEqual(['credit_notes', 'invoices', 'payments', 'refunds', 'webhook_endpoints']);
-    expect(await events(t.admin)).toEqual(['bills', 'client_companies', 'contracts', 'credit_notes', 'deals', 'engagements', 'invoices', 'payments', 'proposals', 'refunds', 'timesheets', 'webhook_endpoints']);
+    expect(await events(t.admin)).toEqual(['bills', 'client_companies', 'contracts', 'credit_notes', 'deals', 'engagements', 'expenses', 'invoices', 'payments', 'proposals', 'refunds', 'timesheets', 'webhook_endpoints']);
   });
 
   test("retrying a delivery one may not read answers NOT_FOUND, as a random id does", async () => {
@@ -205,7 +205,7 @@ describe('copies of rows are read only by the readers of their source', () => {
     expect(await create(hookWriterWithDeals, ['deal.won', 'deal.lost'])).toBe('ok');
     expect(await create(hookWriterWithDeals, ['deal.won', 'invoice.paid'])).toBe('AT541');
     const error = await pgError(asVisitor(sessionOf(hookWriter, t.orgId), (c) => c.query(`select app_public.create_webhook_endpoint('https://hooks.example.test/mine', array['*'])`)));
-    expect(error.message).toBe('A webhook endpoint receives the rows its events carry: to subscribe it to these events you need bills.read, clients.read, contracts.read, deals.read, engagements.read, invoices.read, proposals.read, time.read.');
+    expect(error.message).toBe('A webhook endpoint receives the rows its events carry: to subscribe it to these events you need bills.read, clients.read, contracts.read, deals.read, engagements.read, expenses.read, invoices.read, proposals.read, time.read.');
     // The fixture's endpoint receives invoice.paid: re-pointing or widening it is subscribing.
     const update = (user: User, set: string) => outcome(sessionOf(user, t.orgId), `update app_public.webhook_endpoints set ${set} where id = $1`, [endpointId]);
     expect(await update(hookWriter, `url = 'https://attacker.example.test/'`)).toBe('AT541');

@@ -87,7 +87,7 @@ describe('member roles, a custom role and a portal contact', () => {
     expect(await perms('owner')).toEqual(all);
     expect(await perms('admin')).toEqual(all);
     // The special ones stay with admins: cost is confidential, so not even read by default.
-    const special = ['portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write', 'timesheets.approve'];
+    const special = ['portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write', 'timesheets.approve', 'expenses.approve'];
     expect(await perms('member')).toEqual(all.filter((k) => !special.includes(k)));
     expect(await perms('viewer')).toEqual(all.filter((k) => k.endsWith('.read') && !special.includes(k)));
     expect(await perms('clerk')).toEqual(['clients.read', 'invoices.read', 'invoices.write']);

@@ -133,7 +133,8 @@ end
 $$;
 comment on function app_public.mark_invoice_viewed(uuid) is 'Records that the client has seen a sent invoice (stamps viewed_at once; later calls change nothing).';
 
--- Cancel an invoice without payments (invoices.write); its time entries can be invoiced again.
+-- Cancel an invoice without payments (invoices.write); its time entries and expenses can be
+-- invoiced again.
 create or replace function app_public.cancel_invoice(invoice_id uuid) returns app_public.invoices
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -157,10 +158,14 @@ begin
   returning i.* into v;
   update app_public.time_entries t set invoice_id = null
   where t.organization_id = v.organization_id and t.invoice_id = v.id;
+  update app_public.expenses e set invoice_line_item_id = null
+  from app_public.invoice_line_items l
+  where l.organization_id = v.organization_id and l.invoice_id = v.id
+    and e.organization_id = l.organization_id and e.invoice_line_item_id = l.id;
   return v;
 end
 $$;
-comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments and no credit notes (invoices.write); its number stays taken and its time entries become invoiceable again.';
+comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments and no credit notes (invoices.write); its number stays taken and its time entries and expenses become invoiceable again.';
 
 -- Payments, AFTER INSERT per row (whether through recordPayment or a direct insert): the invoice
 -- must take payments (sent, viewed or overdue: NOT_PAYABLE), the amount must not exceed its

@@ -11,7 +11,7 @@
 --   * otherwise the defaults of their base role: viewers read every area; members read and write
 --     every area, except the special actions, which stay with admins: portal.write, roles.write,
 --     webhooks.write, rates.write (what the firm bills), costs.read/costs.write (what members
---     cost: confidential, so not even read by default) and timesheets.approve.
+--     cost: confidential, so not even read by default), timesheets.approve and expenses.approve.
 -- The job worker acts with admin rights inside the organization of its job.
 -- Re-included by later migrations when areas or actions are added; idempotent.
 
@@ -50,7 +50,10 @@ insert into app_public.permissions (key, description) values
   ('rates.write', 'Define job roles and rate cards, give members their job role, set a time entry''s rate by hand (special: admins by default)'),
   ('costs.read', 'See what members cost (cost rates) and the cost of time (special: admins by default)'),
   ('costs.write', 'Set members'' cost rates (special: admins by default)'),
-  ('timesheets.approve', 'Approve and reject members'' timesheets (special: admins by default)')
+  ('timesheets.approve', 'Approve and reject members'' timesheets (special: admins by default)'),
+  ('expenses.read', 'See expenses and expense categories'),
+  ('expenses.write', 'Record and submit one''s expenses, manage expense categories'),
+  ('expenses.approve', 'Approve and reject expenses, file them for other members (special: admins by default)')
 on conflict (key) do update set description = excluded.description;
 
 -- Is `permission` one of the special actions that only admins (or a custom role) grant?
@@ -58,7 +61,7 @@ create or replace function app_private.is_special_permission(permission text) re
 language sql immutable parallel safe
 set search_path = pg_catalog
 as $$
-  select permission in ('portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write', 'timesheets.approve')
+  select permission in ('portal.write', 'roles.write', 'webhooks.write', 'rates.write', 'costs.read', 'costs.write', 'timesheets.approve', 'expenses.approve')
 $$;
 
 -- The organization of this request, if the current user may do `permission` there; otherwise

@@ -36,6 +36,9 @@ insert into app_private.webhook_event_rules (event_type, table_name, status_colu
   ('refund.recorded', 'refunds', null, null, 'Money was refunded to a client against a credit note.'),
   ('timesheet.submitted', 'timesheets', 'status', 'submitted', 'A member submitted a week of time for approval.'),
   ('timesheet.approved', 'timesheets', 'status', 'approved', 'A week of time was approved.'),
-  ('timesheet.rejected', 'timesheets', 'status', 'rejected', 'A week of time was rejected (with a reason).')
+  ('timesheet.rejected', 'timesheets', 'status', 'rejected', 'A week of time was rejected (with a reason).'),
+  ('expense.submitted', 'expenses', 'status', 'submitted', 'A member submitted an expense for approval.'),
+  ('expense.approved', 'expenses', 'status', 'approved', 'An expense was approved.'),
+  ('expense.rejected', 'expenses', 'status', 'rejected', 'An expense was rejected (with a reason).')
 on conflict (event_type) do update set table_name = excluded.table_name, status_column = excluded.status_column,
   to_status = excluded.to_status, description = excluded.description;

@@ -280,6 +280,25 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         // This week's time, submitted and waiting for approval.
         await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, current_date, 120, 'Component library')`, [sold.engagementId, tasks[1].id, designer]);
         await c.query('select app_public.submit_timesheet(current_date, $1)', [designer]);
+        // Expenses: travel re-billed with a 10% markup on a draft invoice, software the firm
+        // bears, and a taxi waiting for approval.
+        const categories = (await c.query<{ id: string; name: string }>(
+          `insert into app_public.expense_categories (name, billable_by_default, markup_percent) values ('Travel', true, 10), ('Software', false, 0) returning id, name`)).rows;
+        const categoryId = (name: string) => categories.find((r) => r.name === name)!.id;
+        const spent = (await c.query<{ id: string }>(
+          `insert into app_public.expenses (member_id, category_id, engagement_id, incurred_on, description, amount) values
+             ($1, $3, $5, current_date - 18, 'Train to the client workshop', 86.40),
+             ($2, $4, null, current_date - 12, 'Prototyping tool, one month', 45)
+           returning id`,
+          [designer, developer, categoryId('Travel'), categoryId('Software'), sold.engagementId])).rows;
+        for (const expense of spent) {
+          await c.query('select app_public.submit_expense($1)', [expense.id]);
+          await c.query('select app_public.approve_expense($1)', [expense.id]);
+        }
+        const taxi = await one<{ id: string }>(c, `insert into app_public.expenses (member_id, category_id, engagement_id, incurred_on, description, amount) values ($1, $2, $3, current_date - 2, 'Taxi from the station', 24) returning id`, [designer, categoryId('Travel'), sold.engagementId]);
+        await c.query('select app_public.submit_expense($1)', [taxi.id]);
+        const rebill = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id, tax_rate) values ($1, $2, 10) returning id', [sold.clientId, sold.engagementId]);
+        await c.query('select app_public.add_expenses_to_invoice($1)', [rebill.id]);
         const open = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id, tax_rate) values ($1, $2, 10) returning id', [sold.clientId, sold.engagementId]);
         await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Hosting and support (month)', 1, 450)`, [open.id]);
         await c.query('select app_public.send_invoice($1)', [open.id]);

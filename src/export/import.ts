@@ -123,8 +123,22 @@ export function loadOrder(tables: string[], keys: ForeignKey[]): { order: string
       }
       continue;
     }
-    // A cycle: load one of its nullable foreign keys later.
-    const cut = edges.filter((e) => !dropped.has(e) && pending.has(e.table) && pending.has(e.references) && e.nullable.length > 0)
+    // A cycle: load one of its nullable foreign keys later (one on the cycle: a table that only
+    // waits for the cycle keeps its references, and the checks that hold on them).
+    const live = edges.filter((e) => !dropped.has(e) && pending.has(e.table) && pending.has(e.references));
+    const reaches = (from: string, to: string): boolean => {
+      const seen = new Set<string>();
+      const stack = [from];
+      while (stack.length > 0) {
+        const t = stack.pop()!;
+        if (t === to) return true;
+        if (seen.has(t)) continue;
+        seen.add(t);
+        for (const e of live) if (e.table === t) stack.push(e.references);
+      }
+      return false;
+    };
+    const cut = live.filter((e) => e.nullable.length > 0 && reaches(e.references, e.table))
       .sort((x, y) => `${x.table}.${x.references}`.localeCompare(`${y.table}.${y.references}`))[0];
     if (!cut) throw new Error(`the foreign keys of ${[...pending].join(', ')} form a cycle without a nullable column`);
     dropped.add(cut);

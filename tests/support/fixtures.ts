@@ -123,6 +123,17 @@ async function seedTenant(label: string): Promise<Tenant> {
       [e.engagementId],
     );
 
+    // Expenses: a billable category with a markup; an approved train ticket with its receipt
+    // (not invoiced yet), a draft lunch.
+    const travel = await one<{ id: string }>(c, `insert into app_public.expense_categories (name, billable_by_default, markup_percent) values ('Travel', true, 10) returning id`);
+    const receipt = await one<{ id: string }>(c, `select id from app_public.file_objects where name = 'brief.pdf'`);
+    const ticket = await one<{ id: string }>(c,
+      `insert into app_public.expenses (category_id, engagement_id, incurred_on, description, amount, receipt_file_id)
+       values ($1, $2, '2026-01-08', 'Train to the client', 80, $3) returning id`, [travel.id, e.engagementId, receipt.id]);
+    await c.query('select app_public.submit_expense($1)', [ticket.id]);
+    await c.query('select app_public.approve_expense($1)', [ticket.id]);
+    await c.query(`insert into app_public.expenses (category_id, incurred_on, description, amount, billable) values ($1, '2026-01-09', 'Team lunch', 45, false)`, [travel.id]);
+
     // Custom role: Billing clerk.
     const role = await one<{ id: string }>(c, `insert into app_public.roles (name) values ('Billing clerk') returning id`);
     await c.query(`insert into app_public.role_permissions (role_id, permission_key) select $1, unnest(array['invoices.read', 'invoices.write', 'clients.read'])`, [role.id]);
