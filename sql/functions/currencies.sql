@@ -14,6 +14,8 @@
 --     payments, credit_notes,  the invoice's (given: it must be the invoice's, INVALID_VALUE)
 --     refunds
 --     bills                    given, or the organization's
+--     expenses                 given, or the engagement's, or the organization's (registered by
+--                              sql/functions/expenses.sql)
 --     bill_rates               the scope's (engagement, client, organization): a rate card prices
 --                              only engagements of its currency
 --   Once created, a document's currency never changes (IMMUTABLE), whoever writes.
