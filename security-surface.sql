@@ -149,6 +149,27 @@ grant SELECT on app_public.bills to :DATABASE_VISITOR;
 grant INSERT (amount, currency, description, due_on, engagement_id, id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
 grant UPDATE (amount, description, due_on, engagement_id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
 
+-- app_public.budget_alerts (table): row-level security enabled, forced
+create policy tenant_select on app_public.budget_alerts as permissive for select to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('engagements.read'::text) AS permitted_org_id)));
+comment on policy tenant_select on app_public.budget_alerts is 'Members holding engagements.read read the current organization''s rows.';
+grant SELECT on app_public.budget_alerts to :DATABASE_VISITOR;
+
+-- app_public.budgets (table): row-level security enabled, forced
+create policy tenant_insert on app_public.budgets as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('engagements.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.budgets is 'Members holding engagements.write add rows to the current organization.';
+create policy tenant_select on app_public.budgets as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('engagements.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.budgets is 'Members holding engagements.read read the current organization''s live rows.';
+create policy tenant_update on app_public.budgets as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('engagements.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('engagements.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.budgets is 'Members holding engagements.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.budgets to :DATABASE_VISITOR;
+grant INSERT (amount, currency, engagement_id, hours, id, kind, name, project_id, rollover, rollover_max_hours, starts_on, thresholds) on app_public.budgets to :DATABASE_VISITOR;
+grant UPDATE (amount, engagement_id, hours, kind, name, project_id, rollover, rollover_max_hours, starts_on, thresholds) on app_public.budgets to :DATABASE_VISITOR;
+
 -- app_public.client_companies (table): row-level security enabled, forced
 create policy tenant_insert on app_public.client_companies as permissive for insert to :DATABASE_VISITOR
   with check ((organization_id = ( SELECT app_public.permitted_org_id('clients.write'::text) AS permitted_org_id)));
@@ -764,6 +785,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     select 1 from app_private.live_portal_access a
 --   |     where a.organization_id = can_enter_organization.organization_id and a.user_id = can_enter_organization.user_id
 --   | ... (1 more lines)
+-- app_private.check_budget_thresholds(engagement_ids uuid[]) returns integer
+--   execute: :DATABASE_WORKER; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   v_count integer;
+--   | begin
+--   |   if not app_private.is_worker_session() then
+--   |     perform app_private.fail('NOT_PERMITTED', 'Only the job worker checks budget thresholds.');
+--   | ... (17 more lines)
+-- app_private.check_budgets_of_transaction(transaction_id bigint, occurred_at timestamp with time zone) returns integer
+--   execute: :DATABASE_WORKER; set search_path=pg_catalog
+--   | declare
+--   |   v_org uuid := app_public.current_org_id();
+--   |   v_engagements uuid[];
+--   | begin
+--   |   if not app_private.is_worker_session() then
+--   |     perform app_private.fail('NOT_PERMITTED', 'Only the job worker checks budget thresholds.');
+--   | ... (28 more lines)
 -- app_private.claim_email(message_key text, template text, recipient text) returns integer
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | declare
@@ -1441,6 +1480,24 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     perform app_private.fail('NOT_EDITABLE', 'This time entry is on an invoice; cancel the invoice to change it.');
 --   |   end if;
 --   | ... (9 more lines)
+-- app_private.tg_budget_alerts__notify() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_org app_public.organizations;
+--   |   v_budget app_public.budgets;
+--   |   v_engagement text;
+--   | begin
+--   |   select o.* into v_org from app_public.organizations o where o.id = new.organization_id;
+--   | ... (26 more lines)
+-- app_private.tg_budgets__scope() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | begin
+--   |   -- (An engagement not found leaves today: its foreign key refuses the row.)
+--   |   new.starts_on := coalesce(new.starts_on,
+--   |     (select e.starts_on from app_public.engagements e where e.organization_id = new.organization_id and e.id = new.engagement_id), current_date);
+--   |   if new.project_id is not null and not exists (
+--   |     select from app_public.projects p where p.organization_id = new.organization_id and p.id = new.project_id and p.engagement_id = new.engagement_id) then
+--   | ... (4 more lines)
 -- app_private.tg_data_exports__delete_object() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | begin
@@ -1801,6 +1858,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       return query
 --   |         select t.*
 --   |         from app_public.bills as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
+-- app_public.deleted_budgets() returns SETOF app_public.budgets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.budgets as t
 --   |         join app_public.organizations o on o.id = t.organization_id
 --   | ... (4 more lines)
 -- app_public.deleted_client_companies() returns SETOF app_public.client_companies
@@ -2172,6 +2238,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.bill_rates as t set deleted_at = null
 --   |       from app_public.organizations o
 --   | ... (12 more lines)
+-- app_public.restore_budget(id uuid) returns app_public.budgets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.budgets;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a budget');
+--   |       update app_public.budgets as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
 -- app_public.restore_client_company(id uuid) returns app_public.client_companies
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare
@@ -2453,6 +2528,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       perform app_private.require_permission('rates.write', 'delete a bill rate');
 --   |       update app_public.bill_rates as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_bill_rate.id and t.deleted_at is null
+--   | ... (6 more lines)
+-- app_public.soft_delete_budget(id uuid) returns app_public.budgets
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.budgets;
+--   |     begin
+--   |       perform app_private.require_permission('engagements.write', 'delete a budget');
+--   |       update app_public.budgets as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_budget.id and t.deleted_at is null
 --   | ... (6 more lines)
 -- app_public.soft_delete_client_company(id uuid) returns app_public.client_companies
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog

@@ -38,7 +38,7 @@ test('documents without a currency get their organization\'s, batch by batch, ea
   await su.connect();
   try {
     const tables = (await su.query<{ table_name: string }>('select table_name from app_private.currency_sources order by 1')).rows.map((r) => r.table_name);
-    expect(tables).toEqual(['bill_rates', 'bills', 'contracts', 'credit_notes', 'engagements', 'expenses', 'invoice_schedules', 'invoices', 'payments', 'proposals', 'refunds']);
+    expect(tables).toEqual(['bill_rates', 'bills', 'budgets', 'contracts', 'credit_notes', 'engagements', 'expenses', 'invoice_schedules', 'invoices', 'payments', 'proposals', 'refunds']);
     // As before migration 000044: no currency anywhere (the column and its checks as 000044 added them).
     for (const t of tables) {
       await su.query(`alter table app_public.${t} alter column currency drop not null`);

@@ -46,8 +46,8 @@ const emlFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filt
 describe('templates', () => {
   const data = { inviter_name: 'Ada', organization_name: 'Northwind', email: 'new@example.com', role: 'member', token: 'tok-123', expires_on: 'March 1, 2030', app_url: 'https://app.example.test' };
 
-  test('every template in templates/email has its three parts: the six emails exist', async () => {
-    expect(await templateNames()).toEqual(['data_export_ready', 'invitation', 'invoice_sent', 'password_reset', 'proposal_sent', 'registration_confirm', 'registration_exists']);
+  test('every template in templates/email has its three parts: the eight emails exist', async () => {
+    expect(await templateNames()).toEqual(['budget_threshold', 'data_export_ready', 'invitation', 'invoice_sent', 'password_reset', 'proposal_sent', 'registration_confirm', 'registration_exists']);
   });
 
   test('renders subject, text and HTML from the files, with links on APP_URL', async () => {
@@ -569,6 +569,16 @@ describe('producers enqueue send_email in the same transaction', () => {
       expect(emails[0].payload.data).toMatchObject({ invoice_number: invoice.number, total: '1,100.00 USD', amount_due: '1,100.00 USD', due_on: invoice.due_on });
       const email = await renders(emails[0]);
       expect(email.subject).toBe(`Invoice ${invoice.number} from ${emails[0].payload.data.organization_name}: 1,100.00 USD due ${invoice.due_on}`);
+    });
+
+    test('an invoice in another currency than the organization\'s is emailed in its own', async () => {
+      const { emails } = await emailsOf(session, async (c) => {
+        const { id } = await one<{ id: string }>(c, `insert into app_public.invoices (client_company_id, tax_rate, currency) values ($1, 10, 'EUR') returning id`, [clientId]);
+        await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Hosting', 2, 500)`, [id]);
+        await c.query('select app_public.send_invoice($1)', [id]);
+      });
+      expect(emails).toHaveLength(1);
+      expect(emails[0].payload.data).toMatchObject({ total: '1,100.00 EUR', amount_due: '1,100.00 EUR' });
     });
 
     test('a client without a primary contact with an address gets no email; the document is still sent', async () => {

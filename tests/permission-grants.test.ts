@@ -186,7 +186,7 @@ describe('copies of rows are read only by the readers of their source', () => {
       (await c.query<{ source: string }>(`select distinct new_values ->> 'source_table' as source from app_public.activity_events where table_name = 'webhook_deliveries' order by 1`)).rows.map((r) => r.source));
     expect(await events(hooksOnly)).toEqual(['webhook_endpoints']);
     expect(await events(hooksAndInvoices)).toEqual(['credit_notes', 'invoices', 'payments', 'refunds', 'webhook_endpoints']);
-    expect(await events(t.admin)).toEqual(['bills', 'client_companies', 'contracts', 'credit_notes', 'deals', 'engagements', 'expenses', 'invoices', 'payments', 'proposals', 'refunds', 'timesheets', 'webhook_endpoints']);
+    expect(await events(t.admin)).toEqual(['bills', 'budget_alerts', 'client_companies', 'contracts', 'credit_notes', 'deals', 'engagements', 'expenses', 'invoices', 'payments', 'proposals', 'refunds', 'timesheets', 'webhook_endpoints']);
   });
 
   test("retrying a delivery one may not read answers NOT_FOUND, as a random id does", async () => {

@@ -290,7 +290,7 @@ begin
       'client_name', v_client,
       'proposal_id', new.id,
       'proposal_title', new.title,
-      'total', app_private.format_money(new.total, v_org.currency),
+      'total', app_private.format_money(new.total, new.currency),
       'validity', case when new.valid_until is null then '' else format('It is valid until %s.', app_private.format_day(new.valid_until)) end
     ),
     format('proposal_sent:%s:%s', new.id, r.contact_id),
@@ -326,8 +326,8 @@ begin
       'client_name', v_client,
       'invoice_id', new.id,
       'invoice_number', new.number,
-      'total', app_private.format_money(new.total, v_org.currency),
-      'amount_due', app_private.format_money(new.balance, v_org.currency),
+      'total', app_private.format_money(new.total, new.currency),
+      'amount_due', app_private.format_money(new.balance, new.currency),
       'issued_on', app_private.format_day(new.issued_on),
       'due_on', app_private.format_day(new.due_on)
     ),

@@ -39,6 +39,7 @@ insert into app_private.webhook_event_rules (event_type, table_name, status_colu
   ('timesheet.rejected', 'timesheets', 'status', 'rejected', 'A week of time was rejected (with a reason).'),
   ('expense.submitted', 'expenses', 'status', 'submitted', 'A member submitted an expense for approval.'),
   ('expense.approved', 'expenses', 'status', 'approved', 'An expense was approved.'),
-  ('expense.rejected', 'expenses', 'status', 'rejected', 'An expense was rejected (with a reason).')
+  ('expense.rejected', 'expenses', 'status', 'rejected', 'An expense was rejected (with a reason).'),
+  ('budget.threshold_crossed', 'budget_alerts', null, null, 'A budget crossed one of its thresholds (hours or money used).')
 on conflict (event_type) do update set table_name = excluded.table_name, status_column = excluded.status_column,
   to_status = excluded.to_status, description = excluded.description;

@@ -280,6 +280,13 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         // This week's time, submitted and waiting for approval.
         await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, current_date, 120, 'Component library')`, [sold.engagementId, tasks[1].id, designer]);
         await c.query('select app_public.submit_timesheet(current_date, $1)', [designer]);
+        // Budgets from a month ago (the demo's time starts three weeks back): the engagement capped
+        // at 40 hours and 6,000 (alerts come from the worker, as for every change), and the
+        // website project's fixed fee.
+        await c.query(
+          `insert into app_public.budgets (engagement_id, project_id, name, kind, hours, amount, starts_on) values
+             ($1, null, 'Engagement cap', 'capped', 40, 6000, current_date - 30), ($1, $2, 'Website launch', 'fixed_fee', null, 4000, current_date - 30)`,
+          [sold.engagementId, project.id]);
         // Expenses: travel re-billed with a 10% markup on a draft invoice, software the firm
         // bears, and a taxi waiting for approval.
         const categories = (await c.query<{ id: string; name: string }>(

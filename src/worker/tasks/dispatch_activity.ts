@@ -5,7 +5,8 @@
 // queued without it reads every month).
 // It reads that transaction's activity events (as the organization, under row-level security)
 // and records the dispatch once; a retry after a crash finds the record and does nothing twice.
-// It also turns the transaction's domain events into webhook deliveries (docs/DATA_FLOWS.md).
+// It also turns the transaction's domain events into webhook deliveries (docs/DATA_FLOWS.md), and
+// records the budget thresholds its changes crossed (alerts: emails, webhooks).
 import type { Task } from 'graphile-worker';
 import { organizationOf, withTenant } from '../tenant.ts';
 
@@ -34,13 +35,16 @@ export const dispatch_activity: Task = async (payload, helpers) => {
     // The transaction's domain events become webhook deliveries, each with its job, in this same
     // transaction (a retry finds them there and queues nothing twice).
     const webhooks = await client.query<{ n: number }>('select app_private.queue_webhook_deliveries($1, $2) as n', [transactionId, occurredAt]);
-    return { eventCount, firstTime: inserted.rowCount === 1, summary: rows, webhookDeliveries: webhooks.rows[0]!.n };
+    // Budgets its changes moved past a threshold: an alert each, once (sql/functions/budgets.sql).
+    const budgets = await client.query<{ n: number }>('select app_private.check_budgets_of_transaction($1, $2) as n', [transactionId, occurredAt]);
+    return { eventCount, firstTime: inserted.rowCount === 1, summary: rows, webhookDeliveries: webhooks.rows[0]!.n, budgetAlerts: budgets.rows[0]!.n };
   });
   helpers.logger.info(result.firstTime ? 'dispatched activity' : 'activity already dispatched', {
     organizationId,
     transactionId,
     eventCount: result.eventCount,
     webhookDeliveries: result.webhookDeliveries,
+    budgetAlerts: result.budgetAlerts,
     summary: result.summary,
   });
 };
