@@ -407,6 +407,21 @@ grant SELECT on app_public.job_roles to :DATABASE_VISITOR;
 grant INSERT (id, name) on app_public.job_roles to :DATABASE_VISITOR;
 grant UPDATE (name) on app_public.job_roles to :DATABASE_VISITOR;
 
+-- app_public.member_capacities (table): row-level security enabled, forced
+create policy tenant_insert on app_public.member_capacities as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.member_capacities is 'Members holding rates.write add rows to the current organization.';
+create policy tenant_select on app_public.member_capacities as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.read'::text) AS permitted_org_id)) AND (deleted_at IS NULL)));
+comment on policy tenant_select on app_public.member_capacities is 'Members holding rates.read read the current organization''s live rows.';
+create policy tenant_update on app_public.member_capacities as permissive for update to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)) AND (deleted_at IS NULL)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('rates.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.member_capacities is 'Members holding rates.write change the current organization''s live rows; they stay in it.';
+grant SELECT on app_public.member_capacities to :DATABASE_VISITOR;
+grant INSERT (effective_from, id, member_id, weekly_hours) on app_public.member_capacities to :DATABASE_VISITOR;
+grant UPDATE (effective_from, member_id, weekly_hours) on app_public.member_capacities to :DATABASE_VISITOR;
+
 -- app_public.member_cost_rates (table): row-level security enabled, forced
 create policy tenant_insert on app_public.member_cost_rates as permissive for insert to :DATABASE_VISITOR
   with check ((organization_id = ( SELECT app_public.permitted_org_id('costs.write'::text) AS permitted_org_id)));
@@ -1968,6 +1983,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |         from app_public.job_roles as t
 --   |         join app_public.organizations o on o.id = t.organization_id
 --   | ... (4 more lines)
+-- app_public.deleted_member_capacities() returns SETOF app_public.member_capacities
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'list deleted records');
+--   |       return query
+--   |         select t.*
+--   |         from app_public.member_capacities as t
+--   |         join app_public.organizations o on o.id = t.organization_id
+--   | ... (4 more lines)
 -- app_public.deleted_member_cost_rates() returns SETOF app_public.member_cost_rates
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     begin
@@ -2346,6 +2370,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       update app_public.job_roles as t set deleted_at = null
 --   |       from app_public.organizations o
 --   | ... (12 more lines)
+-- app_public.restore_member_capacity(id uuid) returns app_public.member_capacities
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.member_capacities;
+--   |     begin
+--   |       perform app_private.require_member_role('admin', 'restore a member capacity');
+--   |       update app_public.member_capacities as t set deleted_at = null
+--   |       from app_public.organizations o
+--   | ... (12 more lines)
 -- app_public.restore_member_cost_rate(id uuid) returns app_public.member_cost_rates
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare
@@ -2636,6 +2669,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |       perform app_private.require_permission('rates.write', 'delete a job role');
 --   |       update app_public.job_roles as t set deleted_at = now()
 --   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_job_role.id and t.deleted_at is null
+--   | ... (6 more lines)
+-- app_public.soft_delete_member_capacity(id uuid) returns app_public.member_capacities
+--   execute: :DATABASE_VISITOR; set search_path=pg_catalog
+--   |     declare
+--   |       v_row app_public.member_capacities;
+--   |     begin
+--   |       perform app_private.require_permission('rates.write', 'delete a member capacity');
+--   |       update app_public.member_capacities as t set deleted_at = now()
+--   |       where t.organization_id = app_public.current_org_id() and t.id = soft_delete_member_capacity.id and t.deleted_at is null
 --   | ... (6 more lines)
 -- app_public.soft_delete_member_cost_rate(id uuid) returns app_public.member_cost_rates
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog

@@ -75,13 +75,14 @@ test('each organization has a month of money: rate cards and costs, approved and
          (select count(*)::int from app_public.expenses where organization_id = $1 and status = 'submitted') as submitted_expenses,
          (select count(*)::int from app_public.expenses where organization_id = $1 and invoice_line_item_id is not null) as rebilled_expenses,
          (select count(*)::int from app_public.budgets b where organization_id = $1 and (app_public.budgets_burn(b)).hours_used > 0) as budgets_burning,
+         (select count(*)::int from app_public.member_capacities where organization_id = $1) as capacities,
          (select count(*)::int from app_private.books_violations($1)) as violations`,
       [org.organizationId],
     );
     expect(rows[0]).toEqual({
       job_roles: 2, bill_rates: 2, cost_rates: 2, costed_entries: 6, approved_weeks: true, submitted_weeks: 1,
       credit_notes: 1, refunds: 1, currencies: [base, base === 'EUR' ? 'USD' : 'EUR'].sort(), exchange_rates: 1,
-      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, violations: 0,
+      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, capacities: 2, violations: 0,
     });
   }
 });

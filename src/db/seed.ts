@@ -254,6 +254,8 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         await c.query('update app_public.organization_members set job_role_id = $2 where id = $1', [developer, roleId('Developer')]);
         await c.query(`insert into app_public.bill_rates (job_role_id, hourly_rate, effective_from) values ($1, 140, date_trunc('year', current_date)::date), ($2, 160, date_trunc('year', current_date)::date)`, [roleId('Designer'), roleId('Developer')]);
         await c.query(`insert into app_public.member_cost_rates (member_id, hourly_cost) values ($1, 65), ($2, 80)`, [designer, developer]);
+        // Capacity (utilization is measured against it): a full week, and four days.
+        await c.query(`insert into app_public.member_capacities (member_id, weekly_hours) values ($1, 40), ($2, 32)`, [designer, developer]);
         await c.query(`update app_public.tasks set status = 'done', assignee_member_id = $2 where id = $1`, [tasks[0].id, designer]);
         await c.query(`update app_public.tasks set status = 'in_progress', assignee_member_id = $2 where id = $1`, [tasks[1].id, designer]);
         await c.query(`update app_public.tasks set assignee_member_id = $2 where id = $1`, [tasks[2].id, developer]);

@@ -134,6 +134,11 @@ async function seedTenant(label: string): Promise<Tenant> {
     await c.query('select app_public.approve_expense($1)', [ticket.id]);
     await c.query(`insert into app_public.expenses (category_id, incurred_on, description, amount, billable) values ($1, '2026-01-09', 'Team lunch', 45, false)`, [travel.id]);
 
+    // Budgets: the engagement's hours (its 10% threshold crossed by the approved time: the alert
+    // is recorded below, as the worker does); the owner's capacity.
+    await c.query(`insert into app_public.budgets (engagement_id, name, kind, hours, thresholds, starts_on) values ($1, 'Website hours', 'time_and_materials', 20, '{10,100}', '2026-01-01')`, [e.engagementId]);
+    await c.query(`insert into app_public.member_capacities (member_id, weekly_hours) values ($1, 40)`, [ownerMember.id]);
+
     // Custom role: Billing clerk.
     const role = await one<{ id: string }>(c, `insert into app_public.roles (name) values ('Billing clerk') returning id`);
     await c.query(`insert into app_public.role_permissions (role_id, permission_key) select $1, unnest(array['invoices.read', 'invoices.write', 'clients.read'])`, [role.id]);
@@ -152,6 +157,17 @@ async function seedTenant(label: string): Promise<Tenant> {
     const contactEmail = await one<{ email: string }>(c, 'select email from app_public.contacts where id = $1', [e.contactId]);
     return { ...e, projectId: project.id, taskId: task.id, invoiceId: invoice.id, draftInvoiceId: draftInvoice.id, clientThreadId: clientThread.id, internalThreadId: internal.id, portalToken: grant.token, contactEmail: contactEmail.email };
   });
+
+  // The budget's alert, recorded as the worker records it (only its session may).
+  const worker = await pool('worker').connect();
+  try {
+    await worker.query('begin');
+    await worker.query(`select set_config('app.org_id', $1, true)`, [orgId]);
+    await worker.query('select app_private.check_budget_thresholds(array[$1::uuid])', [ids.engagementId]);
+    await worker.query('commit');
+  } finally {
+    worker.release();
+  }
 
   // An export that failed (added as the owner role: a requested one would queue its job).
   await pool('owner').query(`insert into app_public.data_exports (organization_id, id, requested_by, status, failure_reason, storage_key)
