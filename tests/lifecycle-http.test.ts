@@ -51,14 +51,14 @@ test('deal → proposal → contract → engagement → project → time → inv
   expect(jump.errors![0].message).toBe('A deal cannot go from lead to won.');
   await ok('mutation($o: UUID!, $d: UUID!) { updateDeal(input: { organizationId: $o, rowId: $d, patch: { stage: qualified } }) { deal { stage } } }', { o: orgId, d: dealId });
 
-  // Sales: a proposal with two lines; totals are computed.
-  const proposalId = (await ok('mutation($c: UUID!, $d: UUID!) { createProposal(input: { proposal: { clientCompanyId: $c, dealId: $d, title: "New site", taxRate: "10" } }) { proposal { rowId } } }', { c: clientId, d: dealId })).createProposal.proposal.rowId;
-  expect(errorCode(await call('mutation($p: UUID!) { sendProposal(input: { proposalId: $p }) { proposal { status } } }', { p: proposalId }))).toBe('EMPTY_DOCUMENT');
-  for (const [description, quantity, unitPrice] of [['Design', '1', '2000'], ['Build (days)', '10', '1000']]) {
-    await ok('mutation($p: UUID!, $d: String!, $q: BigFloat!, $u: BigFloat!) { createProposalLineItem(input: { proposalLineItem: { proposalId: $p, description: $d, quantity: $q, unitPrice: $u } }) { proposalLineItem { amount } } }', {
-      p: proposalId, d: description, q: quantity, u: unitPrice,
-    });
-  }
+  // Sales: a proposal with its two lines in one request (none: EMPTY_DOCUMENT); totals are computed.
+  const createProposal = (lines: Array<{ description: string; quantity: string; unitPrice: string }>) => call(
+    'mutation($c: UUID!, $d: UUID!, $l: [DocumentLineInput]!) { createProposalWithLines(input: { clientCompanyId: $c, dealId: $d, title: "New site", taxRate: "10", lines: $l }) { proposal { rowId } } }',
+    { c: clientId, d: dealId, l: lines });
+  expect(errorCode(await createProposal([]))).toBe('EMPTY_DOCUMENT');
+  const created = await createProposal([{ description: 'Design', quantity: '1', unitPrice: '2000' }, { description: 'Build (days)', quantity: '10', unitPrice: '1000' }]);
+  expect(created.errors).toBeUndefined();
+  const proposalId = (created.data as any).createProposalWithLines.proposal.rowId as string;
   const sent = (await ok('mutation($p: UUID!) { sendProposal(input: { proposalId: $p }) { proposal { status subtotal taxAmount total sentAt } } }', { p: proposalId })).sendProposal.proposal;
   expect(sent).toMatchObject({ status: 'sent', subtotal: '12000.00', taxAmount: '1200.00', total: '13200.00' });
   expect(sent.sentAt).toEqual(expect.any(String));

@@ -93,28 +93,30 @@ create or replace function app_public.report_utilization(from_on date, to_on dat
 language plpgsql stable
 set search_path = pg_catalog
 as $$
+declare
+  v_org uuid := app_public.current_org_id();
 begin
   perform app_private.check_report_period(from_on, to_on);
   return query
-  with members as (
+  with members as materialized (
     select m.id, coalesce(u.name, u.email) as name from app_public.organization_members m
     left join app_public.users u on u.id = m.user_id
-    where m.organization_id = app_public.current_org_id()
-  ), capacity as (
+    where m.organization_id = v_org
+  ), capacity as materialized (
     select m.id as member_id, sum(c.weekly_hours / 5.0) as hours
     from members m
     cross join generate_series(report_utilization.from_on, report_utilization.to_on, interval '1 day') d(day)
     cross join lateral (
       select k.weekly_hours from app_public.member_capacities k
-      where k.organization_id = app_public.current_org_id() and k.member_id = m.id and k.deleted_at is null
+      where k.organization_id = v_org and k.member_id = m.id and k.deleted_at is null
         and coalesce(k.effective_from, '1900-01-01') <= d.day::date
       order by k.effective_from desc nulls last limit 1) c
     where extract(isodow from d.day) < 6
     group by m.id
-  ), worked as (
+  ), worked as materialized (
     select t.member_id, sum(t.minutes) / 60.0 as hours, sum(t.minutes) filter (where t.billable) / 60.0 as billable_hours
     from app_public.time_entries t
-    where t.organization_id = app_public.current_org_id() and t.deleted_at is null
+    where t.organization_id = v_org and t.deleted_at is null
       and t.work_date between report_utilization.from_on and report_utilization.to_on
     group by t.member_id
   )
@@ -131,30 +133,35 @@ $$;
 comment on function app_public.report_utilization(date, date) is 'Utilization per member from fromOn to toOn (at most 366 days): capacity, hours, billable hours, billable hours / capacity. Time as you may read it (time.read).';
 
 create or replace function app_public.report_unbilled_work() returns setof app_public.unbilled_work_report_row
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 as $$
-  with approval as (
-    select coalesce((select o.time_approval_required from app_public.organizations o where o.id = app_public.current_org_id()), true) as required
-  ), time_open as (
-    select t.engagement_id,
-      (not (select a.required from approval a) or exists (
-        select from app_public.timesheets s
-        where s.organization_id = t.organization_id and s.member_id = t.member_id
-          and s.week_starts_on = date_trunc('week', t.work_date)::date and s.status = 'approved')) as approved,
-      t.minutes, coalesce(t.amount, 0) as amount
+declare
+  v_org uuid := app_public.current_org_id();
+  v_approval boolean := coalesce((select o.time_approval_required from app_public.organizations o where o.id = app_public.current_org_id()), true);
+begin
+  return query
+  -- (Summed per member, week and rate first: integer sums, then one join with the approved weeks.)
+  with time_open as materialized (
+    select t.engagement_id, t.member_id, date_trunc('week', t.work_date)::date as week, t.rate, sum(t.minutes) as minutes
     from app_public.time_entries t
-    where t.organization_id = app_public.current_org_id() and t.billable and t.invoice_id is null and t.deleted_at is null
-  ), per_time as (
+    where t.organization_id = v_org and t.billable and t.invoice_id is null and t.deleted_at is null
+    group by t.engagement_id, t.member_id, date_trunc('week', t.work_date)::date, t.rate
+  ), approved_weeks as materialized (
+    select s.member_id, s.week_starts_on from app_public.timesheets s
+    where s.organization_id = v_org and s.status = 'approved'
+  ), per_time as materialized (
     select o.engagement_id,
-      sum(o.minutes) filter (where o.approved) / 60.0 as hours,
-      sum(o.amount) filter (where o.approved) as amount,
-      sum(o.minutes) filter (where not o.approved) / 60.0 as waiting
-    from time_open o group by o.engagement_id
-  ), per_expense as (
+      sum(o.minutes) filter (where a.member_id is not null or not v_approval) / 60.0 as hours,
+      sum(round(o.minutes / 60.0 * coalesce(o.rate, 0), 2)) filter (where a.member_id is not null or not v_approval) as amount,
+      sum(o.minutes) filter (where a.member_id is null and v_approval) / 60.0 as waiting
+    from time_open o
+    left join approved_weeks a on a.member_id = o.member_id and a.week_starts_on = o.week
+    group by o.engagement_id
+  ), per_expense as materialized (
     select x.engagement_id, x.currency, sum(x.billable_amount) as amount
     from app_public.expenses x
-    where x.organization_id = app_public.current_org_id() and x.status = 'approved' and x.billable
+    where x.organization_id = v_org and x.status = 'approved' and x.billable
       and x.invoice_line_item_id is null and x.deleted_at is null
     group by x.engagement_id, x.currency
   )
@@ -165,22 +172,28 @@ as $$
   join app_public.client_companies c on c.organization_id = e.organization_id and c.id = e.client_company_id
   left join per_time pt on pt.engagement_id = e.id
   left join per_expense px on px.engagement_id = e.id and px.currency = e.currency
-  where e.organization_id = app_public.current_org_id() and e.deleted_at is null
+  where e.organization_id = v_org and e.deleted_at is null
     and (pt.engagement_id is not null or px.engagement_id is not null)
-  order by coalesce(pt.amount, 0) + coalesce(px.amount, 0) desc, e.name, e.id
+  order by coalesce(pt.amount, 0) + coalesce(px.amount, 0) desc, e.name, e.id;
+end
 $$;
 comment on function app_public.report_unbilled_work() is 'Work in progress not invoiced yet, per engagement: approved billable time (hours and value) and approved billable expenses in its currency, and billable hours still waiting for approval.';
 
 create or replace function app_public.report_receivables_aging(as_of date default current_date) returns setof app_public.receivables_aging_report_row
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 as $$
-  with open_invoices as (
+declare
+  v_org uuid := app_public.current_org_id();
+  v_base text := (select o.currency from app_public.organizations o where o.id = app_public.current_org_id());
+begin
+  return query
+  with open_invoices as materialized (
     select i.client_company_id, i.currency, i.balance, coalesce(report_receivables_aging.as_of, current_date) - coalesce(i.due_on, i.issued_on) as days_late
     from app_public.invoices i
-    where i.organization_id = app_public.current_org_id() and i.status in ('sent', 'viewed', 'overdue')
+    where i.organization_id = v_org and i.status in ('sent', 'viewed', 'overdue')
       and i.deleted_at is null and i.balance > 0
-  ), per_client as (
+  ), per_client as materialized (
     select o.client_company_id, o.currency, count(*)::integer as invoices,
       coalesce(sum(o.balance) filter (where o.days_late <= 0), 0) as current_amount,
       coalesce(sum(o.balance) filter (where o.days_late between 1 and 30), 0) as days_1_to_30,
@@ -191,10 +204,11 @@ as $$
     from open_invoices o group by o.client_company_id, o.currency
   )
   select p.client_company_id, c.name, p.currency, p.invoices, p.current_amount, p.days_1_to_30, p.days_31_to_60, p.days_61_to_90, p.days_over_90, p.total,
-    app_public.to_base_currency(p.total, p.currency, coalesce(report_receivables_aging.as_of, current_date))
+    case when p.currency = v_base then p.total else app_public.to_base_currency(p.total, p.currency, coalesce(report_receivables_aging.as_of, current_date)) end
   from per_client p
-  join app_public.client_companies c on c.organization_id = app_public.current_org_id() and c.id = p.client_company_id
-  order by p.total desc, c.name, p.currency
+  join app_public.client_companies c on c.organization_id = v_org and c.id = p.client_company_id
+  order by p.total desc, c.name, p.currency;
+end
 $$;
 comment on function app_public.report_receivables_aging(date) is 'Accounts receivable aging on asOf (default today): open balances of sent, viewed and overdue invoices per client and currency, by days past due, with the total in the base currency.';
 
@@ -202,45 +216,51 @@ create or replace function app_public.report_engagement_profitability(from_on da
 language plpgsql stable
 set search_path = pg_catalog
 as $$
+declare
+  v_org uuid := app_public.current_org_id();
 begin
   perform app_private.check_report_period(from_on, to_on);
   if not app_public.has_permission('costs.read') then
     perform app_private.fail('NOT_PERMITTED', 'You need the costs.read permission to see what engagements cost.');
   end if;
   return query
-  with revenue as (
+  with revenue as materialized (
     select i.engagement_id, sum(i.subtotal) as amount
     from app_public.invoices i
-    where i.organization_id = app_public.current_org_id() and i.status in ('sent', 'viewed', 'paid', 'overdue') and i.deleted_at is null
+    where i.organization_id = v_org and i.status in ('sent', 'viewed', 'paid', 'overdue') and i.deleted_at is null
       and i.issued_on between report_engagement_profitability.from_on and report_engagement_profitability.to_on
     group by i.engagement_id
-  ), credited as (
+  ), credited as materialized (
     select i.engagement_id, sum(n.subtotal) as amount
     from app_public.credit_notes n
     join app_public.invoices i on i.organization_id = n.organization_id and i.id = n.invoice_id
-    where n.organization_id = app_public.current_org_id()
+    where n.organization_id = v_org
       and n.issued_on between report_engagement_profitability.from_on and report_engagement_profitability.to_on
     group by i.engagement_id
-  ), labour as (
-    select t.engagement_id, sum(t.minutes) / 60.0 as hours, sum(round(t.minutes / 60.0 * coalesce(k.hourly_cost, 0), 2)) as cost
+  ), labour_by_cost as materialized (
+    -- (Minutes summed per cost rate first: integer sums, then one multiplication per rate.)
+    select t.engagement_id, k.hourly_cost, sum(t.minutes) as minutes
     from app_public.time_entries t
     left join app_public.time_entry_costs k on k.organization_id = t.organization_id and k.id = t.id
-    where t.organization_id = app_public.current_org_id() and t.deleted_at is null
+    where t.organization_id = v_org and t.deleted_at is null
       and t.work_date between report_engagement_profitability.from_on and report_engagement_profitability.to_on
-    group by t.engagement_id
-  ), spent as (
+    group by t.engagement_id, k.hourly_cost
+  ), labour as materialized (
+    select b.engagement_id, sum(b.minutes) / 60.0 as hours, sum(round(b.minutes / 60.0 * coalesce(b.hourly_cost, 0), 2)) as cost
+    from labour_by_cost b group by b.engagement_id
+  ), spent as materialized (
     select x.engagement_id, x.currency, sum(x.amount) as amount
     from app_public.expenses x
-    where x.organization_id = app_public.current_org_id() and x.status = 'approved' and x.deleted_at is null and x.engagement_id is not null
+    where x.organization_id = v_org and x.status = 'approved' and x.deleted_at is null and x.engagement_id is not null
       and x.incurred_on between report_engagement_profitability.from_on and report_engagement_profitability.to_on
     group by x.engagement_id, x.currency
-  ), billed as (
+  ), billed as materialized (
     select b.engagement_id, b.currency, sum(b.amount) as amount
     from app_public.bills b
-    where b.organization_id = app_public.current_org_id() and b.status in ('approved', 'paid') and b.deleted_at is null and b.engagement_id is not null
+    where b.organization_id = v_org and b.status in ('approved', 'paid') and b.deleted_at is null and b.engagement_id is not null
       and b.issued_on between report_engagement_profitability.from_on and report_engagement_profitability.to_on
     group by b.engagement_id, b.currency
-  ), per_engagement as (
+  ), per_engagement as materialized (
     select e.id, e.name, c.name as client_name, e.currency,
       coalesce(r.amount, 0) - coalesce(cr.amount, 0) as revenue,
       coalesce(l.cost, 0) as time_cost, coalesce(s.amount, 0) as expense_cost, coalesce(b.amount, 0) as bill_cost,
@@ -252,7 +272,7 @@ begin
     left join labour l on l.engagement_id = e.id
     left join spent s on s.engagement_id = e.id and s.currency = e.currency
     left join billed b on b.engagement_id = e.id and b.currency = e.currency
-    where e.organization_id = app_public.current_org_id() and e.deleted_at is null
+    where e.organization_id = v_org and e.deleted_at is null
       and (r.engagement_id is not null or cr.engagement_id is not null or l.engagement_id is not null or s.engagement_id is not null or b.engagement_id is not null)
   )
   select p.id, p.name, p.client_name, p.currency, p.revenue, p.time_cost, p.expense_cost, p.bill_cost,
@@ -267,14 +287,19 @@ $$;
 comment on function app_public.report_engagement_profitability(date, date) is 'Project P&L per engagement from fromOn to toOn (at most 366 days; costs.read): revenue = invoices issued (net) − credit notes issued; cost = time at its frozen cost rates + approved expenses + approved or paid vendor bills of the engagement; margin and margin %.';
 
 create or replace function app_public.report_pipeline() returns setof app_public.pipeline_report_row
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 as $$
+declare
+  v_org uuid := app_public.current_org_id();
+begin
+  return query
   select d.stage, count(*)::integer, coalesce(sum(d.value), 0), round(coalesce(sum(d.value * d.probability / 100.0), 0), 2)
   from app_public.deals d
-  where d.organization_id = app_public.current_org_id() and d.deleted_at is null
+  where d.organization_id = v_org and d.deleted_at is null
   group by d.stage
-  order by d.stage
+  order by d.stage;
+end
 $$;
 comment on function app_public.report_pipeline() is 'The sales pipeline per stage: deals, their value and their value weighted by probability (deals.read).';
 

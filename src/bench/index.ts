@@ -1,5 +1,5 @@
 // `npm run bench`: Atrium's costs measured side by side in one run — row-level security, audit,
-// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans, files, the activity log at
+// the GraphQL API, jobs, memory, the GraphQL edge's memory, query plans, the month-end reports, files, the activity log at
 // ten million events — on a generated dataset, against a fresh embedded
 // PostgreSQL (or BENCH_DATABASE_URL, a superuser URL of a server you choose).
 //
@@ -35,6 +35,7 @@ import { filesSection } from './files.ts';
 import { jobsSection } from './jobs.ts';
 import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
+import { reportsSection } from './reports.ts';
 import { rlsSection } from './rls.ts';
 import { compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
 import type { Section } from './stats.ts';
@@ -49,6 +50,7 @@ export const SECTIONS: Record<string, BenchSection> = {
   memory: memorySection,
   edge: edgeSection,
   plans: plansSection,
+  reports: reportsSection,
   files: filesSection,
   // Last: it grows the log to --events events and changes organizations' retention settings.
   activity: activityScaleSection,
