@@ -125,6 +125,8 @@ export async function plainValue(arg: DbArg): Promise<unknown> {
       return new Date().toISOString();
     case 'uuid':
       return randomUUID();
+    case 'app_public.document_line[]':
+      return '{"(Generated,1,1)"}'; // one line: description, quantity, unit price
     default: {
       const { rows } = await pool('owner').query<{ label: string }>(
         `select e.enumlabel as label from pg_enum e where e.enumtypid = $1::regtype order by e.enumsortorder limit 1`,
