@@ -85,3 +85,91 @@ $$;
 revoke all on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) from public;
 grant execute on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) to :DATABASE_VISITOR;
 comment on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) is 'Creates a draft invoice with its lines in one step, all or nothing (invoices.write): as inserting the invoice and each line would.';
+
+-- A project template with its milestones and tasks (projects.write). A task names its milestone
+-- by name (one of `milestones`), or none.
+do $$
+begin
+  if to_regtype('app_public.template_milestone_line') is null then
+    create type app_public.template_milestone_line as (name text, offset_days integer);
+  end if;
+  if to_regtype('app_public.template_task_line') is null then
+    create type app_public.template_task_line as (
+      title text, milestone text, offset_days integer, estimate_minutes integer, priority app_public.task_priority, description text);
+  end if;
+  if to_regtype('app_public.time_entry_line') is null then
+    create type app_public.time_entry_line as (
+      engagement_id uuid, task_id uuid, work_date date, minutes integer, billable boolean, description text);
+  end if;
+end
+$$;
+comment on type app_public.template_milestone_line is 'A milestone of a template given with it: name, days after the project''s start.';
+comment on type app_public.template_task_line is 'A task of a template given with it: title, its milestone''s name (or none), days after the start, estimate in minutes, priority (default normal), description.';
+comment on type app_public.time_entry_line is 'A time entry given with its week: engagement, task (optional), day, minutes, billable (default: yes), description.';
+
+create or replace function app_public.create_project_template_with_tasks(
+  name text, tasks app_public.template_task_line[], description text default null,
+  milestones app_public.template_milestone_line[] default null, id uuid default null
+) returns app_public.project_templates
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v app_public.project_templates;
+  v_unknown text;
+begin
+  if coalesce(cardinality(tasks), 0) = 0 then
+    perform app_private.fail('EMPTY_DOCUMENT', 'Give the template at least one task.');
+  end if;
+  select string_agg(distinct t.milestone, ', ') into v_unknown
+  from unnest(tasks) t
+  where t.milestone is not null and not exists (select from unnest(milestones) m where m.name = t.milestone);
+  if v_unknown is not null then
+    perform app_private.fail('INVALID_VALUE', format('Tasks name milestones the template does not have: %s.', v_unknown));
+  end if;
+  insert into app_public.project_templates (id, name, description)
+  values (coalesce(create_project_template_with_tasks.id, gen_random_uuid()), create_project_template_with_tasks.name, create_project_template_with_tasks.description)
+  returning * into v;
+  with milestones as (
+    insert into app_public.project_template_milestones as pm (template_id, name, position, offset_days)
+    select v.id, m.name, m.position, coalesce(m.offset_days, 0)
+    from unnest(create_project_template_with_tasks.milestones) with ordinality as m(name, offset_days, position)
+    returning pm.id, pm.name
+  )
+  insert into app_public.project_template_tasks (template_id, template_milestone_id, title, position, offset_days, estimate_minutes, priority, description)
+  select v.id, (select ms.id from milestones ms where ms.name = t.milestone limit 1), t.title, t.position, coalesce(t.offset_days, 0),
+    t.estimate_minutes, coalesce(t.priority, 'normal'), t.description
+  from unnest(create_project_template_with_tasks.tasks) with ordinality as t(title, milestone, offset_days, estimate_minutes, priority, description, position);
+  return v;
+end
+$$;
+revoke all on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) from public;
+grant execute on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) to :DATABASE_VISITOR;
+comment on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) is 'Creates a project template with its milestones and tasks in one step, all or nothing (projects.write); a task names its milestone by name.';
+
+-- A member's week in one step: its time entries, then the week submitted (time.write; one's own
+-- week). Every entry must fall in the week.
+create or replace function app_public.submit_timesheet_with_entries(week_starts_on date, entries app_public.time_entry_line[]) returns app_public.timesheets
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  v_week date := date_trunc('week', submit_timesheet_with_entries.week_starts_on)::date;
+  v_member uuid := (select m.id from app_public.organization_members m where m.organization_id = app_public.current_org_id() and m.user_id = app_public.current_user_id());
+begin
+  if v_member is null then
+    perform app_private.fail('NO_ORGANIZATION', 'Choose an organization you belong to first.');
+  elsif submit_timesheet_with_entries.week_starts_on is null then
+    perform app_private.fail('INVALID_VALUE', 'Name the week (any day of it; its Monday is taken).');
+  elsif exists (select from unnest(entries) e where e.work_date is null or e.work_date < v_week or e.work_date >= v_week + 7) then
+    perform app_private.fail('INVALID_VALUE', format('Every entry must be dated in the week of %s to %s.', v_week, v_week + 6));
+  end if;
+  insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, billable, description)
+  select e.engagement_id, e.task_id, v_member, e.work_date, e.minutes, coalesce(e.billable, true), e.description
+  from unnest(submit_timesheet_with_entries.entries) e;
+  return app_public.submit_timesheet(v_week, null);
+end
+$$;
+revoke all on function app_public.submit_timesheet_with_entries(date, app_public.time_entry_line[]) from public;
+grant execute on function app_public.submit_timesheet_with_entries(date, app_public.time_entry_line[]) to :DATABASE_VISITOR;
+comment on function app_public.submit_timesheet_with_entries(date, app_public.time_entry_line[]) is 'Logs a week of your time and submits it in one step, all or nothing (time.write): each entry priced and checked as if logged one by one; every entry must fall in the week.';

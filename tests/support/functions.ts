@@ -127,6 +127,12 @@ export async function plainValue(arg: DbArg): Promise<unknown> {
       return randomUUID();
     case 'app_public.document_line[]':
       return '{"(Generated,1,1)"}'; // one line: description, quantity, unit price
+    case 'app_public.template_task_line[]':
+      return '{"(Generated,,0,60,,)"}'; // one task, no milestone
+    case 'app_public.template_milestone_line[]':
+      return '{}';
+    case 'app_public.time_entry_line[]':
+      return '{}'; // (an empty week: submitted as it is)
     default: {
       const { rows } = await pool('owner').query<{ label: string }>(
         `select e.enumlabel as label from pg_enum e where e.enumtypid = $1::regtype order by e.enumsortorder limit 1`,
