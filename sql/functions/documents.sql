@@ -31,10 +31,16 @@ $$;
 revoke all on function app_private.check_document_lines(app_public.document_line[], text) from public;
 grant execute on function app_private.check_document_lines(app_public.document_line[], text) to :DATABASE_VISITOR;
 
+-- (No `id` argument: an id a caller passes is read as a reference to a record, everywhere; the
+-- first versions of these functions took one: dropped.)
+drop function if exists app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text, uuid);
+drop function if exists app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid);
+drop function if exists app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid);
+
 create or replace function app_public.create_proposal_with_lines(
   client_company_id uuid, title text, lines app_public.document_line[],
   deal_id uuid default null, engagement_id uuid default null, tax_rate numeric default null,
-  valid_until date default null, notes text default null, currency text default null, id uuid default null
+  valid_until date default null, notes text default null, currency text default null
 ) returns app_public.proposals
 language plpgsql volatile
 set search_path = pg_catalog
@@ -43,8 +49,8 @@ declare
   v app_public.proposals;
 begin
   perform app_private.check_document_lines(lines, 'proposal');
-  insert into app_public.proposals (id, client_company_id, title, deal_id, engagement_id, tax_rate, valid_until, notes, currency)
-  values (coalesce(create_proposal_with_lines.id, gen_random_uuid()), create_proposal_with_lines.client_company_id, create_proposal_with_lines.title,
+  insert into app_public.proposals (client_company_id, title, deal_id, engagement_id, tax_rate, valid_until, notes, currency)
+  values (create_proposal_with_lines.client_company_id, create_proposal_with_lines.title,
     create_proposal_with_lines.deal_id, create_proposal_with_lines.engagement_id, coalesce(create_proposal_with_lines.tax_rate, 0),
     create_proposal_with_lines.valid_until, create_proposal_with_lines.notes, create_proposal_with_lines.currency)
   returning * into v;
@@ -55,14 +61,14 @@ begin
   return v;
 end
 $$;
-revoke all on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text, uuid) from public;
-grant execute on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text, uuid) to :DATABASE_VISITOR;
-comment on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text, uuid) is 'Creates a draft proposal with its lines in one step, all or nothing (proposals.write): as inserting the proposal and each line would.';
+revoke all on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text) from public;
+grant execute on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text) to :DATABASE_VISITOR;
+comment on function app_public.create_proposal_with_lines(uuid, text, app_public.document_line[], uuid, uuid, numeric, date, text, text) is 'Creates a draft proposal with its lines in one step, all or nothing (proposals.write): as inserting the proposal and each line would.';
 
 create or replace function app_public.create_invoice_with_lines(
   client_company_id uuid, lines app_public.document_line[],
   engagement_id uuid default null, tax_rate numeric default null, due_on date default null,
-  notes text default null, currency text default null, id uuid default null
+  notes text default null, currency text default null
 ) returns app_public.invoices
 language plpgsql volatile
 set search_path = pg_catalog
@@ -71,8 +77,8 @@ declare
   v app_public.invoices;
 begin
   perform app_private.check_document_lines(lines, 'invoice');
-  insert into app_public.invoices (id, client_company_id, engagement_id, tax_rate, due_on, notes, currency)
-  values (coalesce(create_invoice_with_lines.id, gen_random_uuid()), create_invoice_with_lines.client_company_id, create_invoice_with_lines.engagement_id,
+  insert into app_public.invoices (client_company_id, engagement_id, tax_rate, due_on, notes, currency)
+  values (create_invoice_with_lines.client_company_id, create_invoice_with_lines.engagement_id,
     coalesce(create_invoice_with_lines.tax_rate, 0), create_invoice_with_lines.due_on, create_invoice_with_lines.notes, create_invoice_with_lines.currency)
   returning * into v;
   insert into app_public.invoice_line_items (invoice_id, position, description, quantity, unit_price)
@@ -82,9 +88,9 @@ begin
   return v;
 end
 $$;
-revoke all on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) from public;
-grant execute on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) to :DATABASE_VISITOR;
-comment on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text, uuid) is 'Creates a draft invoice with its lines in one step, all or nothing (invoices.write): as inserting the invoice and each line would.';
+revoke all on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text) from public;
+grant execute on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text) to :DATABASE_VISITOR;
+comment on function app_public.create_invoice_with_lines(uuid, app_public.document_line[], uuid, numeric, date, text, text) is 'Creates a draft invoice with its lines in one step, all or nothing (invoices.write): as inserting the invoice and each line would.';
 
 -- A project template with its milestones and tasks (projects.write). A task names its milestone
 -- by name (one of `milestones`), or none.
@@ -109,7 +115,7 @@ comment on type app_public.time_entry_line is 'A time entry given with its week:
 
 create or replace function app_public.create_project_template_with_tasks(
   name text, tasks app_public.template_task_line[], description text default null,
-  milestones app_public.template_milestone_line[] default null, id uuid default null
+  milestones app_public.template_milestone_line[] default null
 ) returns app_public.project_templates
 language plpgsql volatile
 set search_path = pg_catalog
@@ -127,8 +133,8 @@ begin
   if v_unknown is not null then
     perform app_private.fail('INVALID_VALUE', format('Tasks name milestones the template does not have: %s.', v_unknown));
   end if;
-  insert into app_public.project_templates (id, name, description)
-  values (coalesce(create_project_template_with_tasks.id, gen_random_uuid()), create_project_template_with_tasks.name, create_project_template_with_tasks.description)
+  insert into app_public.project_templates (name, description)
+  values (create_project_template_with_tasks.name, create_project_template_with_tasks.description)
   returning * into v;
   with milestones as (
     insert into app_public.project_template_milestones as pm (template_id, name, position, offset_days)
@@ -143,9 +149,9 @@ begin
   return v;
 end
 $$;
-revoke all on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) from public;
-grant execute on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) to :DATABASE_VISITOR;
-comment on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[], uuid) is 'Creates a project template with its milestones and tasks in one step, all or nothing (projects.write); a task names its milestone by name.';
+revoke all on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[]) from public;
+grant execute on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[]) to :DATABASE_VISITOR;
+comment on function app_public.create_project_template_with_tasks(text, app_public.template_task_line[], text, app_public.template_milestone_line[]) is 'Creates a project template with its milestones and tasks in one step, all or nothing (projects.write); a task names its milestone by name.';
 
 -- A member's week in one step: its time entries, then the week submitted (time.write; one's own
 -- week). Every entry must fall in the week.
