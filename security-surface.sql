@@ -800,6 +800,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |     select 1 from app_private.live_portal_access a
 --   |     where a.organization_id = can_enter_organization.organization_id and a.user_id = can_enter_organization.user_id
 --   | ... (1 more lines)
+-- app_private.check_budget_cap(v app_public.invoices) returns void
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_budget app_public.budgets;
+--   |   v_billed numeric;
+--   | begin
+--   |   if v.engagement_id is null then
+--   |     return;
+--   | ... (23 more lines)
 -- app_private.check_budget_thresholds(engagement_ids uuid[]) returns integer
 --   execute: :DATABASE_WORKER; set search_path=pg_catalog
 --   | declare
@@ -2516,7 +2525,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   perform app_private.require_permission('invoices.write', 'send an invoice');
 --   |   select i.* into v from app_public.invoices i
 --   |   where i.organization_id = app_public.current_org_id() and i.id = send_invoice.invoice_id and i.deleted_at is null
---   | ... (18 more lines)
+--   | ... (19 more lines)
 -- app_public.send_proposal(proposal_id uuid) returns app_public.proposals
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare

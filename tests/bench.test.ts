@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SECTIONS, parseArgs, runBench } from '../src/bench/index.ts';
+import { REPORT_QUERIES } from '../src/bench/reports.ts';
 import { compareResults, type BenchResult } from '../src/bench/report.ts';
 import { isStats, stats, type Section } from '../src/bench/stats.ts';
 import { testLogger } from './support/log.ts';
@@ -54,6 +55,12 @@ describe('npm run bench -- --smoke', () => {
     const saved = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResult;
     expect(saved.facts).toMatchObject({ cores: os.cpus().length, node: process.version });
     expect(saved.facts.postgres).toMatch(/^\d+/);
+    // The code measured (in a git checkout) and the server's settings off their defaults.
+    if (fs.existsSync(path.join(process.cwd(), '.git'))) expect(saved.facts.commit).toMatch(/^[0-9a-f]{7,}(\+changes)?$/);
+    expect(Object.keys(saved.facts.settings ?? {})).toContain('max_connections');
+    // The month-end data the reports read, and each report timed.
+    expect(result.dataset.tables.time_entries).toBeGreaterThan(0);
+    expect(result.sections.find((s: Section) => s.id === 'reports')!.rows.map((r) => r.name.replace(/ → .*/, ''))).toEqual(REPORT_QUERIES.map((q) => q.name));
     expect(saved.sections).toHaveLength(result.sections.length);
     expect(compareResults(saved, result)).toEqual([]);
   }, 600_000); // a guard against a hang: the smoke of every section takes 2-3 minutes on a loaded 2-core machine

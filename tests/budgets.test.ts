@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
 import { asVisitor, attempt, closePools, pool, sessionOf, urlFor, type Session } from './support/db.ts';
-import { approveTime, commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 import { testLogger } from './support/log.ts';
 
 let t: Tenant;
@@ -18,7 +18,7 @@ beforeAll(async () => {
   [t, other] = await Promise.all([oneTenant('budgets'), oneTenant('budgets-other')]);
   own = sessionOf(t.owner, t.orgId);
   member = sessionOf(t.member, t.orgId);
-  memberId = await commitAs(own, async (c) => (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId])).id);
+  memberId = await memberIdOf(t, t.member);
 }, 90_000);
 afterAll(closePools);
 
@@ -185,6 +185,43 @@ describe('thresholds', () => {
     } finally {
       await worker.stop();
     }
+  });
+});
+
+describe('a capped budget bounds billing', () => {
+  test('sending past the cap is refused; credit notes make room, write-offs do not; other currencies and project caps are not counted; a scheduled invoice stays a draft', async () => {
+    const e = await commitAs(own, (c) => signedEngagement(c, 'cap'));
+    await commitAs(own, (c) => budget(c, { engagement_id: e.engagementId, name: 'Cap', kind: 'capped', amount: 1000, starts_on: '2026-01-01' }));
+    const draft = (c: pg.PoolClient, price: number, currency?: string) => one<{ id: string }>(c,
+      `select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, $3)]::app_public.document_line[], engagement_id => $2, currency => $4)`,
+      [e.clientId, e.engagementId, price, currency ?? null]);
+    await asVisitor(own, async (c) => {
+      const first = await draft(c, 600);
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [first.id])).toBeNull();
+      const second = await draft(c, 500);
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [second.id])).toBe('AT468'); // 600 + 500 > 1,000
+      const error = await c.query('select app_public.send_invoice($1)', [second.id]).catch((x: Error) => x.message);
+      expect(error).toBe('Sending this invoice would bill 1100.00 in all against the budget "Cap", whose cap is 1000.00: 600.00 billed before, 500.00 net on this invoice. Lower the invoice or raise the cap.');
+    });
+    await asVisitor(own, async (c) => {
+      const first = await draft(c, 600);
+      await c.query('select app_public.send_invoice($1)', [first.id]);
+      const second = await draft(c, 500);
+      // (Both drafts of the previous transaction rolled back: 600 billed here.)
+      await c.query(`select app_public.issue_credit_note($1, 200, 'Goodwill')`, [first.id]);
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [second.id])).toBeNull(); // 600 − 200 + 500 = 900
+      const third = await draft(c, 150);
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [third.id])).toBe('AT468'); // 1,050
+      await c.query(`select app_public.write_off_invoice($1, 'Lost')`, [second.id]);
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [third.id])).toBe('AT468'); // a write-off unbills nothing
+      const euros = await draft(c, 5000, 'EUR');
+      expect(await attempt(c, 'select app_public.send_invoice($1)', [euros.id])).toBeNull(); // the cap is in the engagement's currency
+      // A schedule sending at once: its invoice over the cap stays a draft.
+      const schedule = await one<{ id: string }>(c,
+        `insert into app_public.invoice_schedules (engagement_id, kind, description, amount, next_run_on, auto_send) values ($1, 'fixed', 'Milestone fee', 400, current_date, true) returning id`, [e.engagementId]);
+      const made = (await c.query('select status from app_public.invoice_schedule_now($1)', [schedule.id])).rows;
+      expect(made).toEqual([{ status: 'draft' }]);
+    });
   });
 });
 

@@ -464,6 +464,15 @@ const PROVOKE: Record<string, Provoke> = {
   },
   CREDIT_EXCEEDS_INVOICE: () => run('crediting a billion on an invoice', 'mutation($i: UUID!) { issueCreditNote(input: { invoiceId: $i, amount: "1000000000" }) { clientMutationId } }', { i: t.invoiceId }),
   REFUND_EXCEEDS_CREDIT: () => run('refunding an invoice the client still owes on', 'mutation($i: UUID!) { recordRefund(input: { invoiceId: $i, amount: "1" }) { clientMutationId } }', { i: t.invoiceId }),
+  BUDGET_CAP_EXCEEDED: async () => {
+    // An engagement capped at 100, and an invoice of 150 for it.
+    const invoiceId = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
+      const sold = await signedEngagement(c, 'capped');
+      await c.query(`insert into app_public.budgets (engagement_id, name, kind, amount) values ($1, 'Cap', 'capped', 100)`, [sold.engagementId]);
+      return (await c.query(`select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, 150)]::app_public.document_line[], engagement_id => $2)`, [sold.clientId, sold.engagementId])).rows[0].id as string;
+    });
+    return run('sending an invoice past a capped budget', 'mutation($i: UUID!) { sendInvoice(input: { invoiceId: $i }) { clientMutationId } }', { i: invoiceId });
+  },
   NOT_CREDITABLE: () => run('crediting a draft invoice', 'mutation($i: UUID!) { issueCreditNote(input: { invoiceId: $i, amount: "1" }) { clientMutationId } }', { i: t.draftInvoiceId }),
   RATE_MISSING: async () => {
     // An engagement without a rate of its own, and a member without a job role (the fixture's

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { asVisitor, attempt, closePools, sessionOf, type Session } from './support/db.ts';
-import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let other: Tenant;
@@ -23,7 +23,7 @@ beforeAll(async () => {
   member = sessionOf(t.member, t.orgId);
   viewer = sessionOf(t.viewer, t.orgId);
   ({ memberId, travelId, softwareId } = await commitAs(own, async (c) => ({
-    memberId: (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId])).id,
+    memberId: await memberIdOf(t, t.member),
     travelId: (await one<{ id: string }>(c, `select id from app_public.expense_categories where name = 'Travel'`)).id,
     softwareId: (await one<{ id: string }>(c, `insert into app_public.expense_categories (name) values ('Software') returning id`)).id,
   })));
@@ -59,7 +59,7 @@ describe('an expense', () => {
 
   test('a member files their own; another member\'s only with expenses.approve; a viewer files none', async () => {
     await asVisitor(member, async (c) => {
-      const adminMemberId = (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.admin.userId])).id;
+      const adminMemberId = await memberIdOf(t, t.admin);
       expect(await attempt(c, `insert into app_public.expenses (member_id, category_id, description, amount) values ($1, $2, 'For you', 10)`, [adminMemberId, softwareId])).toBe('AT541');
     });
     await asVisitor(admin, async (c) => {

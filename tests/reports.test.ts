@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { gql, startTestApp, tokenFor } from './support/app.ts';
 import { asVisitor, attempt, closePools, sessionOf, type Session } from './support/db.ts';
-import { approveTime, commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let other: Tenant;
@@ -18,7 +18,7 @@ beforeAll(async () => {
   [t, other] = await Promise.all([oneTenant('reports'), oneTenant('reports-other')]);
   own = sessionOf(t.owner, t.orgId);
   member = sessionOf(t.member, t.orgId);
-  memberId = await commitAs(own, async (c) => (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId])).id);
+  memberId = await memberIdOf(t, t.member);
   e = await commitAs(own, (c) => signedEngagement(c, 'reports')); // 150/h
 }, 90_000);
 afterAll(closePools);

@@ -52,11 +52,11 @@ test('each organization has the full lifecycle: won deal, accepted proposal, sig
          (select count(*)::int from app_public.payments where organization_id = $1) as payments`,
       [org.organizationId],
     );
-    expect(rows[0]).toEqual({ won_deals: 1, accepted: 1, signed: 1, engagements: 1, tasks: 5, time_entries: 6, paid_invoices: 1, payments: 2 });
+    expect(rows[0]).toEqual({ won_deals: 1, accepted: 1, signed: 1, engagements: 1, tasks: 5, time_entries: 7, paid_invoices: 1, payments: 2 });
   }
 });
 
-test('each organization has a month of money: rate cards and costs, approved and submitted weeks, expenses approved, waiting and re-billed, budgets burning, a credit note refunded, two currencies, and books that add up', async () => {
+test('each organization has a month of money: rate cards and costs, approved and submitted weeks, expenses approved, waiting and re-billed, budgets burning, approved work not invoiced yet, a credit note refunded, two currencies, and books that add up', async () => {
   for (const org of credentials) {
     const base = (await pool('owner').query<{ currency: string }>('select currency from app_public.organizations where id = $1', [org.organizationId])).rows[0]!.currency;
     const { rows } = await pool('owner').query(
@@ -76,13 +76,16 @@ test('each organization has a month of money: rate cards and costs, approved and
          (select count(*)::int from app_public.expenses where organization_id = $1 and invoice_line_item_id is not null) as rebilled_expenses,
          (select count(*)::int from app_public.budgets b where organization_id = $1 and (app_public.budgets_burn(b)).hours_used > 0) as budgets_burning,
          (select count(*)::int from app_public.member_capacities where organization_id = $1) as capacities,
+         (select count(*)::int from app_public.time_entries t where t.organization_id = $1 and t.billable and t.invoice_id is null
+            and exists (select from app_public.timesheets s where s.organization_id = t.organization_id and s.member_id = t.member_id
+                          and s.week_starts_on = date_trunc('week', t.work_date)::date and s.status = 'approved')) as unbilled_entries,
          (select count(*)::int from app_private.books_violations($1)) as violations`,
       [org.organizationId],
     );
     expect(rows[0]).toEqual({
       job_roles: 2, bill_rates: 2, cost_rates: 2, costed_entries: 6, approved_weeks: true, submitted_weeks: 1,
       credit_notes: 1, refunds: 1, currencies: [base, base === 'EUR' ? 'USD' : 'EUR'].sort(), exchange_rates: 1,
-      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, capacities: 2, violations: 0,
+      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, capacities: 2, unbilled_entries: 1, violations: 0,
     });
   }
 });

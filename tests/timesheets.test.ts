@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { asVisitor, attempt, closePools, sessionOf, type Session } from './support/db.ts';
-import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let own: Session;
@@ -16,7 +16,7 @@ beforeAll(async () => {
   own = sessionOf(t.owner, t.orgId);
   admin = sessionOf(t.admin, t.orgId);
   member = sessionOf(t.member, t.orgId);
-  memberId = await commitAs(own, async (c) => (await one<{ id: string }>(c, 'select id from app_public.organization_members where user_id = $1', [t.member.userId])).id);
+  memberId = await memberIdOf(t, t.member);
 }, 60_000);
 afterAll(closePools);
 

@@ -94,6 +94,7 @@ begin
   elsif v.total <= 0 then
     perform app_private.fail('EMPTY_DOCUMENT', 'Add at least one line with a price before sending the invoice.');
   end if;
+  perform app_private.check_budget_cap(v);
   update app_public.invoices i
   set status = 'sent',
       number = app_private.next_invoice_number(i.organization_id),
@@ -105,7 +106,49 @@ begin
   return v;
 end
 $$;
-comment on function app_public.send_invoice(uuid) is 'Sends a draft invoice (invoices.write): gives it the organization''s next number, its issue and due dates; it is frozen from now on.';
+comment on function app_public.send_invoice(uuid) is 'Sends a draft invoice (invoices.write): gives it the organization''s next number, its issue and due dates; it is frozen from now on. Refused when it would bill past a capped budget of its engagement (BUDGET_CAP_EXCEEDED).';
+
+-- A capped budget of the invoice's engagement (sql/functions/budgets.sql; the whole engagement,
+-- in the invoice's currency) bounds what is billed: the net of its sent, viewed, paid and overdue
+-- invoices, less credit notes (write-offs give up money billed; they do not unbill it), plus
+-- this invoice, stays within the cap (BUDGET_CAP_EXCEEDED). Called by send_invoice, the
+-- engagement's invoices queued on the invoice's lock and, for two invoices of one engagement
+-- sent at once, on the budget's (locked here).
+create or replace function app_private.check_budget_cap(v app_public.invoices) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_budget app_public.budgets;
+  v_billed numeric;
+begin
+  if v.engagement_id is null then
+    return;
+  end if;
+  select b.* into v_budget from app_public.budgets b
+  where b.organization_id = v.organization_id and b.engagement_id = v.engagement_id and b.kind = 'capped'
+    and b.project_id is null and b.deleted_at is null and b.currency = v.currency
+  order by b.amount, b.id
+  limit 1
+  for update;
+  if v_budget.id is null then
+    return;
+  end if;
+  select coalesce(sum(i.subtotal), 0) - coalesce(sum((
+      select sum(n.subtotal) from app_public.credit_notes n
+      where n.organization_id = i.organization_id and n.invoice_id = i.id and n.kind = 'credit')), 0)
+  into v_billed
+  from app_public.invoices i
+  where i.organization_id = v.organization_id and i.engagement_id = v.engagement_id and i.currency = v.currency
+    and i.status in ('sent', 'viewed', 'paid', 'overdue') and i.deleted_at is null and i.id <> v.id;
+  if v_billed + v.subtotal > v_budget.amount then
+    perform app_private.fail('BUDGET_CAP_EXCEEDED', format(
+      'Sending this invoice would bill %s in all against the budget "%s", whose cap is %s: %s billed before, %s net on this invoice. Lower the invoice or raise the cap.',
+      round(v_billed + v.subtotal, 2), v_budget.name, v_budget.amount, round(v_billed, 2), v.subtotal));
+  end if;
+end
+$$;
+revoke all on function app_private.check_budget_cap(app_public.invoices) from public;
 
 -- Record that the client opened a sent invoice (its portal user, or a member with invoices.write).
 create or replace function app_public.mark_invoice_viewed(invoice_id uuid) returns app_public.invoices

@@ -20,7 +20,8 @@
 -- and the schedule's tax rate. With auto_send the generator sends it at once through
 -- app_public.send_invoice, in the same transaction: the gapless number, issue and due dates
 -- (issue date + the organization's payment_terms_days), status stamps, audit event and outbox job
--- are exactly those of a person sending it.
+-- are exactly those of a person sending it. One that would bill past a capped budget of the
+-- engagement (BUDGET_CAP_EXCEEDED) stays a draft for someone to review.
 -- Only schedules of live engagements (active or on hold, not deleted) bill; soft-deleted or
 -- inactive schedules never do. Idempotent; re-included by later migrations.
 
@@ -171,7 +172,11 @@ begin
   insert into app_public.invoice_line_items (organization_id, invoice_id, position, description, quantity, unit_price)
   values (s.organization_id, v_id, 1, left(s.description || coalesce(', ' || label, ''), 1000), 1, s.amount);
   if s.auto_send then
-    perform app_public.send_invoice(v_id);
+    begin
+      perform app_public.send_invoice(v_id);
+    exception when sqlstate 'AT468' then
+      null; -- past a capped budget (BUDGET_CAP_EXCEEDED): left a draft for someone to review
+    end;
   end if;
   return v_id;
 end

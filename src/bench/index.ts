@@ -37,8 +37,23 @@ import { memorySection } from './memory.ts';
 import { plansSection } from './plans.ts';
 import { reportsSection } from './reports.ts';
 import { rlsSection } from './rls.ts';
-import { compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
+import { codeCommit, compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
 import type { Section } from './stats.ts';
+
+/** The server's settings that are not at their defaults (from its files or command line). */
+async function serverSettings(url: string): Promise<Record<string, string>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string; value: string }>(
+      `select name, current_setting(name) as value from pg_settings
+       where source in ('configuration file', 'command line', 'environment variable', 'global', 'database') order by name`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+  } finally {
+    await client.end();
+  }
+}
 
 /** Every section, in the order they run. */
 export const SECTIONS: Record<string, BenchSection> = {
@@ -181,7 +196,7 @@ export async function runBench(args: BenchArgs, log: Logger, write: (text: strin
     }
     const result: BenchResult = {
       command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
-      facts: machineFacts(db.serverVersion),
+      facts: { ...machineFacts(db.serverVersion), commit: codeCommit(ROOT), settings: await serverSettings(db.ownerUrl) },
       dataset: { orgs: options.orgs, rows: options.rows, tables: dataset.tables, seconds: dataset.seconds },
       sections,
       notes,

@@ -1,5 +1,6 @@
 // The benchmark's output: a readable table on stdout, a JSON file with every figure and the
 // machine's facts, and a comparison with a previous JSON file (regressions over 15% flagged).
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { isStats, type Row, type Section, type Stats } from './stats.ts';
 
@@ -11,6 +12,10 @@ export interface MachineFacts {
   postgres: string;
   platform: string;
   date: string;
+  /** The code measured: `git rev-parse --short HEAD`, with `+changes` when the tree differs from it. */
+  commit?: string;
+  /** PostgreSQL's settings that differ from their defaults (pg_settings: from a file or the command line). */
+  settings?: Record<string, string>;
 }
 
 export interface BenchResult {
@@ -19,6 +24,17 @@ export interface BenchResult {
   dataset: { orgs: number; rows: number; tables: Record<string, number>; seconds: number };
   sections: Section[];
   notes: string[];
+}
+
+/** The commit of the working tree (and whether it has changes), or undefined outside git. */
+export function codeCommit(cwd: string): string | undefined {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return changed ? `${sha}+changes` : sha;
+  } catch {
+    return undefined;
+  }
 }
 
 export function machineFacts(postgres: string): MachineFacts {
@@ -53,7 +69,8 @@ export function formatReport(result: BenchResult): string {
   const lines: string[] = [];
   const f = result.facts;
   lines.push(`Atrium benchmark — ${f.date}`);
-  lines.push(`${f.cores} cores (${f.cpu}), ${f.memoryGiB} GiB, Node ${f.node}, PostgreSQL ${f.postgres}, ${f.platform}`);
+  lines.push(`${f.cores} cores (${f.cpu}), ${f.memoryGiB} GiB, Node ${f.node}, PostgreSQL ${f.postgres}, ${f.platform}${f.commit ? `, commit ${f.commit}` : ''}`);
+  if (f.settings) lines.push(`PostgreSQL settings not at their defaults: ${Object.entries(f.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   lines.push(`Dataset: ${result.dataset.orgs} organizations, ${Object.entries(result.dataset.tables).map(([t, n]) => `${t} ${n}`).join(', ')} (generated in ${result.dataset.seconds.toFixed(1)} s)`);
   lines.push('Latencies: p50 / p95 / p99 in ms. Ratios: ours ÷ baseline (p50 / p95), measured side by side in this run.');
   for (const section of result.sections) {

@@ -279,6 +279,11 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
         // A goodwill credit on the paid invoice (credit note 1), paid back to the client.
         const credit = await one<{ total: string }>(c, `select total from app_public.issue_credit_note($1, 100, 'Goodwill: design ran over estimate')`, [invoice.id]);
         await c.query(`select app_public.record_refund($1, $2, current_date, 'bank_transfer', 'Credit note 1')`, [invoice.id, credit.total]);
+        // Last week's workshop (the owner's), approved but not invoiced yet: work in progress.
+        const ownerMember = await memberId(boss);
+        await c.query(`insert into app_public.time_entries (engagement_id, member_id, work_date, minutes, description) values ($1, $2, date_trunc('week', current_date)::date - 6, 180, 'Client workshop')`, [sold.engagementId, ownerMember]);
+        const workshop = await one<{ id: string }>(c, `select id from app_public.submit_timesheet(date_trunc('week', current_date)::date - 6, $1)`, [ownerMember]);
+        await c.query('select app_public.approve_timesheet($1)', [workshop.id]);
         // This week's time, submitted and waiting for approval.
         await c.query(`insert into app_public.time_entries (engagement_id, task_id, member_id, work_date, minutes, description) values ($1, $2, $3, current_date, 120, 'Component library')`, [sold.engagementId, tasks[1].id, designer]);
         await c.query('select app_public.submit_timesheet(current_date, $1)', [designer]);

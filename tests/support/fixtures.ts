@@ -30,6 +30,10 @@ export interface Tenant {
   internalThreadId: string;
 }
 
+/** The membership id of `user` in `tenant`'s organization (read as the owner role). */
+export const memberIdOf = async (tenant: Pick<Tenant, 'orgId'>, user: Pick<User, 'userId'>): Promise<string> =>
+  (await pool('owner').query<{ id: string }>('select id from app_public.organization_members where organization_id = $1 and user_id = $2', [tenant.orgId, user.userId])).rows[0]!.id;
+
 /** As `session`, committed: a shortcut for fixtures and tests that build state. */
 export const commitAs = <T>(session: Session, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => asVisitor(session, fn, { commit: true });
 
