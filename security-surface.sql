@@ -146,8 +146,8 @@ create policy tenant_update on app_public.bills as permissive for update to :DAT
   with check ((organization_id = ( SELECT app_public.permitted_org_id('bills.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.bills is 'Members holding bills.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.bills to :DATABASE_VISITOR;
-grant INSERT (amount, currency, description, due_on, engagement_id, id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
-grant UPDATE (amount, description, due_on, engagement_id, issued_on, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
+grant INSERT (amount, currency, description, due_on, engagement_id, id, issued_on, rebill, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
+grant UPDATE (amount, description, due_on, engagement_id, issued_on, rebill, reference, vendor_id) on app_public.bills to :DATABASE_VISITOR;
 
 -- app_public.budget_alerts (table): row-level security enabled, forced
 create policy tenant_select on app_public.budget_alerts as permissive for select to :DATABASE_VISITOR
@@ -1722,9 +1722,9 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v app_public.invoices;
 --   |   v_position integer;
 --   |   v_count integer;
+--   |   v_bills integer;
 --   | begin
---   |   perform app_private.require_permission('invoices.write', 're-bill expenses');
---   | ... (37 more lines)
+--   | ... (61 more lines)
 -- app_public.applicable_bill_rate(engagement_id uuid, member_id uuid, work_date date, job_role_id uuid) returns numeric
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
@@ -1757,7 +1757,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   perform app_private.require_permission('invoices.write', 'cancel an invoice');
 --   |   select i.* into v from app_public.invoices i
 --   |   where i.organization_id = app_public.current_org_id() and i.id = cancel_invoice.invoice_id and i.deleted_at is null
---   | ... (19 more lines)
+--   | ... (23 more lines)
 -- app_public.cancel_organization_deletion() returns app_public.organizations
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare

@@ -158,6 +158,36 @@ describe('re-billing', () => {
   });
 });
 
+describe('vendor bills re-billed', () => {
+  test('an approved bill marked rebill becomes a line at its amount, after the expenses; a pending or unmarked one does not; cancelling the invoice frees it', async () => {
+    const e = await commitAs(own, (c) => signedEngagement(c, 'rebill-bills'));
+    const [marked, pending, unmarked] = await commitAs(own, async (c) => {
+      const vendor = await one<{ id: string }>(c, `insert into app_public.vendors (name) values ('Print Shop') returning id`);
+      const bill = (description: string, rebill: boolean) => one<{ id: string }>(c,
+        `insert into app_public.bills (vendor_id, engagement_id, description, amount, issued_on, rebill) values ($1, $2, $3, 300, '2026-02-10', $4) returning id`,
+        [vendor.id, e.engagementId, description, rebill]);
+      const made = [await bill('Brochures', true), await bill('Posters', true), await bill('Office paper', false)];
+      await c.query('select app_public.approve_bill($1)', [made[0]!.id]);
+      await c.query('select app_public.approve_bill($1)', [made[2]!.id]);
+      return made;
+    });
+    const invoiceId = await commitAs(own, async (c) => (await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2) returning id', [e.clientId, e.engagementId])).id);
+    await asVisitor(own, async (c) => {
+      const invoice = await one<{ subtotal: string }>(c, 'select subtotal from app_public.add_expenses_to_invoice($1)', [invoiceId]);
+      expect(invoice.subtotal).toBe('300.00');
+      const lines = (await c.query('select id, description, unit_price from app_public.invoice_line_items where invoice_id = $1', [invoiceId])).rows;
+      expect(lines).toEqual([{ id: expect.any(String), description: 'Vendor bill, Print Shop: Brochures (2026-02-10)', unit_price: '300.00' }]);
+      const linked = async (id: string) => (await one<{ l: string | null }>(c, 'select invoice_line_item_id as l from app_public.bills where id = $1', [id])).l;
+      expect([await linked(marked!.id), await linked(pending!.id), await linked(unmarked!.id)]).toEqual([lines[0].id, null, null]);
+      // Once re-billed, its rebill mark stays (the check); sending and cancelling frees it.
+      expect(await attempt(c, 'update app_public.bills set rebill = false where id = $1', [marked!.id])).toBe('23514');
+      await c.query('select app_public.send_invoice($1)', [invoiceId]);
+      await c.query('select app_public.cancel_invoice($1)', [invoiceId]);
+      expect(await linked(marked!.id)).toBeNull();
+    });
+  });
+});
+
 describe('isolation', () => {
   test('another organization neither sees, submits, approves nor rejects these expenses', async () => {
     const mine = await commitAs(member, (c) => file(c, { category_id: softwareId, description: 'Private', amount: 9 }));

@@ -205,10 +205,14 @@ begin
   from app_public.invoice_line_items l
   where l.organization_id = v.organization_id and l.invoice_id = v.id
     and e.organization_id = l.organization_id and e.invoice_line_item_id = l.id;
+  update app_public.bills b set invoice_line_item_id = null
+  from app_public.invoice_line_items l
+  where l.organization_id = v.organization_id and l.invoice_id = v.id
+    and b.organization_id = l.organization_id and b.invoice_line_item_id = l.id;
   return v;
 end
 $$;
-comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments and no credit notes (invoices.write); its number stays taken and its time entries and expenses become invoiceable again.';
+comment on function app_public.cancel_invoice(uuid) is 'Cancels an invoice that has no payments and no credit notes (invoices.write); its number stays taken and its time entries, expenses and re-billed vendor bills become invoiceable again.';
 
 -- Payments, AFTER INSERT per row (whether through recordPayment or a direct insert): the invoice
 -- must take payments (sent, viewed or overdue: NOT_PAYABLE), the amount must not exceed its

@@ -17,7 +17,9 @@
 --   Re-billing: addExpensesToInvoice(invoice) adds the engagement's approved, billable, not yet
 --   invoiced expenses of the invoice's currency to a draft invoice, a line each (at the billable
 --   amount), and links them to their line (invoice_line_item_id): deleting the line or
---   cancelling the invoice makes them invoiceable again.
+--   cancelling the invoice makes them invoiceable again. Vendor bills of the engagement marked
+--   `rebill` (approved or paid, in the invoice's currency) are re-billed the same way, at their
+--   amount.
 -- Idempotent; re-included by later migrations.
 
 create table if not exists app_public.expense_categories (
@@ -267,6 +269,28 @@ revoke all on function app_public.reject_expense(uuid, text) from public;
 grant execute on function app_public.reject_expense(uuid, text) to :DATABASE_VISITOR;
 comment on function app_public.reject_expense(uuid, text) is 'Rejects a submitted or approved (not invoiced) expense with a reason (expenses.approve and expenses.read): its member fixes it and submits it again.';
 
+-- Vendor bills re-billed: `rebill` (set by whoever may change the bill, also once approved) and
+-- the invoice line that re-bills it. (Plain columns added without rewriting bills; the foreign
+-- key and the check are validated by the next migrations, the index built concurrently.)
+alter table app_public.bills
+  add column if not exists rebill boolean not null default false,
+  add column if not exists invoice_line_item_id uuid;
+do $$
+begin
+  if not exists (select from pg_constraint where conrelid = 'app_public.bills'::regclass and conname = 'bills_invoice_line_item_fkey') then
+    alter table app_public.bills add constraint bills_invoice_line_item_fkey foreign key (organization_id, invoice_line_item_id)
+      references app_public.invoice_line_items on delete set null (invoice_line_item_id) not valid;
+  end if;
+  if not exists (select from pg_constraint where conrelid = 'app_public.bills'::regclass and conname = 'bills_rebilled_only_when_rebill') then
+    alter table app_public.bills add constraint bills_rebilled_only_when_rebill
+      check (invoice_line_item_id is null or (rebill and engagement_id is not null and status in ('approved', 'paid'))) not valid;
+  end if;
+end
+$$;
+comment on column app_public.bills.rebill is 'Re-bill it to the engagement''s client (addExpensesToInvoice, once approved), at its amount.';
+comment on column app_public.bills.invoice_line_item_id is 'The invoice line that re-bills it (addExpensesToInvoice); none: not re-billed.';
+grant insert (rebill), update (rebill) on app_public.bills to :DATABASE_VISITOR;
+
 -- Re-bill an engagement's expenses on one of its draft invoices (invoices.write and
 -- expenses.read): every approved, billable, not yet invoiced expense of the invoice's currency,
 -- a line each. The invoice first (lock order), then the expenses.
@@ -278,6 +302,7 @@ declare
   v app_public.invoices;
   v_position integer;
   v_count integer;
+  v_bills integer;
 begin
   perform app_private.require_permission('invoices.write', 're-bill expenses');
   perform app_private.require_permission('expenses.read', 're-bill expenses');
@@ -311,8 +336,31 @@ begin
   from lines l
   where e.organization_id = v.organization_id and e.id = l.expense_id and exists (select from inserted i where i.id = l.line_id);
   get diagnostics v_count = row_count;
-  if v_count = 0 then
-    perform app_private.fail('EMPTY_DOCUMENT', format('This engagement has no approved, billable expense in %s that is not invoiced yet.', v.currency));
+  -- Then its vendor bills marked rebill (approved or paid), after the expenses.
+  select coalesce(max(l.position), 0) into v_position from app_public.invoice_line_items l
+  where l.organization_id = v.organization_id and l.invoice_id = v.id;
+  with picked as (
+    select b.* from app_public.bills b
+    where b.organization_id = v.organization_id and b.engagement_id = v.engagement_id and b.rebill
+      and b.status in ('approved', 'paid') and b.invoice_line_item_id is null and b.deleted_at is null and b.currency = v.currency
+    order by b.issued_on, b.id
+    for update of b
+  ), lines as (
+    select p.id as bill_id, gen_random_uuid() as line_id,
+      v_position + row_number() over (order by p.issued_on, p.id) as position,
+      left(format('Vendor bill, %s: %s (%s)', vd.name, coalesce(p.description, p.reference, 'costs'), p.issued_on), 1000) as description, p.amount
+    from picked p join app_public.vendors vd on vd.organization_id = p.organization_id and vd.id = p.vendor_id
+  ), inserted as (
+    insert into app_public.invoice_line_items (organization_id, id, invoice_id, position, description, quantity, unit_price)
+    select v.organization_id, l.line_id, v.id, l.position, l.description, 1, l.amount from lines l
+    returning id
+  )
+  update app_public.bills b set invoice_line_item_id = l.line_id
+  from lines l
+  where b.organization_id = v.organization_id and b.id = l.bill_id and exists (select from inserted i where i.id = l.line_id);
+  get diagnostics v_bills = row_count;
+  if v_count + v_bills = 0 then
+    perform app_private.fail('EMPTY_DOCUMENT', format('This engagement has no approved, billable expense or vendor bill to re-bill in %s that is not invoiced yet.', v.currency));
   end if;
   select i.* into v from app_public.invoices i where i.organization_id = v.organization_id and i.id = v.id;
   return v;
@@ -320,4 +368,4 @@ end
 $$;
 revoke all on function app_public.add_expenses_to_invoice(uuid) from public;
 grant execute on function app_public.add_expenses_to_invoice(uuid) to :DATABASE_VISITOR;
-comment on function app_public.add_expenses_to_invoice(uuid) is 'Adds the engagement''s approved, billable, not yet invoiced expenses (of the invoice''s currency) to a draft invoice, a line each at amount plus markup (invoices.write and expenses.read). Deleting such a line, or cancelling the invoice, makes them invoiceable again.';
+comment on function app_public.add_expenses_to_invoice(uuid) is 'Adds the engagement''s approved, billable, not yet invoiced expenses (at amount plus markup) and its approved or paid vendor bills marked rebill (at their amount), of the invoice''s currency, to a draft invoice, a line each (invoices.write and expenses.read). Deleting such a line, or cancelling the invoice, makes them invoiceable again.';
