@@ -2544,7 +2544,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   | begin
 --   |   perform app_private.require_permission('webhooks.write', 'send test webhooks');
 --   | ... (15 more lines)
--- app_public.sign_contract(contract_id uuid, signer_name text) returns app_public.engagements
+-- app_public.sign_contract(contract_id uuid, signer_name text, hourly_rate numeric) returns app_public.engagements
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   | declare
 --   |   v app_public.contracts;
@@ -2552,7 +2552,7 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   | begin
 --   |   if nullif(btrim(sign_contract.signer_name), '') is null then
 --   |     perform app_private.fail('INVALID_VALUE', 'Give the name of the person who signed.');
---   | ... (7 more lines)
+--   | ... (10 more lines)
 -- app_public.soft_delete_bill(id uuid) returns app_public.bills
 --   execute: :DATABASE_VISITOR; set search_path=pg_catalog
 --   |     declare

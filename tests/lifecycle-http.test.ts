@@ -69,14 +69,12 @@ test('deal → proposal → contract → engagement → project → time → inv
   // Contract → engagement.
   expect(errorCode(await call('mutation($c: UUID!) { signContract(input: { contractId: $c, signerName: "Casey" }) { engagement { rowId } } }', { c: contract.rowId }))).toBe('INVALID_TRANSITION');
   await ok('mutation($c: UUID!) { sendContract(input: { contractId: $c }) { contract { status } } }', { c: contract.rowId });
-  const engagement = (await ok('mutation($c: UUID!) { signContract(input: { contractId: $c, signerName: "Casey Client" }) { engagement { rowId status } } }', { c: contract.rowId })).signContract.engagement;
-  expect(engagement.status).toBe('active');
-  await ok('mutation($o: UUID!, $e: UUID!) { updateEngagement(input: { organizationId: $o, rowId: $e, patch: { hourlyRate: "120" } }) { engagement { hourlyRate } } }', { o: orgId, e: engagement.rowId });
+  // Signed at the hourly rate agreed: the engagement starts priced.
+  const engagement = (await ok('mutation($c: UUID!) { signContract(input: { contractId: $c, signerName: "Casey Client", hourlyRate: "120" }) { engagement { rowId status hourlyRate } } }', { c: contract.rowId })).signContract.engagement;
+  expect(engagement).toMatchObject({ status: 'active', hourlyRate: '120.00' });
 
-  // Delivery: a template → a project with its tasks.
-  const templateId = (await ok('mutation { createProjectTemplate(input: { projectTemplate: { name: "Website" } }) { projectTemplate { rowId } } }')).createProjectTemplate.projectTemplate.rowId;
-  await ok('mutation($t: UUID!) { createProjectTemplateTask(input: { projectTemplateTask: { templateId: $t, title: "Design", position: 1, offsetDays: 7 } }) { projectTemplateTask { rowId } } }', { t: templateId });
-  await ok('mutation($t: UUID!) { createProjectTemplateTask(input: { projectTemplateTask: { templateId: $t, title: "Build", position: 2, offsetDays: 21 } }) { projectTemplateTask { rowId } } }', { t: templateId });
+  // Delivery: a template with its tasks (one request) → a project with its tasks.
+  const templateId = (await ok('mutation { createProjectTemplateWithTasks(input: { name: "Website", tasks: [{ title: "Design", offsetDays: 7 }, { title: "Build", offsetDays: 21 }] }) { projectTemplate { rowId } } }')).createProjectTemplateWithTasks.projectTemplate.rowId;
   const project = (await ok('mutation($e: UUID!, $t: UUID!) { createProjectFromTemplate(input: { engagementId: $e, templateId: $t, startsOn: "2026-03-02" }) { project { rowId name dueOn } } }', { e: engagement.rowId, t: templateId })).createProjectFromTemplate.project;
   expect(project).toMatchObject({ name: 'Website', dueOn: '2026-03-23' });
   const tasks = (await ok('query($p: UUID!) { tasks(condition: { projectId: $p }, orderBy: POSITION_ASC) { nodes { rowId title dueOn } } }', { p: project.rowId })).tasks.nodes;

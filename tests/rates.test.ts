@@ -221,3 +221,38 @@ describe('the cost of time', () => {
     });
   });
 });
+
+describe('the rate agreed at signing', () => {
+  test('signContract with an hourly rate starts the engagement priced at it; giving one needs engagements.write', async () => {
+    const sentContract = () => commitAs(own, async (c) => {
+      const company = await one<{ id: string }>(c, 'insert into app_public.client_companies (name) values ($1) returning id', [unique('Signed client')]);
+      const proposal = await one<{ id: string }>(c, `select id from app_public.create_proposal_with_lines($1, 'Support', array[row('Support', 1, 1000)]::app_public.document_line[])`, [company.id]);
+      await c.query('select app_public.send_proposal($1)', [proposal.id]);
+      const contract = await one<{ id: string }>(c, `select id from app_public.accept_proposal($1, 'Casey')`, [proposal.id]);
+      await c.query('select app_public.send_contract($1)', [contract.id]);
+      return contract.id;
+    });
+    const engagement = await commitAs(own, async (c) => one<{ id: string; hourly_rate: string }>(c, `select id, hourly_rate from app_public.sign_contract($1, 'Casey', 135)`, [await sentContract()]));
+    expect(engagement.hourly_rate).toBe('135.00');
+    await asVisitor(own, async (c) => {
+      const entry = await logTime(c, engagement.id, await memberIdOf(c, t.owner.userId), '2026-06-01');
+      expect(entry).toMatchObject({ rate: '135.00', rate_source: 'engagement_default' });
+    });
+    // A member whose role signs contracts but does not change engagements signs, without a rate.
+    const role = await commitAs(own, async (c) => {
+      const r = await one<{ id: string }>(c, `insert into app_public.roles (name) values ('Contract signer') returning id`);
+      await c.query(`insert into app_public.role_permissions (role_id, permission_key) select $1, unnest(array['contracts.read', 'contracts.write'])`, [r.id]);
+      await c.query('insert into app_public.role_assignments (member_id, role_id) values ($1, $2)', [await memberIdOf(c, t.member.userId), r.id]);
+      return r.id;
+    });
+    try {
+      const contractId = await sentContract();
+      await asVisitor(sessionOf(t.member, t.orgId), async (c) => {
+        expect(await attempt(c, `select app_public.sign_contract($1, 'Casey', 135)`, [contractId])).toBe('AT403');
+        expect(await attempt(c, `select app_public.sign_contract($1, 'Casey')`, [contractId])).toBeNull();
+      });
+    } finally {
+      await commitAs(own, async (c) => c.query('delete from app_public.role_assignments where role_id = $1', [role]));
+    }
+  });
+});

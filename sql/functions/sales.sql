@@ -180,8 +180,10 @@ as $$
 $$;
 comment on function app_public.send_contract(uuid) is 'Sends a draft contract for signature (contracts.write).';
 
--- Record the client's signature on a sent contract and start the engagement it covers.
-create or replace function app_public.sign_contract(contract_id uuid, signer_name text) returns app_public.engagements
+-- Record the client's signature on a sent contract and start the engagement it covers, at the
+-- hourly rate agreed when one is given (engagements.write too, as setting it later would).
+drop function if exists app_public.sign_contract(uuid, text);
+create or replace function app_public.sign_contract(contract_id uuid, signer_name text, hourly_rate numeric default null) returns app_public.engagements
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
@@ -192,14 +194,19 @@ begin
   if nullif(btrim(sign_contract.signer_name), '') is null then
     perform app_private.fail('INVALID_VALUE', 'Give the name of the person who signed.');
   end if;
+  if sign_contract.hourly_rate is not null then
+    perform app_private.require_permission('engagements.write', 'set the engagement''s hourly rate');
+  end if;
   v := app_private.set_contract_status(contract_id, 'signed', 'sign a contract', btrim(sign_contract.signer_name));
-  insert into app_public.engagements (organization_id, contract_id, client_company_id, name, starts_on, ends_on)
-  values (v.organization_id, v.id, v.client_company_id, v.title, coalesce(v.starts_on, current_date), v.ends_on)
+  insert into app_public.engagements (organization_id, contract_id, client_company_id, name, starts_on, ends_on, hourly_rate)
+  values (v.organization_id, v.id, v.client_company_id, v.title, coalesce(v.starts_on, current_date), v.ends_on, sign_contract.hourly_rate)
   returning * into v_engagement;
   return v_engagement;
 end
 $$;
-comment on function app_public.sign_contract(uuid, text) is 'Records the signature on a sent contract (contracts.write) and returns the active engagement it starts.';
+revoke all on function app_public.sign_contract(uuid, text, numeric) from public;
+grant execute on function app_public.sign_contract(uuid, text, numeric) to :DATABASE_VISITOR;
+comment on function app_public.sign_contract(uuid, text, numeric) is 'Records the signature on a sent contract (contracts.write) and returns the active engagement it starts; with hourlyRate (engagements.write) the engagement''s time is priced at it unless a rate card says otherwise.';
 
 create or replace function app_public.cancel_contract(contract_id uuid) returns app_public.contracts
 language sql volatile security definer

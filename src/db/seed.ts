@@ -82,8 +82,7 @@ export async function sellToNewClient(
   const signer = `${first} ${last}`;
   const contract = await one<{ id: string }>(c, 'select id from app_public.accept_proposal($1, $2)', [proposal.id, signer]);
   await c.query('select app_public.send_contract($1)', [contract.id]);
-  const engagement = await one<{ id: string }>(c, 'select id from app_public.sign_contract($1, $2)', [contract.id, signer]);
-  await c.query('update app_public.engagements set hourly_rate = 150 where id = $1', [engagement.id]);
+  const engagement = await one<{ id: string }>(c, 'select id from app_public.sign_contract($1, $2, 150)', [contract.id, signer]);
   return { clientId: company.id, contactId: contact.id, dealId: deal.id, proposalId: proposal.id, contractId: contract.id, engagementId: engagement.id };
 }
 
