@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker, type WorkerHandle } from '../src/worker/index.ts';
-import { asVisitor, attempt, closePools, pool, sessionOf, urlFor, type Session } from './support/db.ts';
+import { asVisitor, attempt, closePools, inTransaction, pool, sessionOf, urlFor, type Session } from './support/db.ts';
 import { approveTime, commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 import { testLogger } from './support/log.ts';
 
@@ -120,23 +120,14 @@ describe('burn', () => {
  * in the same transaction (no other test file's worker can have taken them yet).
  */
 async function asTheWorker<T>(orgId: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<{ result: T; emails: Array<{ template: string; to: string; data: Record<string, unknown> }> }> {
-  const c = await pool('worker').connect();
-  try {
-    await c.query('begin');
-    await c.query(`select set_config('app.org_id', $1, true)`, [orgId]);
+  return inTransaction('worker', { 'app.org_id': orgId }, async (c) => {
     const result = await fn(c);
     const { rows } = await c.query(
       `select j.payload from graphile_worker._private_jobs j join graphile_worker._private_tasks k on k.id = j.task_id
        where k.identifier = 'send_email' and j.xmin = pg_current_xact_id()::xid order by j.id`,
     );
-    await c.query('commit');
     return { result, emails: rows.map((r) => r.payload) };
-  } catch (error) {
-    await c.query('rollback');
-    throw error;
-  } finally {
-    c.release();
-  }
+  }, true);
 }
 
 describe('thresholds', () => {

@@ -7,7 +7,7 @@ import type { BenchContext } from './context.ts';
 import { RLS_QUERIES, sampleIds } from './rls.ts';
 import type { Row, Section } from './stats.ts';
 
-interface PlanNode {
+export interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
   Schema?: string;

@@ -5,7 +5,7 @@
 // sent to the client as notices), so a seq scan hiding in a function body is caught too.
 import pg from 'pg';
 import type { BenchContext } from './context.ts';
-import { scansOf } from './plans.ts';
+import { scansOf, type PlanNode } from './plans.ts';
 import { stats, timeEach, type Row, type Section } from './stats.ts';
 
 /** The reports, called as the API calls them (a month: the generated time is the last 8 weeks). */
@@ -19,12 +19,6 @@ export const REPORT_QUERIES: Array<{ name: string; sql: string }> = [
 
 /** Below this many rows (pg_class.reltuples) a sequential scan is the planner's right choice. */
 const SMALL_TABLE = 1000;
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-}
 
 export async function reportsSection(ctx: BenchContext): Promise<Section> {
   const { db, dataset, options } = ctx;
@@ -71,7 +65,7 @@ export async function reportsSection(ctx: BenchContext): Promise<Section> {
       const result = await asOwner(() => client.query(report.sql));
       await client.query('set auto_explain.log_min_duration = -1');
       const scanned = new Set<string>();
-      for (const p of plans) for (const table of scansOf(p.plan as Parameters<typeof scansOf>[0]).seq) scanned.add(table);
+      for (const p of plans) for (const table of scansOf(p.plan).seq) scanned.add(table);
       // A table the statistics say is small (under SMALL_TABLE rows: the generated data has no
       // bills, credit notes or portal access; a session per organization) is rightly read whole.
       const { rows: sizes } = await client.query<{ name: string; tuples: number }>(

@@ -3,7 +3,7 @@
 // without fixture rows in both organizations.
 import type pg from 'pg';
 import { approveTime, one, sellToNewClient, websiteTemplate, type SoldEngagement } from '../../src/db/seed.ts';
-import { addMember, asVisitor, createOrganization, pool, sessionOf, signUp, unique, type Session, type User } from './db.ts';
+import { addMember, asVisitor, createOrganization, inTransaction, pool, sessionOf, signUp, unique, type Session, type User } from './db.ts';
 
 export { approveTime, one };
 
@@ -163,15 +163,7 @@ async function seedTenant(label: string): Promise<Tenant> {
   });
 
   // The budget's alert, recorded as the worker records it (only its session may).
-  const worker = await pool('worker').connect();
-  try {
-    await worker.query('begin');
-    await worker.query(`select set_config('app.org_id', $1, true)`, [orgId]);
-    await worker.query('select app_private.check_budget_thresholds(array[$1::uuid])', [ids.engagementId]);
-    await worker.query('commit');
-  } finally {
-    worker.release();
-  }
+  await inTransaction('worker', { 'app.org_id': orgId }, (c) => c.query('select app_private.check_budget_thresholds(array[$1::uuid])', [ids.engagementId]), true);
 
   // An export that failed (added as the owner role: a requested one would queue its job).
   await pool('owner').query(`insert into app_public.data_exports (organization_id, id, requested_by, status, failure_reason, storage_key)
