@@ -76,12 +76,20 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | fals
   }
 }
 
-/** Runs the delivery's pending retry now instead of after graphile-worker's backoff. */
+/**
+ * Runs the delivery's pending retry now instead of after graphile-worker's backoff: once the
+ * failed attempt has released its job (the delivery row records the attempt before the worker
+ * schedules the retry, and that schedule would overwrite an earlier run_at).
+ */
 async function retryNow(deliveryId: string, maxAttempts?: number): Promise<void> {
-  await pool('worker').query(
-    `update graphile_worker._private_jobs set run_at = now()${maxAttempts ? `, max_attempts = ${maxAttempts}` : ''} where key = $1`,
-    [`deliver_webhook:${deliveryId}`],
-  );
+  await waitUntil('the failed attempt released its job', async () => {
+    const { rowCount } = await pool('worker').query(
+      `update graphile_worker._private_jobs set run_at = now()${maxAttempts ? `, max_attempts = ${maxAttempts}` : ''}
+        where key = $1 and locked_at is null and attempts > 0`,
+      [`deliver_webhook:${deliveryId}`],
+    );
+    return rowCount === 1;
+  });
 }
 
 describe('signatures', () => {
