@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker } from '../src/worker/index.ts';
-import { addMember, asVisitor, closePools, inTransaction, pgError, pool, sessionOf, urlFor } from './support/db.ts';
+import { addMember, asVisitor, closePools, inTransaction, pgError, pool, sessionOf, signUp, urlFor } from './support/db.ts';
 import { approveTime, commitAs, one, signedEngagement, twoTenants, type Tenant } from './support/fixtures.ts';
 import { testLogger } from './support/log.ts';
 
@@ -26,6 +26,8 @@ let invoiceId: string;
 let invoiceTotal: string;
 let erasureId: string;
 let readyExportId: string;
+let portalUploadId: string;
+let memberUploadId: string;
 
 /** Every (schema.table.column, rows) where `needle` occurs in a text-like, json or jsonb column of any table. */
 async function whereIs(needle: string): Promise<string[]> {
@@ -53,7 +55,8 @@ async function whereIs(needle: string): Promise<string[]> {
 beforeAll(async () => {
   ({ a, b } = await twoTenants());
   const own = sessionOf(a.owner, a.orgId);
-  ({ contactId, invoiceId } = await commitAs(own, async (c) => {
+  let engagementId: string;
+  ({ contactId, invoiceId, engagementId } = await commitAs(own, async (c) => {
     const e = await signedEngagement(c, 'erasure');
     const [first, last] = person.fullName.split(' ');
     await c.query('update app_public.contacts set first_name = $2, last_name = $3, email = $4, phone = $5, job_title = $6 where id = $1',
@@ -76,8 +79,24 @@ beforeAll(async () => {
     const proposal = await one<{ id: string }>(c, `insert into app_public.proposals (client_company_id, title) values ($1, 'Phase two') returning id`, [e.clientId]);
     await c.query(`insert into app_public.proposal_line_items (proposal_id, description, quantity, unit_price) values ($1, 'Design', 1, 900)`, [proposal.id]);
     await c.query('select app_public.send_proposal($1)', [proposal.id]);
-    return { contactId: e.contactId, invoiceId: invoice.id };
+    return { contactId: e.contactId, invoiceId: invoice.id, engagementId: e.engagementId };
   }));
+  // A file she uploaded through the client portal, and one a member uploaded beside it. (Her portal
+  // access is written directly: accepting an invitation needs an account under her email, and that
+  // account is hers, not the firm's to erase.)
+  const uploader = await signUp('erasure-portal');
+  await pool('owner').query(
+    'insert into app_public.client_portal_access (organization_id, contact_id, engagement_id, user_id, accepted_at) values ($1, $2, $3, $4, now())',
+    [a.orgId, contactId, engagementId, uploader.userId],
+  );
+  const upload = (user: Tenant['owner'], name: string) =>
+    commitAs(sessionOf(user, a.orgId), async (c) => {
+      const file = await one<{ id: string }>(c, `select (app_public.request_file_upload($1, 'application/pdf', 1024, engagement_id => $2, client_visible => true)).id`, [name, engagementId]);
+      await c.query('select app_private.complete_file_upload($1)', [file.id]);
+      return file.id;
+    });
+  portalUploadId = await upload(uploader, 'signed-brief.pdf');
+  memberUploadId = await upload(a.owner, 'moodboard.pdf');
   // A webhook delivery that copied her data (as one made from an event before she was erased).
   await pool('owner').query(
     `insert into app_public.webhook_deliveries (organization_id, endpoint_id, event_type, payload, source_table, status, last_error)
@@ -164,6 +183,12 @@ describe('eraseContact', () => {
     expect(events[0].new_values).toMatchObject({ first_name: '[erased]', job_title: null });
     const { rows: titled } = await pool('owner').query(`select 1 from app_public.activity_events where record_id = $1 and (new_values::text like '%Head of Marketing%' or old_values::text like '%Head of Marketing%')`, [contactId]);
     expect(titled).toEqual([]);
+    // Her portal upload is gone, its stored object queued for deletion; the member's file stays.
+    expect(done.redacted.file_objects).toBeGreaterThanOrEqual(1);
+    const files = (await pool('owner').query('select id from app_public.file_objects where id = any($1)', [[portalUploadId, memberUploadId]])).rows;
+    expect(files).toEqual([{ id: memberUploadId }]);
+    const objectJob = (await pool('owner').query(`select payload from graphile_worker._private_jobs where key = $1`, [`file_delete_object:${portalUploadId}`])).rows;
+    expect(objectJob).toEqual([{ payload: { organization_id: a.orgId, file_id: portalUploadId, storage_key: `org/${a.orgId}/${portalUploadId}` } }]);
   }, 90_000);
 
   test('the ledger keeps its amounts and references; the erasure is on record, for admins and owners', async () => {

@@ -21,6 +21,10 @@
 --     already holds is recorded as gone out, so it is never sent); the
 --     organization's ready exports expire at once (their zips are deleted);
 --   - the log's events of the contact's own record lose every personal value;
+--   - the files she uploaded through the client portal are deleted, their stored objects with them
+--     (the file_delete_object job); files the firm's members uploaded stay (the firm's records:
+--     a member's uploads are not erased with the member either, see eraseMember below, only their
+--     names in the files' names);
 --   - amounts, dates, statuses and references are never touched: invoices keep their totals and
 --     lose the person.
 -- Deleting a whole organization is sql/functions/organization_deletion.sql.
@@ -374,6 +378,7 @@ declare
   v_contact app_public.contacts;
   v_needles text[];
   v_counts jsonb;
+  v_files int;
 begin
   select c.* into v_contact from app_public.contacts c where c.organization_id = v_org and c.id = erase_contact_data.contact_id for update;
   if not found then
@@ -384,9 +389,24 @@ begin
   update app_public.contacts c
   set first_name = 'Erased', last_name = 'contact', email = null, phone = null, job_title = null, is_primary = false
   where c.organization_id = v_org and c.id = v_contact.id;
+  -- What she uploaded through the portal (as a portal user of hers who is not a member here) is
+  -- hers: the files go, and their objects with them (tg_file_objects__delete_object). A member's
+  -- uploads are the firm's records and stay (sql/functions/erasure.sql, top).
+  with uploads as (
+    delete from app_public.file_objects f
+    using app_public.client_portal_access p
+    where p.organization_id = v_org and p.contact_id = v_contact.id and p.user_id is not null
+      and f.organization_id = v_org and f.created_by = p.user_id
+      and not exists (select from app_public.organization_members m where m.organization_id = v_org and m.user_id = p.user_id)
+    returning f.id
+  )
+  select count(distinct u.id) into v_files from uploads u;
   delete from app_public.client_portal_access p where p.organization_id = v_org and p.contact_id = v_contact.id;
 
   v_counts := jsonb_build_object('contacts', 1) || app_private.redact_organization(v_needles, 'contacts', v_contact.id);
+  if v_files > 0 then
+    v_counts := v_counts || jsonb_build_object('file_objects', coalesce((v_counts ->> 'file_objects')::int, 0) + v_files);
+  end if;
   return v_counts;
 end
 $$;
@@ -465,6 +485,9 @@ comment on function app_private.run_erasure(uuid) is 'Runs an erasure (the erase
 -- the account's email and name (erased-<id>@erased.invalid, "Erased user") and removes what the
 -- system holds under the email (sign-in throttling, pending sign-ups, emails not yet sent). The
 -- user's id stays in the log as the actor of their changes: a pseudonymous id whose name is gone.
+-- So do the files a member uploaded: the firm's work and records (deliverables, receipts), kept
+-- like the time they logged, their uploader a pseudonymous id (file_objects.created_by). A client
+-- contact's portal uploads are theirs and go with eraseContact (above).
 
 -- One organization's part (run_erasure, scope user): the email and the name (5 characters or
 -- more) wherever the organization's text, log, emails and jobs hold them.
