@@ -359,8 +359,8 @@ create policy tenant_update on app_public.invoice_line_items as permissive for u
   with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.invoice_line_items is 'Members holding invoices.write change the current organization''s rows; they stay in it.';
 grant DELETE, SELECT on app_public.invoice_line_items to :DATABASE_VISITOR;
-grant INSERT (description, id, invoice_id, "position", quantity, unit_price) on app_public.invoice_line_items to :DATABASE_VISITOR;
-grant UPDATE (description, invoice_id, "position", quantity, unit_price) on app_public.invoice_line_items to :DATABASE_VISITOR;
+grant INSERT (description, id, invoice_id, "position", quantity, tax_code_id, unit_price) on app_public.invoice_line_items to :DATABASE_VISITOR;
+grant UPDATE (description, invoice_id, "position", quantity, tax_code_id, unit_price) on app_public.invoice_line_items to :DATABASE_VISITOR;
 
 -- app_public.invoice_schedules (table): row-level security enabled, forced
 create policy tenant_insert on app_public.invoice_schedules as permissive for insert to :DATABASE_VISITOR
@@ -600,8 +600,8 @@ create policy tenant_update on app_public.proposal_line_items as permissive for 
   with check ((organization_id = ( SELECT app_public.permitted_org_id('proposals.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.proposal_line_items is 'Members holding proposals.write change the current organization''s rows; they stay in it.';
 grant DELETE, SELECT on app_public.proposal_line_items to :DATABASE_VISITOR;
-grant INSERT (description, id, "position", proposal_id, quantity, unit_price) on app_public.proposal_line_items to :DATABASE_VISITOR;
-grant UPDATE (description, "position", proposal_id, quantity, unit_price) on app_public.proposal_line_items to :DATABASE_VISITOR;
+grant INSERT (description, id, "position", proposal_id, quantity, tax_code_id, unit_price) on app_public.proposal_line_items to :DATABASE_VISITOR;
+grant UPDATE (description, "position", proposal_id, quantity, tax_code_id, unit_price) on app_public.proposal_line_items to :DATABASE_VISITOR;
 
 -- app_public.proposals (table): row-level security enabled, forced
 create policy tenant_insert on app_public.proposals as permissive for insert to :DATABASE_VISITOR
@@ -691,6 +691,49 @@ comment on policy tenant_update on app_public.tasks is 'Members holding projects
 grant SELECT on app_public.tasks to :DATABASE_VISITOR;
 grant INSERT (assignee_member_id, description, due_on, estimate_minutes, id, milestone_id, "position", priority, project_id, status, title) on app_public.tasks to :DATABASE_VISITOR;
 grant UPDATE (assignee_member_id, description, due_on, estimate_minutes, milestone_id, "position", priority, project_id, status, title) on app_public.tasks to :DATABASE_VISITOR;
+
+-- app_public.tax_code_components (table): row-level security enabled, forced
+create policy tenant_delete on app_public.tax_code_components as permissive for delete to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_delete on app_public.tax_code_components is 'Members holding invoices.write delete the current organization''s rows.';
+create policy tenant_insert on app_public.tax_code_components as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.tax_code_components is 'Members holding invoices.write add rows to the current organization.';
+create policy tenant_select on app_public.tax_code_components as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('invoices.read'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND (EXISTS ( SELECT
+   FROM app_public.tax_codes t
+  WHERE ((t.organization_id = tax_code_components.organization_id) AND (t.id = tax_code_components.tax_code_id)))))));
+comment on policy tenant_select on app_public.tax_code_components is 'Members holding invoices.read read the current organization''s rows; client-portal users read those where exists (select from app_public.tax_codes t where t.organization_id = tax_code_components.organization_id and t.id = tax_code_components.tax_code_id).';
+create policy tenant_update on app_public.tax_code_components as permissive for update to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.tax_code_components is 'Members holding invoices.write change the current organization''s rows; they stay in it.';
+grant DELETE, SELECT on app_public.tax_code_components to :DATABASE_VISITOR;
+grant INSERT (compound, id, name, "position", rate, tax_code_id) on app_public.tax_code_components to :DATABASE_VISITOR;
+grant UPDATE (compound, name, "position", rate, tax_code_id) on app_public.tax_code_components to :DATABASE_VISITOR;
+
+-- app_public.tax_codes (table): row-level security enabled, forced
+create policy tenant_delete on app_public.tax_codes as permissive for delete to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_delete on app_public.tax_codes is 'Members holding invoices.write delete the current organization''s rows.';
+create policy tenant_insert on app_public.tax_codes as permissive for insert to :DATABASE_VISITOR
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_insert on app_public.tax_codes is 'Members holding invoices.write add rows to the current organization.';
+create policy tenant_select on app_public.tax_codes as permissive for select to :DATABASE_VISITOR
+  using (((organization_id = ( SELECT app_public.permitted_org_id('invoices.read'::text) AS permitted_org_id)) OR ((organization_id = ( SELECT app_public.current_portal_org_id() AS current_portal_org_id)) AND ((EXISTS ( SELECT
+   FROM app_public.invoice_line_items l
+  WHERE ((l.organization_id = tax_codes.organization_id) AND (l.tax_code_id = tax_codes.id)))) OR (EXISTS ( SELECT
+   FROM app_public.proposal_line_items l
+  WHERE ((l.organization_id = tax_codes.organization_id) AND (l.tax_code_id = tax_codes.id))))))));
+comment on policy tenant_select on app_public.tax_codes is 'Members holding invoices.read read the current organization''s rows; client-portal users read those where exists (select from app_public.invoice_line_items l where l.organization_id = tax_codes.organization_id and l.tax_code_id = tax_codes.id)
+    or exists (select from app_public.proposal_line_items l where l.organization_id = tax_codes.organization_id and l.tax_code_id = tax_codes.id).';
+create policy tenant_update on app_public.tax_codes as permissive for update to :DATABASE_VISITOR
+  using ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)))
+  with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
+comment on policy tenant_update on app_public.tax_codes is 'Members holding invoices.write change the current organization''s rows; they stay in it.';
+grant DELETE, SELECT on app_public.tax_codes to :DATABASE_VISITOR;
+grant INSERT (archived_at, code, id, name) on app_public.tax_codes to :DATABASE_VISITOR;
+grant UPDATE (archived_at, code, name) on app_public.tax_codes to :DATABASE_VISITOR;
 
 -- app_public.threads (table): row-level security enabled, forced
 create policy tenant_insert on app_public.threads as permissive for insert to :DATABASE_VISITOR
@@ -1360,6 +1403,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   if v_user_id is null then
 --   |     perform app_private.fail('UNAUTHENTICATED', 'Sign in to choose an organization.');
 --   | ... (11 more lines)
+-- app_private.tax_code_changed(organization_id uuid, tax_code_id uuid) returns void
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_document text;
+--   | begin
+--   |   if app_private.erasing(tax_code_changed.organization_id) then
+--   |     return; -- the purge of a deleted organization
+--   |   end if;
+--   | ... (22 more lines)
 -- app_private.tg__audit() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1387,6 +1439,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_balance numeric;
 --   | begin
 --   | ... (21 more lines)
+-- app_private.tg__document_amounts() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | begin
+--   |   if tg_op = 'INSERT' then
+--   |     new.tax_amount := round(new.subtotal * new.tax_rate / 100, 2); -- no lines yet
+--   |   else
+--   |     select coalesce(sum(p.amount), 0) into new.tax_amount
+--   |     from app_private.document_tax_parts(tg_argv[0]::regclass, tg_argv[1], new.organization_id, new.id, new.subtotal, new.tax_rate) p;
+--   | ... (4 more lines)
 -- app_private.tg__document_currency() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1423,6 +1484,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   v_status text;
 --   |   v_org uuid;
 --   | ... (30 more lines)
+-- app_private.tg__line_tax_code() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | begin
+--   |   if new.tax_code_id is not null and (tg_op = 'INSERT' or new.tax_code_id is distinct from old.tax_code_id)
+--   |      and exists (select from app_public.tax_codes t where t.organization_id = new.organization_id and t.id = new.tax_code_id and t.archived_at is not null) then
+--   |     perform app_private.fail('INVALID_VALUE', 'This tax code is archived: choose another.');
+--   |   end if;
+--   |   return new;
+--   | ... (1 more lines)
 -- app_private.tg__lock_parent() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare
@@ -1647,6 +1717,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   end if;
 --   |   return new;
 --   | ... (1 more lines)
+-- app_private.tg_tax_codes__changed() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | begin
+--   |   if tg_table_name = 'tax_codes' then
+--   |     if tg_op = 'UPDATE' and (new.code, new.name) is not distinct from (old.code, old.name) then
+--   |       return null; -- archived or restored only
+--   |     end if;
+--   |     perform app_private.tax_code_changed(coalesce(new.organization_id, old.organization_id), coalesce(new.id, old.id));
+--   | ... (11 more lines)
 -- app_private.tg_webhook_deliveries__source() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | begin

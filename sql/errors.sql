@@ -54,6 +54,7 @@ insert into app_private.error_codes (code, sqlstate, http_status, description) v
   ('CREDIT_EXCEEDS_INVOICE', 'AT465', 422, 'Credits cannot exceed what the invoice charged (net or tax), nor a write-off its open balance.'),
   ('REFUND_EXCEEDS_CREDIT', 'AT466', 422, 'A refund cannot be more than credits left the client overpaid on the invoice (its negative balance).'),
   ('BUDGET_CAP_EXCEEDED', 'AT468', 422, 'Sending the invoice would bill more than a capped budget of its engagement allows (sent invoices net of credit notes); lower the invoice or raise the cap.'),
+  ('TAX_CODE_IN_USE', 'AT469', 409, 'A sent invoice uses this tax code, so its code, name and taxes cannot change; create a new code and archive this one.'),
   ('NOT_CREDITABLE', 'AT467', 409, 'Only a sent, viewed, overdue or paid invoice can be credited.'),
   ('RATE_MISSING', 'AT464', 422, 'No bill rate applies to this billable time: set the engagement''s hourly rate or a rate card for it, its client or the organization, or log the time as non-billable.'),
   ('INVALID_EVENT_TYPE', 'AT470', 422, 'A webhook endpoint names an event type that does not exist (see webhookEventTypes).'),

@@ -184,7 +184,7 @@ describe('a capped budget bounds billing', () => {
     const e = await commitAs(own, (c) => signedEngagement(c, 'cap'));
     await commitAs(own, (c) => budget(c, { engagement_id: e.engagementId, name: 'Cap', kind: 'capped', amount: 1000, starts_on: '2026-01-01' }));
     const draft = (c: pg.PoolClient, price: number, currency?: string) => one<{ id: string }>(c,
-      `select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, $3)]::app_public.document_line[], engagement_id => $2, currency => $4)`,
+      `select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, $3, null)]::app_public.document_line[], engagement_id => $2, currency => $4)`,
       [e.clientId, e.engagementId, price, currency ?? null]);
     await asVisitor(own, async (c) => {
       const first = await draft(c, 600);

@@ -69,7 +69,7 @@ describe('a proposal with its lines', () => {
   test('made whole, sent like any proposal', async () => {
     await asVisitor(sessionOf(t.owner, t.orgId), async (c) => {
       const { rows } = await c.query(
-        `select id, status, subtotal from app_public.create_proposal_with_lines($1, 'Website', array[row('Discovery', 2, 1200), row('Build', null, 8000)]::app_public.document_line[])`,
+        `select id, status, subtotal from app_public.create_proposal_with_lines($1, 'Website', array[row('Discovery', 2, 1200, null), row('Build', null, 8000, null)]::app_public.document_line[])`,
         [t.clientId],
       );
       expect(rows[0]).toMatchObject({ status: 'draft', subtotal: '10400.00' });

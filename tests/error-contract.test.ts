@@ -469,9 +469,21 @@ const PROVOKE: Record<string, Provoke> = {
     const invoiceId = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
       const sold = await signedEngagement(c, 'capped');
       await c.query(`insert into app_public.budgets (engagement_id, name, kind, amount) values ($1, 'Cap', 'capped', 100)`, [sold.engagementId]);
-      return (await c.query(`select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, 150)]::app_public.document_line[], engagement_id => $2)`, [sold.clientId, sold.engagementId])).rows[0].id as string;
+      return (await c.query(`select id from app_public.create_invoice_with_lines($1, array[row('Work', 1, 150, null)]::app_public.document_line[], engagement_id => $2)`, [sold.clientId, sold.engagementId])).rows[0].id as string;
     });
     return run('sending an invoice past a capped budget', 'mutation($i: UUID!) { sendInvoice(input: { invoiceId: $i }) { clientMutationId } }', { i: invoiceId });
+  },
+  TAX_CODE_IN_USE: async () => {
+    // A code on a sent invoice, then its rate changed.
+    const componentId = await commitAs(sessionOf(t.owner, t.orgId), async (c) => {
+      const code = await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name) values ('STD-IN-USE', 'Standard') returning id`);
+      const component = await one<{ id: string }>(c, `insert into app_public.tax_code_components (tax_code_id, name, rate) values ($1, 'VAT', 20) returning id`, [code.id]);
+      const invoice = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id, engagement_id) values ($1, $2) returning id', [t.clientId, t.engagementId]);
+      await c.query(`insert into app_public.invoice_line_items (invoice_id, description, unit_price, tax_code_id) values ($1, 'Work', 100, $2)`, [invoice.id, code.id]);
+      await c.query('select app_public.send_invoice($1)', [invoice.id]);
+      return component.id;
+    });
+    return run('changing the rate of a tax code a sent invoice uses', 'mutation($o: UUID!, $id: UUID!) { updateTaxCodeComponent(input: { organizationId: $o, rowId: $id, patch: { rate: "21" } }) { clientMutationId } }', { o: t.orgId, id: componentId });
   },
   NOT_CREDITABLE: () => run('crediting a draft invoice', 'mutation($i: UUID!) { issueCreditNote(input: { invoiceId: $i, amount: "1" }) { clientMutationId } }', { i: t.draftInvoiceId }),
   RATE_MISSING: async () => {
@@ -628,6 +640,10 @@ describe('every catalogued failure path of a value', () => {
   const DOMAIN_RULES_OVER_HTTP: Record<string, () => Promise<Provoked>> = {
     percentage_range: () => run('a tax rate of 101', UPDATE_INVOICE, { o: t.orgId, i: t.draftInvoiceId, patch: { taxRate: '101' } }),
     email_address_format: () => run('a contact email with a space', CREATE_CONTACT, { c: t.clientId, email: 'ada lovelace@example.com' }),
+    tax_percentage_range: async () => {
+      const code = (await pool('owner').query<{ id: string }>(`select id from app_public.tax_codes where organization_id = $1 and code = 'VAT20'`, [t.orgId])).rows[0]!.id;
+      return run('a tax of 101%', 'mutation($c: UUID!) { createTaxCodeComponent(input: { taxCodeComponent: { taxCodeId: $c, position: 2, name: "Levy", rate: "101" } }) { clientMutationId } }', { c: code });
+    },
     retention_window_range: () => run('a webhook payload retention of 0 days', UPDATE_ORGANIZATION, { o: t.orgId, patch: { webhookPayloadRetentionDays: 0 } }),
   };
   const inSql = async (how: string, sql: string) => mapped(how, await pgError(asApi((c) => c.query(sql))));

@@ -226,7 +226,7 @@ describe('the rate agreed at signing', () => {
   test('signContract with an hourly rate starts the engagement priced at it; giving one needs engagements.write', async () => {
     const sentContract = () => commitAs(own, async (c) => {
       const company = await one<{ id: string }>(c, 'insert into app_public.client_companies (name) values ($1) returning id', [unique('Signed client')]);
-      const proposal = await one<{ id: string }>(c, `select id from app_public.create_proposal_with_lines($1, 'Support', array[row('Support', 1, 1000)]::app_public.document_line[])`, [company.id]);
+      const proposal = await one<{ id: string }>(c, `select id from app_public.create_proposal_with_lines($1, 'Support', array[row('Support', 1, 1000, null)]::app_public.document_line[])`, [company.id]);
       await c.query('select app_public.send_proposal($1)', [proposal.id]);
       const contract = await one<{ id: string }>(c, `select id from app_public.accept_proposal($1, 'Casey')`, [proposal.id]);
       await c.query('select app_public.send_contract($1)', [contract.id]);

@@ -1,7 +1,8 @@
 -- app_public columns that hold money, quantities, percentages, dates, points in time or email
 -- addresses without the domain that bounds them (sql/functions/value_domains.sql):
 --   numeric, real, double precision, money  must be app_public.money_amount, quantity,
---                                           percentage or exchange_rate (a float never holds money)
+--                                           percentage, tax_percentage or exchange_rate (a float
+--                                           never holds money)
 --   date                                    must be app_public.business_date
 --   timestamp (without time zone)           never: use timestamptz
 --   timestamptz                             app_public.business_timestamp, unless the column is
@@ -59,7 +60,7 @@ select relname as "table", attname as "column", format_type(atttypid, null) as t
 from columns
 cross join lateral (select case
   when base in ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype, 'money'::regtype)
-    and atttypid not in ('app_public.money_amount'::regtype, 'app_public.quantity'::regtype, 'app_public.percentage'::regtype, 'app_public.exchange_rate'::regtype)
+    and atttypid not in ('app_public.money_amount'::regtype, 'app_public.quantity'::regtype, 'app_public.percentage'::regtype, 'app_public.tax_percentage'::regtype, 'app_public.exchange_rate'::regtype)
     and not (atttypid = 'numeric'::regtype and not visitor_writes and exists (
       select from bounded_by_table_check b
       join pg_constraint k on k.conname = b.constraint_name and k.contype = 'c' and k.convalidated

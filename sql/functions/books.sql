@@ -17,6 +17,7 @@ as $$
   with org as (select books_violations.organization_id as id),
   invoice_sums as (
     select i.organization_id, i.id, i.status, i.number, i.subtotal, i.tax_amount, i.total, i.amount_paid, i.amount_credited, i.balance,
+      (select coalesce(sum(t.amount), 0) from app_private.document_tax_parts('app_public.invoice_line_items', 'invoice_id', i.organization_id, i.id, i.subtotal, i.tax_rate) t) as taxed,
       (select coalesce(sum(l.amount), 0) from app_public.invoice_line_items l where l.organization_id = i.organization_id and l.invoice_id = i.id) as lines,
       (select coalesce(sum(p.amount), 0) from app_public.payments p where p.organization_id = i.organization_id and p.invoice_id = i.id) as paid,
       (select coalesce(sum(r.amount), 0) from app_public.refunds r where r.organization_id = i.organization_id and r.invoice_id = i.id) as refunded,
@@ -31,6 +32,7 @@ as $$
     from invoice_sums s
     cross join lateral (values
       ('invoice_subtotal', s.subtotal is distinct from s.lines, format('subtotal %s, lines add up to %s', s.subtotal, s.lines)),
+      ('invoice_tax', s.tax_amount is distinct from s.taxed, format('tax %s, its lines'' tax codes and the invoice''s rate give %s', s.tax_amount, s.taxed)),
       ('invoice_total', s.total is distinct from s.subtotal + s.tax_amount, format('total %s, subtotal %s + tax %s', s.total, s.subtotal, s.tax_amount)),
       ('invoice_amount_paid', s.amount_paid is distinct from s.paid - s.refunded, format('amount_paid %s, payments %s less refunds %s', s.amount_paid, s.paid, s.refunded)),
       ('invoice_amount_credited', s.amount_credited is distinct from s.credited, format('amount_credited %s, credit notes add up to %s', s.amount_credited, s.credited)),
@@ -70,10 +72,16 @@ as $$
     where s.n <> s.top or s.distinct_n <> s.n or coalesce(s.counter, 0) < s.top
   ),
   proposal_rules as (
-    select p.organization_id, 'proposal_subtotal' as rule, p.id, format('subtotal %s, lines add up to %s', p.subtotal, l.lines) as detail
+    select p.organization_id, v.rule, p.id, v.detail
     from app_public.proposals p
     cross join lateral (select coalesce(sum(l.amount), 0) as lines from app_public.proposal_line_items l where l.organization_id = p.organization_id and l.proposal_id = p.id) l
-    where p.subtotal is distinct from l.lines and ((select id from org) is null or p.organization_id = (select id from org))
+    cross join lateral (select coalesce(sum(t.amount), 0) as taxed from app_private.document_tax_parts('app_public.proposal_line_items', 'proposal_id', p.organization_id, p.id, p.subtotal, p.tax_rate) t) t
+    cross join lateral (values
+      ('proposal_subtotal', p.subtotal is distinct from l.lines, format('subtotal %s, lines add up to %s', p.subtotal, l.lines)),
+      ('proposal_tax', p.tax_amount is distinct from t.taxed, format('tax %s, its lines'' tax codes and the proposal''s rate give %s', p.tax_amount, t.taxed)),
+      ('proposal_total', p.total is distinct from p.subtotal + p.tax_amount, format('total %s, subtotal %s + tax %s', p.total, p.subtotal, p.tax_amount))
+    ) as v(rule, broken, detail)
+    where v.broken and ((select id from org) is null or p.organization_id = (select id from org))
   ),
   -- A document's parts are in its currency.
   currency_rules as (

@@ -55,7 +55,7 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  new.balance := new.subtotal + round(new.subtotal * new.tax_rate / 100, 2) - new.amount_paid - new.amount_credited;
+  new.balance := new.total - new.amount_paid - new.amount_credited; -- total: tg_invoices__amounts (sql/functions/taxes.sql), which runs first
   return new;
 end
 $$;
@@ -223,8 +223,21 @@ end
 $$;
 revoke all on function app_private.lock_invoice(uuid) from public;
 
+-- The rate a credit's tax is figured at: the invoice's tax_rate, or, when its lines carry tax
+-- codes (sql/functions/taxes.sql), its tax over its subtotal.
+create or replace function app_private.invoice_effective_tax_rate(v app_public.invoices) returns numeric
+language sql immutable
+set search_path = pg_catalog
+as $$
+  select case
+    when v.tax_amount = round(v.subtotal * v.tax_rate / 100, 2) or v.subtotal <= 0 then v.tax_rate::numeric
+    else v.tax_amount * 100 / v.subtotal
+  end
+$$;
+revoke all on function app_private.invoice_effective_tax_rate(app_public.invoices) from public;
+
 -- Issue a credit note against an invoice (invoices.write): `amount` is the net amount credited,
--- tax added at the invoice's rate; none credits everything not yet credited.
+-- tax added at the invoice's (effective) rate; none credits everything not yet credited.
 create or replace function app_public.issue_credit_note(invoice_id uuid, amount numeric default null, reason text default null, issued_on date default current_date) returns app_public.credit_notes
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -246,7 +259,7 @@ begin
     perform app_private.fail('INVALID_VALUE', 'A credit note credits an amount above zero.');
   end if;
   -- The last credit takes exactly the tax left, so a fully credited invoice nets to zero.
-  v_tax := case when v_net = v_net_left then v_tax_left else least(round(v_net * v.tax_rate / 100, 2), greatest(v_tax_left, 0)) end;
+  v_tax := case when v_net = v_net_left then v_tax_left else least(round(v_net * app_private.invoice_effective_tax_rate(v) / 100, 2), greatest(v_tax_left, 0)) end;
   insert into app_public.credit_notes (organization_id, invoice_id, kind, number, issued_on, subtotal, tax_amount, reason)
   -- (A refused credit note gives its number back: the counter's update rolls back with it.)
   values (v.organization_id, v.id, 'credit', app_private.next_credit_note_number(v.organization_id),
@@ -278,8 +291,8 @@ begin
   end if;
   select v.subtotal - coalesce(sum(c.subtotal), 0), v.tax_amount - coalesce(sum(c.tax_amount), 0) into v_net_left, v_tax_left
   from app_public.credit_notes c where c.organization_id = v.organization_id and c.invoice_id = v.id;
-  -- The balance split into net and tax at the invoice's rate, within what is left of each.
-  v_net := least(round(v.balance * 100 / (100 + v.tax_rate), 2), v_net_left);
+  -- The balance split into net and tax at the invoice's (effective) rate, within what is left of each.
+  v_net := least(round(v.balance * 100 / (100 + app_private.invoice_effective_tax_rate(v)), 2), v_net_left);
   insert into app_public.credit_notes (organization_id, invoice_id, kind, issued_on, subtotal, tax_amount, reason)
   values (v.organization_id, v.id, 'write_off', current_date, v_net, least(v.balance - v_net, greatest(v_tax_left, 0)), nullif(btrim(write_off_invoice.reason), ''))
   returning * into v_note;

@@ -10,9 +10,13 @@ begin
   if to_regtype('app_public.document_line') is null then
     create type app_public.document_line as (description text, quantity numeric, unit_price numeric);
   end if;
+  -- Its tax code (sql/functions/taxes.sql), added after.
+  if not exists (select from pg_attribute where attrelid = (select typrelid from pg_type where oid = 'app_public.document_line'::regtype) and attname = 'tax_code_id' and not attisdropped) then
+    alter type app_public.document_line add attribute tax_code_id uuid;
+  end if;
 end
 $$;
-comment on type app_public.document_line is 'A line of a proposal or an invoice given with it: description, quantity (default 1), unit price.';
+comment on type app_public.document_line is 'A line of a proposal or an invoice given with it: description, quantity (default 1), unit price, tax code (none: taxed at the document''s tax rate).';
 
 -- The lines, checked: at least one, each with a description and a price.
 create or replace function app_private.check_document_lines(lines app_public.document_line[], what text) returns void
@@ -54,9 +58,9 @@ begin
     create_proposal_with_lines.deal_id, create_proposal_with_lines.engagement_id, coalesce(create_proposal_with_lines.tax_rate, 0),
     create_proposal_with_lines.valid_until, create_proposal_with_lines.notes, create_proposal_with_lines.currency)
   returning * into v;
-  insert into app_public.proposal_line_items (proposal_id, position, description, quantity, unit_price)
-  select v.id, l.position, l.description, coalesce(l.quantity, 1), l.unit_price
-  from unnest(create_proposal_with_lines.lines) with ordinality as l(description, quantity, unit_price, position);
+  insert into app_public.proposal_line_items (proposal_id, position, description, quantity, unit_price, tax_code_id)
+  select v.id, l.position, l.description, coalesce(l.quantity, 1), l.unit_price, l.tax_code_id
+  from unnest(create_proposal_with_lines.lines) with ordinality as l(description, quantity, unit_price, tax_code_id, position);
   select p.* into v from app_public.proposals p where p.organization_id = v.organization_id and p.id = v.id;
   return v;
 end
@@ -81,9 +85,9 @@ begin
   values (create_invoice_with_lines.client_company_id, create_invoice_with_lines.engagement_id,
     coalesce(create_invoice_with_lines.tax_rate, 0), create_invoice_with_lines.due_on, create_invoice_with_lines.notes, create_invoice_with_lines.currency)
   returning * into v;
-  insert into app_public.invoice_line_items (invoice_id, position, description, quantity, unit_price)
-  select v.id, l.position, l.description, coalesce(l.quantity, 1), l.unit_price
-  from unnest(create_invoice_with_lines.lines) with ordinality as l(description, quantity, unit_price, position);
+  insert into app_public.invoice_line_items (invoice_id, position, description, quantity, unit_price, tax_code_id)
+  select v.id, l.position, l.description, coalesce(l.quantity, 1), l.unit_price, l.tax_code_id
+  from unnest(create_invoice_with_lines.lines) with ordinality as l(description, quantity, unit_price, tax_code_id, position);
   select i.* into v from app_public.invoices i where i.organization_id = v.organization_id and i.id = v.id;
   return v;
 end

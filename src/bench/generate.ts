@@ -80,8 +80,8 @@ const GRAPH_SQL = [
    from app_public.client_companies c cross join generate_series(1, 2) g
    join lateral (select id from app_public.organization_members where organization_id = $1 order by id limit 1) m on true
    where c.organization_id = $1`,
-  `insert into app_public.proposals (organization_id, client_company_id, title, status, subtotal, sent_at, accepted_at, decided_by_name, currency)
-   select c.organization_id, c.id, 'Proposal for ' || c.name, 'accepted', 10000, now() - interval '60 days', now() - interval '50 days', 'Pat', o.currency
+  `insert into app_public.proposals (organization_id, client_company_id, title, status, subtotal, tax_amount, total, sent_at, accepted_at, decided_by_name, currency)
+   select c.organization_id, c.id, 'Proposal for ' || c.name, 'accepted', 10000, 0, 10000, now() - interval '60 days', now() - interval '50 days', 'Pat', o.currency
    from app_public.client_companies c join app_public.organizations o on o.id = c.organization_id where c.organization_id = $1`,
   `insert into app_public.contracts (organization_id, proposal_id, client_company_id, title, status, value, signer_name, signed_at, sent_at, currency)
    select p.organization_id, p.id, p.client_company_id, 'Contract: ' || p.title, 'signed', 10000, 'Pat', now() - interval '45 days', now() - interval '48 days', p.currency
@@ -100,12 +100,12 @@ const GRAPH_SQL = [
    from (select p.*, ceil($2::numeric / count(*) over ())::int as per from app_public.projects p where p.organization_id = $1) p
    cross join lateral generate_series(1, p.per) g
    cross join lateral (select id from app_public.organization_members where organization_id = $1 order by id offset g % 5 limit 1) m`,
-  `insert into app_public.invoices (organization_id, client_company_id, engagement_id, status, number, issued_on, due_on, subtotal, tax_rate, amount_paid, sent_at, paid_at, currency, balance)
+  `insert into app_public.invoices (organization_id, client_company_id, engagement_id, status, number, issued_on, due_on, subtotal, tax_rate, tax_amount, total, amount_paid, sent_at, paid_at, currency, balance)
    select e.organization_id, e.client_company_id, e.id, s.status::app_public.invoice_status,
      case when s.status = 'draft' then null else row_number() over (order by e.id, g) end,
      case when s.status = 'draft' then null else current_date - 30 + g end,
      case when s.status = 'draft' then null else current_date + g end,
-     1000 * g, 10, case when s.status = 'paid' then 1100 * g else 0 end,
+     1000 * g, 10, 100 * g, 1100 * g, case when s.status = 'paid' then 1100 * g else 0 end,
      case when s.status = 'draft' then null else now() - interval '30 days' end,
      case when s.status = 'paid' then now() - interval '10 days' end,
      -- (The triggers that set these are off here: the engagement's currency; total − paid.)

@@ -127,6 +127,10 @@ async function seedTenant(label: string): Promise<Tenant> {
       [e.engagementId],
     );
 
+    // Tax codes: a standard rate (on no line: the fixture's invoices keep their invoice-level rate).
+    const vat = await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name) values ('VAT20', 'VAT 20%') returning id`);
+    await c.query(`insert into app_public.tax_code_components (tax_code_id, name, rate) values ($1, 'VAT', 20)`, [vat.id]);
+
     // Expenses: a billable category with a markup; an approved train ticket with its receipt
     // (not invoiced yet), a draft lunch.
     const travel = await one<{ id: string }>(c, `insert into app_public.expense_categories (name, billable_by_default, markup_percent) values ('Travel', true, 10) returning id`);

@@ -126,7 +126,7 @@ export async function plainValue(arg: DbArg): Promise<unknown> {
     case 'uuid':
       return randomUUID();
     case 'app_public.document_line[]':
-      return '{"(Generated,1,1)"}'; // one line: description, quantity, unit price
+      return '{"(Generated,1,1,)"}'; // one line: description, quantity, unit price, no tax code
     case 'app_public.template_task_line[]':
       return '{"(Generated,,0,60,,)"}'; // one task, no milestone
     case 'app_public.template_milestone_line[]':
