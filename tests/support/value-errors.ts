@@ -17,6 +17,7 @@ export const DOMAIN_RULE_SAMPLES: Record<string, string> = {
   money_amount_finite: `select 'NaN'::app_public.money_amount`,
   quantity_finite: `select 'NaN'::app_public.quantity`,
   percentage_range: `select 101::numeric(5,2)::app_public.percentage`,
+  tax_percentage_range: `select 100.0001::app_public.tax_percentage`,
   business_date_range: `select 'infinity'::app_public.business_date`,
   business_timestamp_range: `select 'infinity'::app_public.business_timestamp`,
   email_address_format: `select 'not an email'::app_public.email_address`,
