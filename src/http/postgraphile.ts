@@ -25,6 +25,7 @@ import { makeEdgePlugin } from './graphql-edge.ts';
 import { makeExportsPlugin } from './exports.ts';
 import { makeFilesPlugin } from './files.ts';
 import { PartitionedIndexBehaviorsPlugin } from './partitioned-indexes.ts';
+import { RowIdUniquesPlugin } from './row-id-uniques.ts';
 import type { FileStorage } from '../storage/index.ts';
 import { persistedOperationsPreset } from './persisted-operations.ts';
 import type { Logger } from '../log.ts';
@@ -101,6 +102,7 @@ export function makePreset(config: Config, pool: pg.Pool, tokens: TokenService, 
       makePageSizePlugin(config.pageSizeMax, errors),
       ScalarChecksPlugin,
       PartitionedIndexBehaviorsPlugin,
+      RowIdUniquesPlugin,
       makeNotFoundPlugin(errors),
       makeWebhookUrlPlugin(config.webhooks.allowPrivateNetworks),
       makeFilesPlugin(storage, config.files, errors, log),
