@@ -182,8 +182,8 @@ create policy tenant_update on app_public.client_companies as permissive for upd
   with check ((organization_id = ( SELECT app_public.permitted_org_id('clients.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.client_companies is 'Members holding clients.write change the current organization''s live rows; they stay in it.';
 grant SELECT on app_public.client_companies to :DATABASE_VISITOR;
-grant INSERT (currency, id, name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
-grant UPDATE (currency, name, notes, website) on app_public.client_companies to :DATABASE_VISITOR;
+grant INSERT (currency, id, name, notes, tax_code_id, website) on app_public.client_companies to :DATABASE_VISITOR;
+grant UPDATE (currency, name, notes, tax_code_id, website) on app_public.client_companies to :DATABASE_VISITOR;
 
 -- app_public.client_portal_access (table): row-level security enabled, forced
 create policy tenant_select on app_public.client_portal_access as permissive for select to :DATABASE_VISITOR
@@ -732,8 +732,8 @@ create policy tenant_update on app_public.tax_codes as permissive for update to 
   with check ((organization_id = ( SELECT app_public.permitted_org_id('invoices.write'::text) AS permitted_org_id)));
 comment on policy tenant_update on app_public.tax_codes is 'Members holding invoices.write change the current organization''s rows; they stay in it.';
 grant DELETE, SELECT on app_public.tax_codes to :DATABASE_VISITOR;
-grant INSERT (archived_at, code, id, name) on app_public.tax_codes to :DATABASE_VISITOR;
-grant UPDATE (archived_at, code, name) on app_public.tax_codes to :DATABASE_VISITOR;
+grant INSERT (archived_at, code, id, is_default, name) on app_public.tax_codes to :DATABASE_VISITOR;
+grant UPDATE (archived_at, code, is_default, name) on app_public.tax_codes to :DATABASE_VISITOR;
 
 -- app_public.threads (table): row-level security enabled, forced
 create policy tenant_insert on app_public.threads as permissive for insert to :DATABASE_VISITOR
@@ -1493,6 +1493,15 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 --   |   end if;
 --   |   return new;
 --   | ... (1 more lines)
+-- app_private.tg__line_tax_code_default() returns trigger
+--   execute: the owner only; set search_path=pg_catalog
+--   | declare
+--   |   v_rate numeric;
+--   |   v_client uuid;
+--   | begin
+--   |   if new.tax_code_id is not null then
+--   |     return new;
+--   | ... (13 more lines)
 -- app_private.tg__lock_parent() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Atrium } from '../src/index.ts';
 import { gql, startTestApp, tokenFor } from './support/app.ts';
 import { asVisitor, closePools, pgError, pool, sessionOf, type Session } from './support/db.ts';
-import { commitAs, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
+import { approveTime, commitAs, memberIdOf, one, oneTenant, signedEngagement, type Tenant } from './support/fixtures.ts';
 
 let t: Tenant;
 let own: Session;
@@ -203,6 +203,67 @@ describe('the tax of an invoice', () => {
       await client.query('rollback');
       client.release();
     }
+  });
+});
+
+describe('default codes', () => {
+  let d: Tenant;
+  let owner: Session;
+  const ids: Record<string, string> = {};
+  beforeAll(async () => {
+    d = await oneTenant('taxes-defaults');
+    owner = sessionOf(d.owner, d.orgId);
+    await commitAs(owner, async (c) => {
+      ids.std = (await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name, is_default) values ('STD', 'Standard 20%', true) returning id`)).id;
+      await c.query(`insert into app_public.tax_code_components (tax_code_id, name, rate) values ($1, 'VAT', 20)`, [ids.std]);
+      ids.rc = (await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name) values ('RC', 'Reverse charge') returning id`)).id;
+    });
+  }, 90_000);
+
+  /** An engagement of a new client (its own code `clientCode`), 2 h of approved time (a week of its own), invoiced from time. */
+  let week = 0;
+  const invoicedTime = (clientCode: string | null) => commitAs(owner, async (c) => {
+    const workDate = new Date(Date.UTC(2026, 2, 2 + 7 * week++)).toISOString().slice(0, 10);
+    const e = await signedEngagement(c, 'defaults');
+    await c.query('update app_public.client_companies set tax_code_id = $2 where id = $1', [e.clientId, clientCode]);
+    await c.query(`insert into app_public.time_entries (engagement_id, member_id, work_date, minutes) values ($1, $2, $3, 120)`, [e.engagementId, await memberIdOf(d, d.owner), workDate]);
+    await approveTime(c, e.engagementId);
+    const invoice = await one<{ id: string }>(c, 'select id from app_public.create_invoice_from_time($1)', [e.engagementId]);
+    const codes = (await c.query<{ code: string | null }>('select t.code from app_public.invoice_line_items l left join app_public.tax_codes t on t.id = l.tax_code_id where l.invoice_id = $1', [invoice.id])).rows.map((r) => r.code);
+    const totals = await one<{ subtotal: string; tax_amount: string }>(c, 'select subtotal::text, tax_amount::text from app_public.invoices where id = $1', [invoice.id]);
+    return { id: invoice.id, codes, amounts: totals };
+  });
+
+  test('lines given no code take the client\'s code, else the organization\'s default; a document with a rate of its own keeps it', async () => {
+    const std = await invoicedTime(null);
+    expect(std.codes).toEqual(['STD']);
+    expect(Number(std.amounts.tax_amount)).toBeCloseTo(Number(std.amounts.subtotal) * 0.2, 2);
+    const abroad = await invoicedTime(ids.rc!);
+    expect(abroad.codes).toEqual(['RC']);
+    expect(abroad.amounts.tax_amount).toBe('0.00');
+    // A proposal at 10% of its own: its lines stay without a code, taxed at its rate.
+    const proposal = await commitAs(owner, async (c) => {
+      const e = await signedEngagement(c, 'rated');
+      const p = await one<{ id: string }>(c, `select id from app_public.create_proposal_with_lines($1, 'Rated', array[row('Work', 1, 100, null)]::app_public.document_line[], tax_rate => 10)`, [e.clientId]);
+      return { id: p.id, code: (await one<{ tax_code_id: string | null }>(c, 'select tax_code_id from app_public.proposal_line_items where proposal_id = $1', [p.id])).tax_code_id };
+    });
+    expect(proposal.code).toBeNull();
+    expect(await proposalAmounts(proposal.id)).toMatchObject({ tax_amount: '10.00', total: '110.00' });
+  });
+
+  test('the default cannot be archived while it is the default; a client cannot be given an archived code; archived, the default is not used', async () => {
+    const refused = await pgError(commitAs(owner, (c) => c.query('update app_public.tax_codes set archived_at = now() where id = $1', [ids.std])));
+    expect(refused.code).toBe('23514');
+    await commitAs(owner, async (c) => {
+      await c.query('update app_public.tax_codes set archived_at = now() where id = $1', [ids.rc]);
+      await c.query('update app_public.tax_codes set is_default = false, archived_at = now() where id = $1', [ids.std]);
+    });
+    const archived = await pgError(commitAs(owner, async (c) => {
+      const e = await signedEngagement(c, 'archived');
+      await c.query('update app_public.client_companies set tax_code_id = $2 where id = $1', [e.clientId, ids.rc]);
+    }));
+    expect(archived).toMatchObject({ code: '22023', message: expect.stringContaining('archived') });
+    expect((await invoicedTime(null)).codes).toEqual([null]);
   });
 });
 

@@ -9,9 +9,11 @@
 --                         amounts plus the taxes before it (e.g. a provincial tax on the federal
 --                         one). A code without components is a 0% code (exempt, zero-rated,
 --                         reverse charge).
---   <lines>.tax_code_id   the line's code (proposal_line_items, invoice_line_items); a line
---                         without one is taxed at its document's own `tax_rate`, as before tax
---                         codes existed.
+--   <lines>.tax_code_id   the line's code (proposal_line_items, invoice_line_items). A line
+--                         given none takes its client's code (client_companies.tax_code_id) or
+--                         the organization's default (tax_codes.is_default), unless its document
+--                         has a tax rate of its own; a line without a code is taxed at its
+--                         document's `tax_rate`, as before tax codes existed.
 --
 -- A document's tax (app_private.document_tax_parts): per code, its lines' amounts summed
 -- (taxable), each component rounded to cents on that sum (the tax of one code is computed once
@@ -45,14 +47,18 @@ create table if not exists app_public.tax_codes (
   id uuid not null default gen_random_uuid(),
   code text not null constraint tax_codes_code_format check (code ~ '^[A-Za-z0-9][A-Za-z0-9 ._+/-]{0,31}$'),
   name text not null check (length(btrim(name)) between 1 and 200),
+  is_default boolean not null default false,
   archived_at app_public.business_timestamp,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   primary key (organization_id, id),
-  constraint tax_codes_code_key unique (organization_id, code)
+  constraint tax_codes_code_key unique (organization_id, code),
+  constraint tax_codes_default_not_archived check (not (is_default and archived_at is not null))
 );
+create unique index if not exists tax_codes_one_default on app_public.tax_codes (organization_id) where is_default;
 comment on table app_public.tax_codes is 'The firm''s tax codes: each a set of taxes (components) applied to the proposal and invoice lines that name it. Archived codes stay on the documents that used them.';
 comment on column app_public.tax_codes.code is 'Short and unique in the organization, e.g. VAT20, GST+QST, EXEMPT.';
+comment on column app_public.tax_codes.is_default is 'The organization''s default code (one at most): a line given no code takes it, unless its client has a code of its own or its document a tax rate.';
 comment on column app_public.tax_codes.archived_at is 'Set: no longer offered; lines that have it keep it, no line may be given it again.';
 
 create table if not exists app_public.tax_code_components (
@@ -89,6 +95,20 @@ begin
         v_lines, v_lines || '_tax_code_fkey');
     end if;
   end loop;
+end
+$$;
+
+-- A client's own code (e.g. reverse charge for a client abroad): its documents' lines given no
+-- code take it (before the organization's default).
+alter table app_public.client_companies add column if not exists tax_code_id uuid;
+grant insert (tax_code_id), update (tax_code_id) on app_public.client_companies to :DATABASE_VISITOR;
+comment on column app_public.client_companies.tax_code_id is 'The client''s tax code: lines of its proposals and invoices given no code take it (unless the document has a tax rate of its own).';
+do $$
+begin
+  if not exists (select from pg_constraint where conname = 'client_companies_tax_code_fkey' and conrelid = 'app_public.client_companies'::regclass) then
+    alter table app_public.client_companies add constraint client_companies_tax_code_fkey
+      foreign key (organization_id, tax_code_id) references app_public.tax_codes (organization_id, id) not valid;
+  end if;
 end
 $$;
 
@@ -320,12 +340,51 @@ begin
   return new;
 end
 $$;
+drop trigger if exists tg_client_companies__tax_code on app_public.client_companies;
+create trigger tg_client_companies__tax_code before insert or update of tax_code_id on app_public.client_companies
+  for each row execute function app_private.tg__line_tax_code();
 drop trigger if exists tg_invoice_line_items__tax_code on app_public.invoice_line_items;
 create trigger tg_invoice_line_items__tax_code before insert or update of tax_code_id on app_public.invoice_line_items
   for each row execute function app_private.tg__line_tax_code();
 drop trigger if exists tg_proposal_line_items__tax_code on app_public.proposal_line_items;
 create trigger tg_proposal_line_items__tax_code before insert or update of tax_code_id on app_public.proposal_line_items
   for each row execute function app_private.tg__line_tax_code();
+
+-- A line given no code takes its client's code, else the organization's default (neither
+-- archived), when its document has no tax rate of its own (a document with one keeps taxing its
+-- uncoded lines at that rate, as before tax codes). TG_ARGV[0]: the documents' table;
+-- TG_ARGV[1]: the line's column naming its document. Named to run after tg_<lines>__tax_code
+-- and tg_<lines>__require_organization (BEFORE triggers fire in name order).
+create or replace function app_private.tg__line_tax_code_default() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+declare
+  v_rate numeric;
+  v_client uuid;
+begin
+  if new.tax_code_id is not null then
+    return new;
+  end if;
+  execute format('select d.tax_rate, d.client_company_id from %s d where d.organization_id = $1 and d.id = $2', tg_argv[0]::regclass)
+    into v_rate, v_client using new.organization_id, (to_jsonb(new) ->> tg_argv[1])::uuid;
+  if v_rate is distinct from 0 then
+    return new; -- a rate of its own (or no such document: its foreign key says so)
+  end if;
+  new.tax_code_id := coalesce(
+    (select t.id from app_public.client_companies c
+     join app_public.tax_codes t on t.organization_id = c.organization_id and t.id = c.tax_code_id
+     where c.organization_id = new.organization_id and c.id = v_client and t.archived_at is null),
+    (select t.id from app_public.tax_codes t where t.organization_id = new.organization_id and t.is_default and t.archived_at is null));
+  return new;
+end
+$$;
+drop trigger if exists tg_invoice_line_items__tax_code_default on app_public.invoice_line_items;
+create trigger tg_invoice_line_items__tax_code_default before insert on app_public.invoice_line_items
+  for each row execute function app_private.tg__line_tax_code_default('app_public.invoices', 'invoice_id');
+drop trigger if exists tg_proposal_line_items__tax_code_default on app_public.proposal_line_items;
+create trigger tg_proposal_line_items__tax_code_default before insert on app_public.proposal_line_items
+  for each row execute function app_private.tg__line_tax_code_default('app_public.proposals', 'proposal_id');
 
 -- A code a sent proposal or invoice uses keeps its code, name and components (TAX_CODE_IN_USE);
 -- drafts that use a code that changes are recomputed (their subtotal written again brings them
