@@ -56,7 +56,7 @@ test('each organization has the full lifecycle: won deal, accepted proposal, sig
   }
 });
 
-test('each organization has a month of money: rate cards and costs, approved and submitted weeks, expenses approved, waiting and re-billed, budgets burning, approved work not invoiced yet, a credit note refunded, two currencies, and books that add up', async () => {
+test('each organization has a month of money: rate cards and costs, approved and submitted weeks, expenses approved, waiting and re-billed, budgets burning, approved work not invoiced yet, a credit note refunded, two currencies, tax codes, and books that add up', async () => {
   for (const org of credentials) {
     const base = (await pool('owner').query<{ currency: string }>('select currency from app_public.organizations where id = $1', [org.organizationId])).rows[0]!.currency;
     const { rows } = await pool('owner').query(
@@ -79,13 +79,17 @@ test('each organization has a month of money: rate cards and costs, approved and
          (select count(*)::int from app_public.time_entries t where t.organization_id = $1 and t.billable and t.invoice_id is null
             and exists (select from app_public.timesheets s where s.organization_id = t.organization_id and s.member_id = t.member_id
                           and s.week_starts_on = date_trunc('week', t.work_date)::date and s.status = 'approved')) as unbilled_entries,
+         (select array_agg(t.code order by t.code) from app_public.tax_codes t where t.organization_id = $1) as tax_codes,
+         (select array_agg(distinct t.code) from app_public.invoice_line_items l join app_public.tax_codes t on t.organization_id = l.organization_id and t.id = l.tax_code_id
+            where l.organization_id = $1) as line_tax_codes,
          (select count(*)::int from app_private.books_violations($1)) as violations`,
       [org.organizationId],
     );
     expect(rows[0]).toEqual({
       job_roles: 2, bill_rates: 2, cost_rates: 2, costed_entries: 6, approved_weeks: true, submitted_weeks: 1,
       credit_notes: 1, refunds: 1, currencies: [base, base === 'EUR' ? 'USD' : 'EUR'].sort(), exchange_rates: 1,
-      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, capacities: 2, unbilled_entries: 1, violations: 0,
+      approved_expenses: 2, submitted_expenses: 1, rebilled_expenses: 1, budgets_burning: 2, capacities: 2, unbilled_entries: 1,
+      tax_codes: ['RC', 'STD'], line_tax_codes: ['RC'], violations: 0,
     });
   }
 });

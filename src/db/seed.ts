@@ -330,10 +330,17 @@ export async function seedDemoData(db: Database, log: Logger, storage: FileStora
           files.push({ ...file, ...row });
         }
 
+        // Tax codes: the standard rate, the default of lines given no code (the documents above
+        // carry a 10% rate of their own), and a reverse charge for the client abroad (below).
+        const standard = await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name, is_default) values ('STD', 'Standard rate', true) returning id`);
+        await c.query(`insert into app_public.tax_code_components (tax_code_id, name, rate) values ($1, 'VAT', 20)`, [standard.id]);
+        const reverseCharge = await one<{ id: string }>(c, `insert into app_public.tax_codes (code, name) values ('RC', 'Reverse charge (the client accounts for the tax)') returning id`);
+
         // A second currency: a client billed in another currency than the firm's (euros, or
-        // dollars for a firm in euros), its rate into the base currency, and a draft invoice in it.
+        // dollars for a firm in euros), its rate into the base currency, and a draft invoice in it
+        // (reverse-charged: the client's own tax code).
         const second = spec.currency === 'EUR' ? { currency: 'USD', rate: 0.93 } : { currency: 'EUR', rate: spec.currency === 'GBP' ? 0.86 : 1.08 };
-        const abroad = await one<{ id: string }>(c, `insert into app_public.client_companies (name, currency) values ($1, $2) returning id`, [`${others[0] ?? 'Client'} International`, second.currency]);
+        const abroad = await one<{ id: string }>(c, `insert into app_public.client_companies (name, currency, tax_code_id) values ($1, $2, $3) returning id`, [`${others[0] ?? 'Client'} International`, second.currency, reverseCharge.id]);
         await c.query(`insert into app_public.exchange_rates (currency, rate, effective_on) values ($1, $2, date_trunc('month', current_date)::date)`, [second.currency, second.rate]);
         const draftAbroad = await one<{ id: string }>(c, 'insert into app_public.invoices (client_company_id) values ($1) returning id', [abroad.id]);
         await c.query(`insert into app_public.invoice_line_items (invoice_id, description, quantity, unit_price) values ($1, 'Localisation workshop', 1, 1200)`, [draftAbroad.id]);
