@@ -1442,12 +1442,12 @@ grant UPDATE (description, disable_after_failures, enabled, event_types, url) on
 -- app_private.tg__document_amounts() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | begin
---   |   if tg_op = 'INSERT' then
---   |     new.tax_amount := round(new.subtotal * new.tax_rate / 100, 2); -- no lines yet
---   |   else
---   |     select coalesce(sum(p.amount), 0) into new.tax_amount
---   |     from app_private.document_tax_parts(tg_argv[0]::regclass, tg_argv[1], new.organization_id, new.id, new.subtotal, new.tax_rate) p;
---   | ... (4 more lines)
+--   |   if tg_op = 'UPDATE' and old.status::text <> 'draft' then
+--   |     new.tax_amount := old.tax_amount;
+--   |     new.total := old.total;
+--   |     return new;
+--   |   end if;
+--   | ... (9 more lines)
 -- app_private.tg__document_currency() returns trigger
 --   execute: the owner only; set search_path=pg_catalog
 --   | declare

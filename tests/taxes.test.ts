@@ -199,6 +199,11 @@ describe('the tax of an invoice', () => {
       expect(broken).toContainEqual({ rule: 'invoice_tax', document_id: invoiceId });
       // (The proposal sent with it above too.)
       expect(new Set(broken.map((r) => r.rule))).toEqual(new Set(['invoice_tax', 'proposal_tax']));
+      // The sent invoice keeps the tax it was sent with, whatever is updated on it later.
+      await client.query('set local session_replication_role = origin');
+      await client.query('update app_public.invoices set updated_at = now() where id = $1', [invoiceId]);
+      const kept = await client.query('select tax_amount::text, total::text from app_public.invoices where id = $1', [invoiceId]);
+      expect(kept.rows[0]).toEqual({ tax_amount: '259.55', total: '1939.55' });
     } finally {
       await client.query('rollback');
       client.release();

@@ -1,5 +1,5 @@
 --! Previous: sha1:a1aba1cee31b21fdb139aefa505e4506c09f5f95
---! Hash: sha1:b0d8d4fe15dee5e072e9f3a352c5ebc20f8d62b8
+--! Hash: sha1:afd03ba9868411e184a9443fc41628afcf2530cc
 --! Message: Tax codes: per-line tax codes on proposals and invoices, of one or more taxes (compound or not), a client's code and the organization's default for lines given none; the document's tax per code rounded on each code's lines, its tax and total kept by trigger; a code a sent document uses cannot change (TAX_CODE_IN_USE); credit notes at the effective rate and shown per code; documents created whole take a code per line
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,
@@ -692,13 +692,20 @@ grant execute on function app_private.document_tax_parts(regclass, text, uuid, u
 comment on function app_private.document_tax_parts(regclass, text, uuid, uuid, numeric, numeric) is 'A proposal''s or an invoice''s taxes: per tax code of its lines a row per component, rounded to cents on the code''s summed amounts; the rest of the subtotal at the document''s rate.';
 
 -- Tax and total of a document, before any other BEFORE trigger reads them. Lines change the
--- subtotal (sql/functions/line_items.sql), which brings every line change here.
+-- subtotal (sql/functions/line_items.sql), which brings every line change here. Once sent, a
+-- document keeps the tax and total it was sent with, whatever is updated on it later (a payment,
+-- a status): they are not computed again.
 -- TG_ARGV[0]: the lines' table; TG_ARGV[1]: their column naming the document.
 create or replace function app_private.tg__document_amounts() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
 as $$
 begin
+  if tg_op = 'UPDATE' and old.status::text <> 'draft' then
+    new.tax_amount := old.tax_amount;
+    new.total := old.total;
+    return new;
+  end if;
   if tg_op = 'INSERT' then
     new.tax_amount := round(new.subtotal * new.tax_rate / 100, 2); -- no lines yet
   else

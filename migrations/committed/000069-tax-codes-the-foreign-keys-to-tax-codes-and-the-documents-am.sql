@@ -1,5 +1,5 @@
---! Previous: sha1:c2a6a61b76f11cb2d006597bfb0e57b5eb53f215
---! Hash: sha1:0a6d99fa78bf6b254bc1e317c4b86981dd13083d
+--! Previous: sha1:38cdec5e7e1625ba6239e90f37b7d1ebc74c0746
+--! Hash: sha1:457ddcf6fbaf1e9c2c631c0ac77d47638325d5b4
 --! Message: Tax codes: the foreign keys to tax codes and the documents' amount checks validated
 
 -- Enter migration here. It runs with lock_timeout 5s (src/db/migrations.ts); in a transaction,

@@ -197,13 +197,20 @@ grant execute on function app_private.document_tax_parts(regclass, text, uuid, u
 comment on function app_private.document_tax_parts(regclass, text, uuid, uuid, numeric, numeric) is 'A proposal''s or an invoice''s taxes: per tax code of its lines a row per component, rounded to cents on the code''s summed amounts; the rest of the subtotal at the document''s rate.';
 
 -- Tax and total of a document, before any other BEFORE trigger reads them. Lines change the
--- subtotal (sql/functions/line_items.sql), which brings every line change here.
+-- subtotal (sql/functions/line_items.sql), which brings every line change here. Once sent, a
+-- document keeps the tax and total it was sent with, whatever is updated on it later (a payment,
+-- a status): they are not computed again.
 -- TG_ARGV[0]: the lines' table; TG_ARGV[1]: their column naming the document.
 create or replace function app_private.tg__document_amounts() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
 as $$
 begin
+  if tg_op = 'UPDATE' and old.status::text <> 'draft' then
+    new.tax_amount := old.tax_amount;
+    new.total := old.total;
+    return new;
+  end if;
   if tg_op = 'INSERT' then
     new.tax_amount := round(new.subtotal * new.tax_rate / 100, 2); -- no lines yet
   else
