@@ -1,6 +1,7 @@
-// Searching task titles (sql/functions/search.sql): the API's `filter` finds a word inside titles,
-// case-insensitively, in the caller's organization only; the trigram index serves it; lists are not
-// ordered by title (no index could order them).
+// Searching and filtering lists. Task titles (sql/functions/search.sql): the API's `filter` finds a
+// word inside titles, case-insensitively, in the caller's organization only; the trigram index serves
+// it; lists are not ordered by title (no index could order them). Invoices by balance and time
+// entries by billable (migrations 000072, 000073): filtered in the API, each read through its index.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import type { Atrium } from '../src/index.ts';
 import { gql, startTestApp, tokenFor } from './support/app.ts';
@@ -40,4 +41,40 @@ test('the trigram index serves the search', async () => {
     return (await c.query(`explain (format json) select id from app_public.tasks where title ilike '%logo%'`)).rows[0]['QUERY PLAN'];
   }, false);
   expect(JSON.stringify(plan)).toContain('tasks_title_trgm_idx');
+});
+
+/** The caller's organization's rows matching `where`, read in SQL: what the API must answer. */
+const expected = (t: Tenant, table: string, where: string): Promise<string[]> =>
+  inTransaction('superuser', {}, async (c) => (await c.query(`select id from app_public.${table} where organization_id = $1 and deleted_at is null and ${where} order by id`, [t.orgId])).rows.map((r) => r.id as string), false);
+
+test('filter: invoices with something left to pay, time entries that are not billable', async () => {
+  const token = await tokenFor(a.owner, a.orgId);
+  const open = await gql<{ invoices: { nodes: Array<{ rowId: string; balance: string }> } }>(app.url!, '{ invoices(filter: { balance: { greaterThan: "0" } }, orderBy: BALANCE_DESC) { nodes { rowId balance } } }', {}, token);
+  expect(open.errors).toBeUndefined();
+  const openIds = open.data!.invoices.nodes.map((n) => n.rowId);
+  expect([...openIds].sort()).toEqual(await expected(a, 'invoices', 'balance > 0'));
+  // The fixture has settled invoices too (paid and credited, written off): the filter leaves them out.
+  expect((await expected(a, 'invoices', 'balance = 0')).length).toBeGreaterThan(0);
+  expect(openIds.length).toBeGreaterThan(0);
+  const balances = open.data!.invoices.nodes.map((n) => Number(n.balance));
+  expect(balances).toEqual([...balances].sort((x, y) => y - x));
+
+  const unbillable = await gql<{ timeEntries: { nodes: Array<{ rowId: string; billable: boolean }> } }>(app.url!, '{ timeEntries(filter: { billable: { equalTo: false } }) { nodes { rowId billable } } }', {}, token);
+  expect(unbillable.errors).toBeUndefined();
+  const ids = unbillable.data!.timeEntries.nodes.map((n) => n.rowId);
+  expect(ids.length).toBeGreaterThan(0);
+  expect([...ids].sort()).toEqual(await expected(a, 'time_entries', 'not billable'));
+  expect((await expected(a, 'time_entries', 'billable')).length).toBeGreaterThan(0);
+});
+
+test.each([
+  ['invoices', `balance > 0 order by balance desc, id desc limit 21`, 'invoices_organization_id_balance_idx'],
+  ['time_entries', `not billable order by billable, work_date, id limit 21`, 'time_entries_organization_id_billable_idx'],
+])('the index serves the filter on %s', async (table, rest, index) => {
+  const plan = await inTransaction('superuser', {}, async (c) => {
+    await c.query('set local enable_seqscan = off');
+    return (await c.query(`explain (format json) select id from app_public.${table} where organization_id = $1 and ${rest}`, [a.orgId])).rows[0]['QUERY PLAN'];
+  }, false);
+  expect(JSON.stringify(plan)).toContain(index);
+  expect(JSON.stringify(plan)).not.toContain('"Sort"');
 });
