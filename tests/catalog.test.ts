@@ -77,6 +77,8 @@ describe('each check reports a table that breaks its rule', () => {
     ['tenant_tables_have_organization_id.sql', 'no organization_id', 'create table app_public.check_probe (id uuid primary key); alter table app_public.check_probe enable row level security, force row level security;'],
     ['tenant_primary_keys.sql', 'primary key (id) only', 'create table app_public.check_probe (organization_id uuid not null, id uuid primary key);'],
     ['distributable_by_organization.sql', 'a unique key of a tenant table without organization_id', `${GOOD_TABLE} create unique index check_probe_email_key on app_public.check_probe (contact_email);`],
+    // (A test database's users table is small: the limit is lowered to show the rule fails.)
+    ['distributable_by_organization.sql', 'a reference table over the size limit', `set local atrium.reference_table_max_bytes = '1';`],
     ['distributable_by_organization.sql', 'a global table referring to a tenant table', `${GOOD_TABLE} create table app_private.check_probe_global (id uuid primary key, organization_id_ref uuid, probe_id uuid, foreign key (organization_id_ref, probe_id) references app_public.check_probe);`],
     [
       'composite_tenant_foreign_keys.sql',
@@ -86,6 +88,12 @@ describe('each check reports a table that breaks its rule', () => {
        alter table app_public.check_probe add foreign key (other_id) references app_public.client_companies (id);`,
     ],
     ['foreign_keys_indexed.sql', 'an unindexed foreign key', `${GOOD_TABLE} drop index app_public.check_probe_organization_id_client_company_id_idx;`],
+    [
+      'foreign_keys_indexed.sql',
+      'a foreign key whose only index is partial on another condition',
+      `${GOOD_TABLE} drop index app_public.check_probe_organization_id_client_company_id_idx;
+       create index check_probe_live_client_idx on app_public.check_probe (organization_id, client_company_id) where contact_email is not null;`,
+    ],
     [
       'foreign_keys_indexed.sql',
       'a foreign key to users not led by organization_id',

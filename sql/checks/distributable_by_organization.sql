@@ -9,6 +9,8 @@
 --   a foreign key from a local table to a distributed table, unless declared in
 --     app_private.undistributable_foreign_keys() (under Citus it is dropped)
 --   a table declared local that does not exist, a declared foreign key that is not such a key
+--   a reference table over 1 GB (`atrium.reference_table_max_bytes` when set): too big to copy to
+--     every node on each write; it should be distributed or local instead
 with tables as (
   select to_regclass(p.table_name) as oid, p.table_name as name, p.placement,
     (select a.attnum from pg_attribute a where a.attrelid = to_regclass(p.table_name) and a.attname = 'organization_id' and not a.attisdropped) as org
@@ -41,4 +43,9 @@ union all
 select u.table_name, u.constraint_name, 'declared undistributable but not a foreign key from a local table to a distributed one'
 from app_private.undistributable_foreign_keys() u
 where not exists (select from fks where fks.from_name = u.table_name and fks.conname = u.constraint_name and from_placement = 'local' and to_placement = 'distributed')
+union all
+select name, null, format('reference table of %s, over %s: too big to copy to every node', pg_size_pretty(pg_total_relation_size(oid)),
+                          pg_size_pretty(coalesce(nullif(current_setting('atrium.reference_table_max_bytes', true), '')::bigint, 1024 * 1024 * 1024)))
+from tables
+where placement = 'reference' and pg_total_relation_size(oid) > coalesce(nullif(current_setting('atrium.reference_table_max_bytes', true), '')::bigint, 1024 * 1024 * 1024)
 order by 1, 2;

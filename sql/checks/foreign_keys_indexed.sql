@@ -14,7 +14,11 @@ from fk
 where not exists (
   select
   from pg_index i
-  where i.indrelid = fk.conrelid
+  where i.indrelid = fk.conrelid and i.indisvalid and (i.indpred is null
+             -- or only the rows whose key is set: every row a key lookup (key = value) can find
+             or pg_get_expr(i.indpred, i.indrelid) = (select '(' || string_agg(quote_ident(a.attname) || ' IS NOT NULL', ' AND ' order by a.attnum) || ')'
+                                                      from pg_attribute a where a.attrelid = i.indrelid and a.attnum = any (fk.cols)))
+    and (select c.relam from pg_class c where c.oid = i.indexrelid) = (select a.oid from pg_am a where a.amname = 'btree')
     and (
       case when fk.tenant and not (fk.org_attnum = any(fk.cols))
         -- (organization_id, <key columns>)

@@ -34,7 +34,11 @@ with tables as (
   select f.*,
     exists (
       select from pg_index i
-      where i.indrelid = f.conrelid and i.indisvalid
+      where i.indrelid = f.conrelid and i.indisvalid and (i.indpred is null
+             -- or only the rows whose key is set: every row a key lookup (key = value) can find
+             or pg_get_expr(i.indpred, i.indrelid) = (select '(' || string_agg(quote_ident(a.attname) || ' IS NOT NULL', ' AND ' order by a.attnum) || ')'
+                                                      from pg_attribute a where a.attrelid = i.indrelid and a.attnum = any (f.cols)))
+        and (select c.relam from pg_class c where c.oid = i.indexrelid) = (select a.oid from pg_am a where a.amname = 'btree')
         and array(select unnest((i.indkey::int2[])[0:cardinality(f.cols) - 1]) order by 1) = f.cols
     ) as indexed
   from fks f

@@ -102,7 +102,7 @@ export async function backupDrill(args: string[], log: Logger, out: NodeJS.Writa
       `  RTO                ${result.rto.totalSeconds.toFixed(1)} s: restore ${result.rto.restoreSeconds.toFixed(1)} s, start and replay to T ${result.rto.startAndReplaySeconds.toFixed(1)} s`,
       `  at T (${result.target}): ${result.checks.figuresEqual ? 'every organization\'s rows, invoice totals and activity events equal' : `${result.checks.differences.length} differences:\n    ${result.checks.differences.join('\n    ')}`}`,
       `  row-level security forced on ${result.checks.rlsForced.tables - result.checks.rlsForced.notForced.length} of ${result.checks.rlsForced.tables} tables of app_public and app_private`,
-      `  Atrium on the restored database: ${result.checks.apiStarted ? 'ready' : 'NOT ready'}, invoice counts through the API ${result.checks.apiInvoiceCounts ? 'equal' : 'DIFFER'}`,
+      `  Atrium on the restored database: ${result.checks.apiStarted ? 'ready' : `NOT ready (/readyz: ${result.checks.readiness})`}, invoice counts through the API ${result.checks.apiInvoiceCounts ? 'equal' : 'DIFFER'}`,
       ok ? 'Drill passed.' : 'Drill FAILED.',
       '',
     ].join('\n'),

@@ -76,6 +76,8 @@ export interface DrillResult {
     /** Tables of app_public and app_private, and those without row-level security forced. */
     rlsForced: { tables: number; notForced: string[] };
     apiStarted: boolean;
+    /** /readyz's answer when Atrium was not ready on the restored database. */
+    readiness?: string;
     apiInvoiceCounts: boolean;
   };
   folder: string | undefined;
@@ -365,6 +367,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     const tenantTables = tables.length;
     atrium = await startAtrium(loadConfig(envFor(restored.url('atrium'))), log, { api: true, worker: false, migrate: false });
     const ready = await fetch(`${atrium.url}/readyz`);
+    // What /readyz answered when it was not ready (its failing checks), for the report.
+    const readiness = ready.status === 200 ? undefined : await ready.text();
     let apiInvoiceCounts = ready.status === 200;
     for (const [i, org] of dataset.orgs.entries()) {
       const data = await graphql(orgTokens[i]!, '{ invoices { totalCount } }', {});
@@ -389,6 +393,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         differences: differences.slice(0, 50),
         rlsForced: { tables: tenantTables, notForced: notForced.map((r) => r.name) },
         apiStarted: ready.status === 200,
+        ...(readiness === undefined ? {} : { readiness }),
         apiInvoiceCounts,
       },
       folder: options.keep ? folder : undefined,
