@@ -1,0 +1,9 @@
+--! Previous: sha1:8580d7b28c64be828ab6e66f3409bf3e5a37cc06
+--! Hash: sha1:8c81cab0a7ff564e62c0a354059eb2a64e5dd7d2
+--! Message: Index: expense_categories in order of creation (CREATED_AT), ending in the id tie-break
+
+--! no-transaction
+-- expense_categories in order of creation (`orderBy: CREATED_AT_ASC` / `CREATED_AT_DESC`): the API offers an
+-- order on indexed columns only, and this key ends in the id tie-break PostGraphile adds, so a page
+-- is read from the index in order, whatever the organization's size (tests/orderings.test.ts).
+create index concurrently if not exists expense_categories_organization_id_created_at_id_idx on app_public.expense_categories (organization_id, created_at, id);

@@ -1,0 +1,9 @@
+--! Previous: sha1:01a34db1aaccd90bff4907f581d749b847e5032a
+--! Hash: sha1:67c5bb21e35cf03f91852a1ea434952d1fd35e1e
+--! Message: Index: invoice_schedules in order of creation (CREATED_AT), ending in the id tie-break
+
+--! no-transaction
+-- invoice_schedules in order of creation (`orderBy: CREATED_AT_ASC` / `CREATED_AT_DESC`): the API offers an
+-- order on indexed columns only, and this key ends in the id tie-break PostGraphile adds, so a page
+-- is read from the index in order, whatever the organization's size (tests/orderings.test.ts).
+create index concurrently if not exists invoice_schedules_organization_id_created_at_id_idx on app_public.invoice_schedules (organization_id, created_at, id);

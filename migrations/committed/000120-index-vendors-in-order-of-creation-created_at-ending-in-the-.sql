@@ -1,0 +1,9 @@
+--! Previous: sha1:b31a5bab2cb18a6abe7df74d8961f69765a26988
+--! Hash: sha1:9e3f19fbb20895ee494652531ac77ea91c2888f4
+--! Message: Index: vendors in order of creation (CREATED_AT), ending in the id tie-break
+
+--! no-transaction
+-- vendors in order of creation (`orderBy: CREATED_AT_ASC` / `CREATED_AT_DESC`): the API offers an
+-- order on indexed columns only, and this key ends in the id tie-break PostGraphile adds, so a page
+-- is read from the index in order, whatever the organization's size (tests/orderings.test.ts).
+create index concurrently if not exists vendors_organization_id_created_at_id_idx on app_public.vendors (organization_id, created_at, id);
