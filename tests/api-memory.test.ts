@@ -10,12 +10,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, test } from '@jest/globals';
 import fs from 'node:fs';
-import { childrenOf, processMemory } from '../src/bench/proc.ts';
+import { childrenOf, processMemory } from '../bench/proc.ts';
 import { ROOT } from '../src/paths.ts';
 import { scriptNodeFlags } from '../src/supervisor.ts';
 import { tokenFor } from './support/app.ts';
 import { closePools, createOrganization, signUp, urlFor } from './support/db.ts';
-import { freePort } from './support/provision.ts';
+import { freePort } from '../src/free-port.ts';
 
 afterAll(closePools);
 

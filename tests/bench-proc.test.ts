@@ -1,9 +1,9 @@
-// The benchmark's memory readings (src/bench/proc.ts): a process's resident set and peak from
+// The benchmark's memory readings (bench/proc.ts): a process's resident set and peak from
 // /proc, the processes a parent started (how the PostgreSQL footprint finds its backends), and
 // the growth slope the soak's "flat" verdict rests on.
 import { spawn } from 'node:child_process';
 import { expect, test } from '@jest/globals';
-import { childrenOf, postgresFootprint, processMemory, slope } from '../src/bench/proc.ts';
+import { childrenOf, postgresFootprint, processMemory, slope } from '../bench/proc.ts';
 
 const linux = process.platform === 'linux';
 

@@ -5,11 +5,27 @@ import { describe, expect, test } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SECTIONS, parseArgs, runBench } from '../src/bench/index.ts';
-import { REPORT_QUERIES } from '../src/bench/reports.ts';
-import { compareResults, type BenchResult } from '../src/bench/report.ts';
-import { isStats, stats, type Section } from '../src/bench/stats.ts';
+import { SECTIONS, parseArgs, runBench } from '../bench/index.ts';
+import { REPORT_QUERIES } from '../bench/reports.ts';
+import { compareResults, type BenchResult } from '../bench/report.ts';
+import { isStats, stats, type Section } from '../bench/stats.ts';
 import { testLogger } from './support/log.ts';
+
+describe('the benchmark is a tool beside the product', () => {
+  test('nothing under src/ imports the benchmark, and its peers are development dependencies', () => {
+    const root = path.join(import.meta.dirname, '..');
+    const files = (fs.readdirSync(path.join(root, 'src'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
+    expect(files.length).toBeGreaterThan(50);
+    const importing = files.filter((f) => /from '(\.\.\/)+bench\/|import\('(\.\.\/)+bench\//.test(fs.readFileSync(path.join(root, 'src', f), 'utf8')));
+    expect(importing).toEqual([]);
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    for (const peer of ['pg-boss', 'autocannon']) {
+      expect(pkg.dependencies[peer]).toBeUndefined();
+      expect(pkg.devDependencies[peer]).toBeDefined();
+    }
+    expect(pkg.scripts.bench).toBe('node bench/index.ts');
+  });
+});
 
 describe('statistics and comparison', () => {
   test('percentiles are nearest-rank', () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
-import { freePort } from './support/provision.ts';
+import { freePort } from '../src/free-port.ts';
 
 let tmp: string;
 beforeAll(() => {

@@ -18,11 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { childrenOf } from '../src/bench/proc.ts';
+import { childrenOf } from '../bench/proc.ts';
 import { ROOT } from '../src/paths.ts';
 import { tokenFor } from './support/app.ts';
 import { asVisitor, closePools, createOrganization, pool, sessionOf, signUp, type User } from './support/db.ts';
-import { freePort, provisionTestDatabase, type Provisioned } from './support/provision.ts';
+import { freePort } from '../src/free-port.ts';
+import { provisionTestDatabase, type Provisioned } from './support/provision.ts';
 import { startReceiver, type Receiver } from './support/receiver.ts';
 
 const WRITERS = 4;

@@ -1,5 +1,5 @@
 // Applying the latest committed migration to a live database does not hold up its writers: on a
-// database migrated up to the one before it, with the bench's dataset (src/bench/generate.ts) and a
+// database migrated up to the one before it, with the bench's dataset (src/db/dataset.ts) and a
 // stream of writes through the API, the latest migration is applied as `npm start` applies it
 // (runMigrations, lock_timeout 5s: docs/MIGRATIONS.md), and no write that overlaps it waits longer
 // than that lock_timeout. A migration that locks a table the writers use for longer would show
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, expect, test } from '@jest/globals';
 import pg from 'pg';
 import { createTokenService } from '../src/auth/tokens.ts';
-import { generateDataset } from '../src/bench/generate.ts';
+import { generateDataset } from '../src/db/dataset.ts';
 import { openDatabase, withDatabase } from '../src/db/bootstrap.ts';
 import { MIGRATION_LOCK_TIMEOUT, runMigrations } from '../src/db/migrations.ts';
 import { startAtrium, type Atrium } from '../src/index.ts';

@@ -21,7 +21,7 @@ import { clientAddressOf } from '../src/http/client-address.ts';
 import { signInFieldCounts } from '../src/http/rate-limit-requests.ts';
 import { createRateLimits } from '../src/http/rate-limits.ts';
 import { closePools, pool, testConfig, unique, urlFor } from './support/db.ts';
-import { freePort } from './support/provision.ts';
+import { freePort } from '../src/free-port.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 

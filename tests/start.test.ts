@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { childrenOf } from '../src/bench/proc.ts';
+import { childrenOf } from '../bench/proc.ts';
 import { ROOT } from '../src/paths.ts';
-import { freePort } from './support/provision.ts';
+import { freePort } from '../src/free-port.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atrium-start-'));
 fs.chmodSync(tmp, 0o755);

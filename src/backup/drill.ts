@@ -3,7 +3,7 @@
 //
 //   1. a throwaway PostgreSQL cluster archiving its WAL to pgBackRest, configured by the same
 //      code as `npm run backup:setup` (src/backup/pgbackrest.ts), with Atrium migrated into it
-//      and the bench dataset (src/bench/generate.ts) loaded
+//      and the bench dataset (src/db/dataset.ts) loaded
 //   2. a full backup
 //   3. writes through the API (HTTP, GraphQL): each writer adds a client, an invoice and its
 //      lines, again and again, as its organization's owner
@@ -24,9 +24,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { createTokenService } from '../auth/tokens.ts';
-import { freePort } from '../bench/api.ts';
-import { generateDataset, type Dataset } from '../bench/generate.ts';
-import { stats } from '../bench/stats.ts';
+import { freePort } from '../free-port.ts';
+import { generateDataset, type Dataset } from '../db/dataset.ts';
+import { stats } from '../stats.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../db/bootstrap.ts';
 import { runAsIds } from '../db/embedded.ts';

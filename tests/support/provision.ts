@@ -4,7 +4,6 @@
 // Roles and schema are created exactly as `npm start` does it (openDatabase + runMigrations).
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -13,6 +12,7 @@ import { openDatabase, withDatabase } from '../../src/db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.ts';
 import { runMigrations } from '../../src/db/migrations.ts';
 import { createLogger } from '../../src/log.ts';
+import { freePort } from '../../src/free-port.ts';
 
 export interface Provisioned {
   env: Record<string, string>;
@@ -24,16 +24,6 @@ export interface Provisioned {
   startServer?(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * embedded: always on an embedded server of its own (for tests that stop it); durable: that server

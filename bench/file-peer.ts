@@ -1,4 +1,4 @@
-// The plain peer of the files section (src/bench/files.ts): a bare node:http server, started the
+// The plain peer of the files section (bench/files.ts): a bare node:http server, started the
 // way the API is (a process of its own, the same Node flags), that does with the bytes what the
 // local driver (src/storage/local.ts) does and nothing else — no signature to make or check, no
 // Express, no rate limits, no content-type file beside the object:
@@ -8,7 +8,7 @@
 //   GET /<name>   streams the file back with its Content-Length
 //   GET /readyz   200: how the harness knows it listens
 // Environment: PORT (on 127.0.0.1) and PEER_DIR.
-import { tuneKeepAlive } from '../http/keep-alive.ts';
+import { tuneKeepAlive } from '../src/http/keep-alive.ts';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';

@@ -12,7 +12,7 @@
 //                the driver's presign calls alone in this process, the signing without the read
 //   transfers    1 MiB uploaded (PUT) and downloaded (GET) with plain fetch, one request at a
 //                time, through the driver's signed URLs vs the same bytes through a bare
-//                node:http server (src/bench/file-peer.ts) started the same way with the same
+//                node:http server (bench/file-peer.ts) started the same way with the same
 //                Node flags; and the full flow a frontend runs: requestFileUpload → PUT →
 //                completeFileUpload → downloadUrl (a query) → GET. The three take turns in
 //                rounds, each round in another order, so all see the same machine.
@@ -20,8 +20,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT } from '../paths.ts';
-import { createLocalStorage } from '../storage/local.ts';
+import { ROOT } from '../src/paths.ts';
+import { createLocalStorage } from '../src/storage/local.ts';
 import { clearOutboxJobs, freePort, ownerTokens, runApiLoads, startApiServer, startServerProcess, tokenTtl, loadTiming, type ApiOperation, type ApiServer } from './api.ts';
 import type { BenchContext } from './context.ts';
 import type { HttpRequestSpec } from './load.ts';
@@ -148,7 +148,7 @@ export async function filesSection(ctx: BenchContext): Promise<Section> {
   const peerPort = await freePort();
   let peer: ApiServer | undefined;
   try {
-    peer = await startServerProcess(ctx, 'the plain file server', [path.join(ROOT, 'src/bench/file-peer.ts')], { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(peerPort), PEER_DIR: peerDir }, peerPort);
+    peer = await startServerProcess(ctx, 'the plain file server', [path.join(ROOT, 'bench/file-peer.ts')], { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(peerPort), PEER_DIR: peerDir }, peerPort);
     const busy = { retries: 0 };
     const gql = client(server, token, busy);
     const request = async () => (await gql<{ requestFileUpload: { fileObject: Requested } }>(REQUEST, { input })).requestFileUpload.fileObject;
@@ -286,8 +286,8 @@ export async function filesSection(ctx: BenchContext): Promise<Section> {
     if (busy.retries > 0) notes.push(`The flow's GraphQL calls were refused as busy (503, Retry-After) ${busy.retries} times and retried; a retried step's time includes the wait.`);
     const timing = loadTiming(ctx);
     notes.push(
-      `Minting: the API of section 3 (\`src/cli.ts api\`, NODE_ENV=production, the local driver, FILES_DIR in a temporary folder), organization ${org.id} (${org.tasks} tasks) as its owner; each operation ${options.connections} connections for ${timing.durationSeconds} s after ${timing.warmupSeconds} s of warm-up, from a separate process (autocannon, src/bench/load.ts). The URLs are signed on every read; the read without a URL is the baseline.`,
-      `Transfers: ${iterations} rounds after ${warmup} untimed ones, one request at a time with fetch from the harness; each round runs the driver, the plain server and the full flow, in turn starting with the next one. Driver: a new pending file per round (requestFileUpload untimed), PUT timed, completeFileUpload untimed, GET of its downloadUrl timed. Plain server (src/bench/file-peer.ts): the same ${bytes.length} bytes PUT to and GET from a new name; a temporary file renamed into place, no fsync, like the driver, which also checks the signature, writes a content-type file beside the object and runs behind the API's Express middleware. Both servers run with the same Node flags (those of \`npm start\`). Every answer is checked (status, ${bytes.length} bytes; the first round's bytes compared). MB/s: MiB (2^20 bytes) a second at the median.`,
+      `Minting: the API of section 3 (\`src/cli.ts api\`, NODE_ENV=production, the local driver, FILES_DIR in a temporary folder), organization ${org.id} (${org.tasks} tasks) as its owner; each operation ${options.connections} connections for ${timing.durationSeconds} s after ${timing.warmupSeconds} s of warm-up, from a separate process (autocannon, bench/load.ts). The URLs are signed on every read; the read without a URL is the baseline.`,
+      `Transfers: ${iterations} rounds after ${warmup} untimed ones, one request at a time with fetch from the harness; each round runs the driver, the plain server and the full flow, in turn starting with the next one. Driver: a new pending file per round (requestFileUpload untimed), PUT timed, completeFileUpload untimed, GET of its downloadUrl timed. Plain server (bench/file-peer.ts): the same ${bytes.length} bytes PUT to and GET from a new name; a temporary file renamed into place, no fsync, like the driver, which also checks the signature, writes a content-type file beside the object and runs behind the API's Express middleware. Both servers run with the same Node flags (those of \`npm start\`). Every answer is checked (status, ${bytes.length} bytes; the first round's bytes compared). MB/s: MiB (2^20 bytes) a second at the median.`,
     );
   } finally {
     const stopped = await Promise.all([server.stop(), peer?.stop()]);

@@ -17,9 +17,9 @@
 // The in-process API runs as production does (NODE_ENV=production, the bench's database).
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { loadConfig } from '../config.ts';
-import { startAtrium } from '../index.ts';
-import { scriptNodeFlags } from '../supervisor.ts';
+import { loadConfig } from '../src/config.ts';
+import { startAtrium } from '../src/index.ts';
+import { scriptNodeFlags } from '../src/supervisor.ts';
 import { freePort, ownerTokens, productionApiEnv, tokenTtl } from './api.ts';
 import type { BenchContext } from './context.ts';
 import type { Row, Section } from './stats.ts';

@@ -1,9 +1,9 @@
 // What every benchmark section gets: the database (roles and URLs), the generated dataset, the
-// options and a logger; and what it returns: a Section (src/bench/stats.ts).
-import type { Config } from '../config.ts';
-import type { Database } from '../db/bootstrap.ts';
-import type { Logger } from '../log.ts';
-import type { BenchOrg, Dataset } from './generate.ts';
+// options and a logger; and what it returns: a Section (bench/stats.ts).
+import type { Config } from '../src/config.ts';
+import type { Database } from '../src/db/bootstrap.ts';
+import type { Logger } from '../src/log.ts';
+import type { BenchOrg, Dataset } from '../src/db/dataset.ts';
 import type { Section } from './stats.ts';
 
 export interface BenchOptions {

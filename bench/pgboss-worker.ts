@@ -1,4 +1,4 @@
-// The baseline worker of the jobs benchmark (src/bench/jobs.ts): pg-boss, in a process of its own
+// The baseline worker of the jobs benchmark (bench/jobs.ts): pg-boss, in a process of its own
 // like Atrium's worker, with the same trivial handler. It reports on stdout, one JSON line each,
 // when it is ready and when every job starts and ends (wall-clock ms, like the worker's log lines),
 // and stops gracefully on SIGTERM. Started by the benchmark only, never by Atrium.

@@ -1,6 +1,6 @@
 // 3. The GraphQL API under load: the real server (`src/cli.ts api`, NODE_ENV=production, a
 // process of its own on the bench database) answering real access tokens of the benchmark
-// organizations' owners, loaded by autocannon from another process (src/bench/load.ts) —
+// organizations' owners, loaded by autocannon from another process (bench/load.ts) —
 // beside the floor: the same data fetched with `pg` directly, as the owner with the
 // organization filter written out, under the same concurrency from the same kind of process.
 //
@@ -13,18 +13,20 @@
 //                    outbox job included), valid from every generated status and repeatable
 //                    under load — unlike markInvoiceViewed, which only writes the first time
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { createTokenService } from '../auth/tokens.ts';
-import { ROOT } from '../paths.ts';
-import { scriptNodeFlags } from '../supervisor.ts';
+import { createTokenService } from '../src/auth/tokens.ts';
+import { freePort } from '../src/free-port.ts';
+import { ROOT } from '../src/paths.ts';
+import { scriptNodeFlags } from '../src/supervisor.ts';
 import { random, type BenchContext } from './context.ts';
 import { runLoad, type HttpRequestSpec, type LoadResult } from './load.ts';
 import { postgresFootprint, postmasterPid, processMemory, sampler, type PostgresFootprint } from './proc.ts';
 import { sampleIds } from './rls.ts';
 import type { Row, Section } from './stats.ts';
+
+export { freePort };
 
 export interface ApiOperation {
   name: string;
@@ -133,16 +135,6 @@ export interface ApiServer {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Node flags for the server from BENCH_SERVER_NODE_OPTIONS (e.g. "--max-old-space-size=192
@@ -156,6 +148,21 @@ export function serverNodeOptions(): string[] {
 
 const passwordOf = (url: string) => decodeURIComponent(new URL(url).password);
 
+/** The database settings of an Atrium process (API or worker) on the bench database. */
+export function databaseEnv(db: BenchContext['db']): NodeJS.ProcessEnv {
+  return {
+    DATABASE_URL: db.ownerUrl,
+    DATABASE_OWNER: db.roles.owner,
+    DATABASE_AUTHENTICATOR: db.roles.authenticator,
+    DATABASE_VISITOR: db.roles.visitor,
+    DATABASE_WORKER: db.roles.worker,
+    DATABASE_PRODUCER: db.roles.producer,
+    DATABASE_AUTHENTICATOR_PASSWORD: passwordOf(db.authenticatorUrl),
+    DATABASE_WORKER_PASSWORD: passwordOf(db.workerUrl),
+    JWT_SECRET: db.jwtSecret,
+  };
+}
+
 /** The environment of the API as production runs it, on the bench database (port `port`). */
 export function productionApiEnv(ctx: BenchContext, port: number): NodeJS.ProcessEnv {
   const { db } = ctx;
@@ -168,15 +175,7 @@ export function productionApiEnv(ctx: BenchContext, port: number): NodeJS.Proces
     PORT: String(port),
     LOG_LEVEL: 'warn',
     LOG_FORMAT: 'json',
-    DATABASE_URL: db.ownerUrl,
-    DATABASE_OWNER: db.roles.owner,
-    DATABASE_AUTHENTICATOR: db.roles.authenticator,
-    DATABASE_VISITOR: db.roles.visitor,
-    DATABASE_WORKER: db.roles.worker,
-    DATABASE_PRODUCER: db.roles.producer,
-    DATABASE_AUTHENTICATOR_PASSWORD: passwordOf(db.authenticatorUrl),
-    DATABASE_WORKER_PASSWORD: passwordOf(db.workerUrl),
-    JWT_SECRET: db.jwtSecret,
+    ...databaseEnv(db),
     WORKER_INLINE: 'false',
     SEED_DEMO_DATA: 'false',
     // Required in production; no email is sent here (no worker in this process).
@@ -405,7 +404,7 @@ export async function apiSection(ctx: BenchContext): Promise<Section> {
   rows.push({ name: 'errors, all operations', unit: 'count', ours: errors, target: '0 (error rate 0)', pass: errors === 0, note: `${errors} of ${answers} answers (non-2xx, GraphQL errors, or nothing found)` });
   const timing = loadTiming(ctx);
   notes.unshift(
-    `Each operation: ${options.connections} connections (one request in flight each) for ${timing.durationSeconds} s after ${timing.warmupSeconds} s of warm-up, from a separate process (autocannon, src/bench/load.ts); then the pg floor with ${options.connections} connections in the same kind of process. Latency is the client's: request written → answer read.`,
+    `Each operation: ${options.connections} connections (one request in flight each) for ${timing.durationSeconds} s after ${timing.warmupSeconds} s of warm-up, from a separate process (autocannon, bench/load.ts); then the pg floor with ${options.connections} connections in the same kind of process. Latency is the client's: request written → answer read.`,
     `The server: \`node ${serverNodeOptions().join(' ')}${serverNodeOptions().length ? ' ' : ''}src/cli.ts api\` (the API process of \`npm start\`, alone) with NODE_ENV=production (Grafast without development checks, no GraphiQL), WORKER_INLINE=false, its default pool (20) and PAGE_SIZE_MAX, in its own process; tokens are real HS256 access tokens of each organization's owner, verified on every request.`,
     'The floor runs the same reads as the owner with the organization filter written out (no token, no GraphQL, no RLS, no transaction set-up); the lifecycle step runs the same UPDATE (same triggers: status machine, audit, outbox job).',
     `API server memory: ${fmt(loads.memory.serverIdleMB)} MB once ready, peak ${fmt(loads.memory.serverPeakMB)} MB during these runs (section "memory").`,

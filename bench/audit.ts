@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { ROOT } from '../paths.ts';
+import { ROOT } from '../src/paths.ts';
 import type { BenchContext } from './context.ts';
 import { stats, timeEach, type Row, type Section } from './stats.ts';
 

@@ -14,18 +14,17 @@
 // --out), and with --compare flags regressions over 15%. docs/PERFORMANCE.md records the figures.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { loadConfig, type Config } from '../config.ts';
-import { openDatabase, withDatabase, type Database } from '../db/bootstrap.ts';
-import { runMigrations } from '../db/migrations.ts';
-import { createLogger, type Logger } from '../log.ts';
-import { ROOT } from '../paths.ts';
+import { loadConfig, type Config } from '../src/config.ts';
+import { openDatabase, withDatabase, type Database } from '../src/db/bootstrap.ts';
+import { runMigrations } from '../src/db/migrations.ts';
+import { createLogger, type Logger } from '../src/log.ts';
+import { ROOT } from '../src/paths.ts';
 import { orgPicker, type BenchContext, type BenchOptions, type BenchSection } from './context.ts';
 import { latencyChart } from './chart.ts';
-import { generateDataset } from './generate.ts';
+import { generateDataset } from '../src/db/dataset.ts';
 import { activityScaleSection } from './activity-scale.ts';
 import { apiSection } from './api.ts';
 import { auditSection } from './audit.ts';
@@ -39,6 +38,7 @@ import { reportsSection } from './reports.ts';
 import { rlsSection } from './rls.ts';
 import { codeCommit, compareResults, formatRegressions, formatReport, machineFacts, type BenchResult } from './report.ts';
 import type { Section } from './stats.ts';
+import { freePort } from '../src/free-port.ts';
 
 /** The server's settings that are not at their defaults (from its files or command line). */
 async function serverSettings(url: string): Promise<Record<string, string>> {
@@ -108,16 +108,6 @@ export function parseArgs(argv: string[]): BenchArgs {
   return { options, only, out: get('out'), compare: get('compare'), keep: argv.includes('--keep') };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A fresh database for the run: embedded in a temporary folder, or on BENCH_DATABASE_URL. */
 async function benchDatabase(log: Logger, keep: boolean): Promise<{ db: Database; config: Config; cleanup: () => Promise<void> }> {

@@ -4,7 +4,7 @@
 // in the same run: the same jobs through graphile_worker.add_job (no priorities: first come,
 // first served).
 import pg from 'pg';
-import { jobStartRecorder, startWorker } from '../worker/index.ts';
+import { jobStartRecorder, startWorker } from '../src/worker/index.ts';
 import type { BenchContext } from './context.ts';
 import type { Row, Section } from './stats.ts';
 

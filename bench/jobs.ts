@@ -9,7 +9,7 @@
 //   * the worker process's peak RSS (VmHWM) over all of it.
 // The workers report each job's start and end on stdout: Atrium's worker in its production log
 // lines ("job started"/"job succeeded", with the job id), pg-boss's in lines of its own
-// (src/bench/pgboss-worker.ts, with the job's sequence number). Times are wall-clock ms on both
+// (bench/pgboss-worker.ts, with the job's sequence number). Times are wall-clock ms on both
 // sides (the log's resolution), so latencies are good to about 1 ms.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,9 +17,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { PgBoss, type Db } from 'pg-boss';
-import { ROOT } from '../paths.ts';
-import { LOCAL_QUEUE_PER_WORKER } from '../worker/index.ts';
-import { scriptNodeFlags } from '../supervisor.ts';
+import { ROOT } from '../src/paths.ts';
+import { LOCAL_QUEUE_PER_WORKER } from '../src/worker/index.ts';
+import { scriptNodeFlags } from '../src/supervisor.ts';
+import { databaseEnv } from './api.ts';
 import type { BenchContext } from './context.ts';
 import { stats, type Row, type Section, type Stats } from './stats.ts';
 
@@ -190,7 +191,6 @@ async function spawnWorker(args: string[], env: NodeJS.ProcessEnv, onLine: (text
 /** Atrium: the production worker (src/cli.ts worker), producers through app_private.enqueue_jobs. */
 function atriumSystem(ctx: BenchContext, concurrency: number): System {
   const { db } = ctx;
-  const password = (url: string) => decodeURIComponent(new URL(url).password);
   return {
     label: 'Atrium (graphile-worker)',
     start: () =>
@@ -205,15 +205,7 @@ function atriumSystem(ctx: BenchContext, concurrency: number): System {
           APP_URL: 'http://127.0.0.1:3000',
           LOG_LEVEL: 'info',
           LOG_FORMAT: 'json',
-          DATABASE_URL: db.ownerUrl,
-          DATABASE_OWNER: db.roles.owner,
-          DATABASE_AUTHENTICATOR: db.roles.authenticator,
-          DATABASE_VISITOR: db.roles.visitor,
-          DATABASE_WORKER: db.roles.worker,
-          DATABASE_PRODUCER: db.roles.producer,
-          DATABASE_AUTHENTICATOR_PASSWORD: password(db.authenticatorUrl),
-          DATABASE_WORKER_PASSWORD: password(db.workerUrl),
-          JWT_SECRET: db.jwtSecret,
+          ...databaseEnv(db),
           SEED_DEMO_DATA: 'false',
           WORKER_CONCURRENCY: String(concurrency),
         },
@@ -252,7 +244,7 @@ function pgbossSystem(ctx: BenchContext, boss: PgBoss, concurrency: number, batc
     label: `pg-boss ${concurrency} workers × batch ${batchSize}`,
     start: () =>
       spawnWorker(
-        [path.join(ROOT, 'src', 'bench', 'pgboss-worker.ts')],
+        [path.join(ROOT, 'bench', 'pgboss-worker.ts')],
         {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
@@ -264,7 +256,7 @@ function pgbossSystem(ctx: BenchContext, boss: PgBoss, concurrency: number, batc
           PGBOSS_BATCH_SIZE: String(batchSize),
         },
         (text, tracker) => {
-          // src/bench/pgboss-worker.ts's lines: {"e":"start","key":"…","t":…}, {"e":"done",…}, {"e":"ready"}
+          // bench/pgboss-worker.ts's lines: {"e":"start","key":"…","t":…}, {"e":"done",…}, {"e":"ready"}
           const line = PGBOSS_LINE.exec(text);
           if (line?.[1] === 'start') tracker.start(line[2]!, Number(line[3]));
           else if (line?.[1] === 'done') tracker.done(Number(line[3]));
