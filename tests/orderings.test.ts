@@ -1,7 +1,8 @@
 // Lists in order of creation: every tenant table's list offers `orderBy: CREATED_AT_ASC` and
 // `CREATED_AT_DESC` (migrations 000075-000124), and each is read from an index that matches the
 // order PostGraphile asks for exactly — created_at, then the primary key it adds as tie-break — so
-// a page costs the page, not a sort of the organization's rows.
+// a page costs the page, not a sort of the organization's rows. The lists' usual orders by date
+// or name have such an index too (migrations 000125-000143).
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import type { Atrium } from '../src/index.ts';
 import { gql, startTestApp, tokenFor } from './support/app.ts';
@@ -60,6 +61,44 @@ test('each order of creation is read from its index, without a sort', async () =
         const plan = JSON.stringify(rows[0]['QUERY PLAN']);
         if (plan.includes('"Sort"') || !plan.includes(`${table}_organization_id_created_at_id_idx`)) sorted.push(`${table} ${dir}`);
       }
+    }
+  }, false);
+  expect(sorted).toEqual([]);
+});
+
+// The usual orders of the busiest lists: by date or by name, each read from its own index.
+const USUAL_ORDERS: Array<[string, string, string]> = [
+  ['tasks', 'due_on', 'TaskOrderBy'],
+  ['projects', 'due_on', 'ProjectOrderBy'],
+  ['milestones', 'due_on', 'MilestoneOrderBy'],
+  ['deals', 'expected_close_on', 'DealOrderBy'],
+  ['invoices', 'issued_on', 'InvoiceOrderBy'],
+  ['invoices', 'balance', 'InvoiceOrderBy'],
+  ['payments', 'received_on', 'PaymentOrderBy'],
+  ['expenses', 'incurred_on', 'ExpenseOrderBy'],
+  ['time_entries', 'work_date', 'TimeEntryOrderBy'],
+  ['client_companies', 'name', 'ClientCompanyOrderBy'],
+  ['vendors', 'name', 'VendorOrderBy'],
+  ['project_templates', 'name', 'ProjectTemplateOrderBy'],
+];
+
+test('the usual orders by date or name are offered and read from an index, without a sort', async () => {
+  const token = await tokenFor(a.owner, a.orgId);
+  const missing: string[] = [];
+  for (const [, column, type] of USUAL_ORDERS) {
+    const res = await gql<{ __type: { enumValues: Array<{ name: string }> } }>(app.url!, `{ __type(name: "${type}") { enumValues { name } } }`, {}, token);
+    const value = `${column.toUpperCase()}_DESC`;
+    if (!res.data?.__type?.enumValues.some((v) => v.name === value)) missing.push(`${type}.${value}`);
+  }
+  expect(missing).toEqual([]);
+  const sorted: string[] = [];
+  await inTransaction('superuser', {}, async (c) => {
+    await c.query('set local enable_seqscan = off');
+    await c.query('set local enable_sort = off');
+    for (const [table, column] of USUAL_ORDERS) {
+      const { rows } = await c.query(`explain (format json) select id from app_public.${table} where organization_id = (select $1::uuid) order by ${column} desc, organization_id desc, id desc limit 21`, [a.orgId]);
+      const plan = JSON.stringify(rows[0]['QUERY PLAN']);
+      if (plan.includes('"Sort"') || !plan.includes(`${table}_organization_id_${column}_`)) sorted.push(`${table}.${column}`);
     }
   }, false);
   expect(sorted).toEqual([]);
